@@ -1,0 +1,245 @@
+//! The answers the filter sends instead of forwarding.
+//!
+//! A refused `tools/call` gets HTTP 200 with a JSON-RPC error carrying the
+//! request's id verbatim: every official MCP client turns that into its MCP
+//! error type and keeps the session. 4xx is kept for input no conforming
+//! client sends (parse errors, encodings, oversize bodies).
+
+use crate::policy::ErrorStyle;
+use crate::write::ObjectWriter;
+
+/// Refused by the policy (deny, hide, default deny, argument rule).
+pub const CODE_DENIED: i64 = -31001;
+/// Refused because a rate limit is exhausted.
+pub const CODE_RATE_LIMITED: i64 = -31002;
+/// Refused because the approval service said no, timed out or was down.
+pub const CODE_APPROVAL_REFUSED: i64 = -31003;
+/// JSON-RPC parse error.
+pub const CODE_PARSE_ERROR: i64 = -32700;
+/// JSON-RPC invalid request.
+pub const CODE_INVALID_REQUEST: i64 = -32600;
+/// MCP 2026-07-28: a routing header disagrees with the body.
+pub const CODE_HEADER_MISMATCH: i64 = -32020;
+
+/// What happened to a request, for metrics and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Allowed,
+    Denied,
+    RateLimited,
+    ApprovalRefused,
+    Invalid,
+}
+
+impl Outcome {
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Allowed => "allowed",
+            Outcome::Denied => "denied",
+            Outcome::RateLimited => "rate_limited",
+            Outcome::ApprovalRefused => "approval_refused",
+            Outcome::Invalid => "invalid",
+        }
+    }
+}
+
+/// A complete local HTTP answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalReply {
+    pub status: u32,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: String,
+    pub outcome: Outcome,
+}
+
+/// Details of a rate-limit refusal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateInfo {
+    pub counter: String,
+    pub window: &'static str,
+    pub max: u64,
+    pub retry_after_seconds: u64,
+}
+
+/// Why one call was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub outcome: Outcome,
+    pub tool: String,
+    pub rule: String,
+    pub reason: String,
+    pub rate: Option<RateInfo>,
+}
+
+impl Refusal {
+    fn code(&self) -> i64 {
+        match self.outcome {
+            Outcome::RateLimited => CODE_RATE_LIMITED,
+            Outcome::ApprovalRefused => CODE_APPROVAL_REFUSED,
+            _ => CODE_DENIED,
+        }
+    }
+
+    fn decision(&self) -> &'static str {
+        match self.outcome {
+            Outcome::RateLimited => "rate_limited",
+            Outcome::ApprovalRefused => "approval_refused",
+            _ => "deny",
+        }
+    }
+
+    /// The human-readable message: names the tool and the reason.
+    pub fn message(&self) -> String {
+        let verb = match self.outcome {
+            Outcome::RateLimited => "rate limited",
+            Outcome::ApprovalRefused => "not approved",
+            _ => "denied",
+        };
+        format!("Tool \"{}\" {verb} by policy: {}", self.tool, self.reason)
+    }
+
+    fn data(&self) -> String {
+        let mut w = ObjectWriter::new()
+            .str("tool", &self.tool)
+            .str("decision", self.decision())
+            .str("rule", &self.rule)
+            .str("reason", &self.reason);
+        if let Some(rate) = &self.rate {
+            w = w
+                .str("counter", &rate.counter)
+                .str("window", rate.window)
+                .raw("max", &rate.max.to_string())
+                .raw("retry_after_seconds", &rate.retry_after_seconds.to_string());
+        }
+        w.finish()
+    }
+
+    /// The JSON-RPC message answering the call whose raw id is `id`.
+    pub fn to_message(&self, id: &str, style: ErrorStyle) -> String {
+        match style {
+            ErrorStyle::JsonRpc => {
+                let error = ObjectWriter::new()
+                    .raw("code", &self.code().to_string())
+                    .str("message", &self.message())
+                    .raw("data", &self.data())
+                    .finish();
+                envelope(id).raw("error", &error).finish()
+            }
+            ErrorStyle::ToolResult => {
+                let text = format!("[POLICY DENIED] {}", self.message());
+                let content = format!(
+                    "[{}]",
+                    ObjectWriter::new()
+                        .str("type", "text")
+                        .str("text", &text)
+                        .finish()
+                );
+                let result = ObjectWriter::new()
+                    .raw("content", &content)
+                    .raw("isError", "true")
+                    .finish();
+                envelope(id).raw("result", &result).finish()
+            }
+        }
+    }
+}
+
+fn envelope(id: &str) -> ObjectWriter {
+    ObjectWriter::new().str("jsonrpc", "2.0").raw("id", id)
+}
+
+/// A JSON-RPC error message with `id` (raw JSON) and an optional data object.
+pub fn error_message(id: &str, code: i64, message: &str) -> String {
+    let error = ObjectWriter::new()
+        .raw("code", &code.to_string())
+        .str("message", message)
+        .finish();
+    envelope(id).raw("error", &error).finish()
+}
+
+/// HTTP answer with a JSON body.
+pub fn json_reply(status: u32, body: String, outcome: Outcome) -> LocalReply {
+    LocalReply {
+        status,
+        headers: vec![
+            ("content-type", "application/json".to_string()),
+            ("x-mcp-policy", outcome.name().to_string()),
+        ],
+        body,
+        outcome,
+    }
+}
+
+/// 400 with -32700: the body is not JSON we can read with certainty.
+pub fn parse_error(detail: &str) -> LocalReply {
+    json_reply(
+        400,
+        error_message("null", CODE_PARSE_ERROR, &format!("Parse error: {detail}")),
+        Outcome::Invalid,
+    )
+}
+
+/// 400 with -32600: JSON, but not a JSON-RPC message we accept.
+pub fn invalid_request(detail: &str) -> LocalReply {
+    json_reply(
+        400,
+        error_message(
+            "null",
+            CODE_INVALID_REQUEST,
+            &format!("Invalid request: {detail}"),
+        ),
+        Outcome::Invalid,
+    )
+}
+
+/// An HTTP error status with a JSON-RPC body saying why (413, 415, ...).
+pub fn http_error(status: u32, detail: &str) -> LocalReply {
+    json_reply(
+        status,
+        error_message("null", CODE_INVALID_REQUEST, detail),
+        Outcome::Invalid,
+    )
+}
+
+/// 400 with -32020: an `Mcp-Method`/`Mcp-Name` header disagrees with the body.
+pub fn header_mismatch(detail: &str) -> LocalReply {
+    json_reply(
+        400,
+        error_message(
+            "null",
+            CODE_HEADER_MISMATCH,
+            &format!("Header mismatch: {detail}"),
+        ),
+        Outcome::Invalid,
+    )
+}
+
+/// Answers a refused message or batch. `answers` holds the JSON-RPC message
+/// for each request element; `batch` says whether to wrap them in an array.
+pub fn refusal_reply(
+    answers: Vec<String>,
+    batch: bool,
+    outcome: Outcome,
+    retry_after: Option<u64>,
+) -> LocalReply {
+    let body = if batch {
+        format!("[{}]", answers.join(","))
+    } else {
+        answers.into_iter().next().unwrap_or_default()
+    };
+    let mut reply = json_reply(200, body, outcome);
+    if let Some(secs) = retry_after {
+        reply.headers.push(("retry-after", secs.to_string()));
+    }
+    reply
+}
+
+/// The answer for an element of a refused batch that was itself acceptable:
+/// always a JSON-RPC error, since it may not even be a tool call.
+pub fn batch_sibling(id: &str) -> String {
+    error_message(
+        id,
+        CODE_DENIED,
+        "Not forwarded: another message in the same batch was refused by policy",
+    )
+}

@@ -1,0 +1,518 @@
+//! Loading and validating the policy (the plugin configuration).
+//!
+//! Validation collects every problem rather than stopping at the first, and
+//! each message names the JSON path, the value found and what was expected,
+//! because the person reading it is looking at an Envoy log, not a debugger.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+
+use crate::json::{self, Node, Value};
+use crate::policy::{
+    Action, Counter, ErrorStyle, GrantSource, HeaderMode, Policy, Scope, Settings, ToolRule, Window,
+};
+
+/// One problem in a policy, located by JSON path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// Parses and validates a policy; returns every problem found.
+pub fn load(text: &[u8]) -> Result<Policy, Vec<ConfigError>> {
+    let doc = json::parse(text).map_err(|e| {
+        vec![ConfigError {
+            path: "policy".to_string(),
+            message: format!("not valid JSON: {e}"),
+        }]
+    })?;
+    let mut v = Validator {
+        source: doc.source,
+        errors: Vec::new(),
+    };
+    let policy = v.policy(&doc.root);
+    match policy {
+        Some(p) if v.errors.is_empty() => Ok(p),
+        _ => Err(v.errors),
+    }
+}
+
+/// Shows a value in an error message: its JSON text, shortened.
+fn shown(node: &Node<'_>, source: &str) -> String {
+    let raw = node.raw(source);
+    if raw.chars().count() > 60 {
+        let cut: String = raw.chars().take(57).collect();
+        format!("{cut}...")
+    } else {
+        raw.to_string()
+    }
+}
+
+/// `base.key`, or `base["key"]` when the key is not a plain identifier.
+fn child(base: &str, key: &str) -> String {
+    let plain = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if plain {
+        format!("{base}.{key}")
+    } else {
+        format!("{base}[{}]", crate::write::quoted(key))
+    }
+}
+
+struct Validator<'s> {
+    source: &'s str,
+    errors: Vec<ConfigError>,
+}
+
+impl Validator<'_> {
+    fn error(&mut self, path: &str, message: String) {
+        self.errors.push(ConfigError {
+            path: path.to_string(),
+            message,
+        });
+    }
+
+    fn wrong(&mut self, path: &str, node: &Node<'_>, expected: &str) {
+        let got = shown(node, self.source);
+        self.error(path, format!("got {got}, expected {expected}"));
+    }
+
+    /// Checks `node` is an object whose keys are all in `allowed`.
+    fn object<'n, 'a>(
+        &mut self,
+        node: &'n Node<'a>,
+        path: &str,
+        allowed: &[&str],
+    ) -> Option<&'n Node<'a>> {
+        let members = match node.as_object() {
+            Some(m) => m,
+            None => {
+                self.wrong(path, node, "an object");
+                return None;
+            }
+        };
+        for (key, _) in members {
+            if !allowed.contains(&key.as_ref()) {
+                let list = allowed
+                    .iter()
+                    .map(|k| format!("\"{k}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                self.error(
+                    &child(path, key),
+                    format!("unknown key, expected one of {list}"),
+                );
+            }
+        }
+        Some(node)
+    }
+
+    fn string(&mut self, node: &Node<'_>, path: &str) -> Option<String> {
+        match node.as_str() {
+            Some(s) if s.is_empty() => {
+                self.wrong(path, node, "a non-empty string");
+                None
+            }
+            Some(s) => Some(s.to_string()),
+            None => {
+                self.wrong(path, node, "a string");
+                None
+            }
+        }
+    }
+
+    fn choice<T: Copy>(&mut self, node: &Node<'_>, path: &str, options: &[(&str, T)]) -> Option<T> {
+        let found = node
+            .as_str()
+            .and_then(|s| options.iter().find(|(name, _)| *name == s));
+        match found {
+            Some((_, value)) => Some(*value),
+            None => {
+                let list = options
+                    .iter()
+                    .map(|(n, _)| format!("\"{n}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                self.wrong(path, node, &format!("one of {list}"));
+                None
+            }
+        }
+    }
+
+    /// A positive integer no larger than `limit`.
+    fn positive_int(&mut self, node: &Node<'_>, path: &str, limit: u64) -> Option<u64> {
+        let parsed = match node.value {
+            Value::Number(text) => text.parse::<u64>().ok(),
+            _ => None,
+        };
+        match parsed {
+            Some(n) if n >= 1 && n <= limit => Some(n),
+            _ => {
+                self.wrong(path, node, &format!("an integer from 1 to {limit}"));
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, node: &Node<'_>, path: &str) -> Option<bool> {
+        match node.value {
+            Value::Bool(b) => Some(b),
+            _ => {
+                self.wrong(path, node, "true or false");
+                None
+            }
+        }
+    }
+
+    fn policy(&mut self, root: &Node<'_>) -> Option<Policy> {
+        let path = "policy";
+        let root = self.object(
+            root,
+            path,
+            &[
+                "version",
+                "description",
+                "default",
+                "tools",
+                "hide",
+                "settings",
+            ],
+        )?;
+        match root.get("version") {
+            Some(v) if v.as_str() == Some("1") => {}
+            Some(v) => self.wrong("policy.version", v, "\"1\""),
+            None => self.error("policy.version", "missing, expected \"1\"".to_string()),
+        }
+        if let Some(d) = root.get("description") {
+            if d.as_str().is_none() {
+                self.wrong("policy.description", d, "a string");
+            }
+        }
+        let default = match root.get("default") {
+            Some(node) => self
+                .choice(
+                    node,
+                    "policy.default",
+                    &[("allow", Action::Allow), ("deny", Action::Deny)],
+                )
+                .unwrap_or(Action::Deny),
+            None => Action::Allow,
+        };
+        let settings = match root.get("settings") {
+            Some(node) => self.settings(node),
+            None => Settings::default(),
+        };
+        let (hide, hide_all) = match root.get("hide") {
+            Some(node) => self.hide(node),
+            None => (HashSet::new(), false),
+        };
+        let mut counters = CounterTable::default();
+        let mut tools = HashMap::new();
+        let mut wildcard = ToolRule::default();
+        match root.get("tools") {
+            Some(node) => {
+                if let Some(members) = node.as_object() {
+                    for (name, rule_node) in members {
+                        let rule_path = child("policy.tools", name);
+                        if name.is_empty() {
+                            self.error(&rule_path, "tool name must not be empty".to_string());
+                            continue;
+                        }
+                        let rule = self.tool_rule(rule_node, &rule_path, &mut counters);
+                        if name == "*" {
+                            wildcard = rule;
+                        } else {
+                            tools.insert(name.to_string(), rule);
+                        }
+                    }
+                } else {
+                    self.wrong(
+                        "policy.tools",
+                        node,
+                        "an object mapping tool names to rules",
+                    );
+                }
+            }
+            // Legal: under default deny nothing can be called, which is safe.
+            None => {}
+        }
+        Some(Policy {
+            default,
+            tools,
+            wildcard,
+            hide,
+            hide_all,
+            counters: counters.list,
+            settings,
+        })
+    }
+
+    fn hide(&mut self, node: &Node<'_>) -> (HashSet<String>, bool) {
+        let mut set = HashSet::new();
+        let mut all = false;
+        let Some(items) = node.as_array() else {
+            self.wrong("policy.hide", node, "an array of tool names");
+            return (set, all);
+        };
+        for (i, item) in items.iter().enumerate() {
+            let path = format!("policy.hide[{i}]");
+            if let Some(name) = self.string(item, &path) {
+                if name == "*" {
+                    all = true;
+                } else if !set.insert(name.clone()) {
+                    self.error(&path, format!("duplicate entry \"{name}\""));
+                }
+            }
+        }
+        (set, all)
+    }
+
+    fn tool_rule(&mut self, node: &Node<'_>, path: &str, counters: &mut CounterTable) -> ToolRule {
+        let mut rule = ToolRule::default();
+        let Some(obj) = self.object(node, path, &["action", "reason", "limits", "description"])
+        else {
+            return rule;
+        };
+        if let Some(a) = obj.get("action") {
+            rule.action = self
+                .choice(
+                    a,
+                    &child(path, "action"),
+                    &[("allow", Action::Allow), ("deny", Action::Deny)],
+                )
+                .unwrap_or(Action::Deny);
+        }
+        if let Some(r) = obj.get("reason") {
+            rule.reason = self.string(r, &child(path, "reason"));
+        }
+        if let Some(d) = obj.get("description") {
+            if d.as_str().is_none() {
+                self.wrong(&child(path, "description"), d, "a string");
+            }
+        }
+        if let Some(l) = obj.get("limits") {
+            let lpath = child(path, "limits");
+            match l.as_array() {
+                Some(items) => {
+                    for (i, item) in items.iter().enumerate() {
+                        let ipath = format!("{lpath}[{i}]");
+                        if let Some(counter) = self.limit(item, &ipath) {
+                            match counters.add(counter, &ipath) {
+                                Ok(idx) => {
+                                    if !rule.limits.contains(&idx) {
+                                        rule.limits.push(idx);
+                                    }
+                                }
+                                Err(e) => self.errors.push(e),
+                            }
+                        }
+                    }
+                }
+                None => self.wrong(&lpath, l, "an array of limits"),
+            }
+        }
+        rule
+    }
+
+    fn limit(&mut self, node: &Node<'_>, path: &str) -> Option<Counter> {
+        let obj = self.object(node, path, &["counter", "window", "max", "scope"])?;
+        let name = match obj.get("counter") {
+            Some(n) => self.string(n, &child(path, "counter")),
+            None => {
+                self.error(
+                    &child(path, "counter"),
+                    "missing, expected a counter name".into(),
+                );
+                None
+            }
+        };
+        let window = match obj.get("window") {
+            Some(w) => self.choice(
+                w,
+                &child(path, "window"),
+                &[
+                    ("second", Window::Second),
+                    ("minute", Window::Minute),
+                    ("hour", Window::Hour),
+                    ("day", Window::Day),
+                ],
+            ),
+            None => {
+                self.error(
+                    &child(path, "window"),
+                    "missing, expected one of \"second\", \"minute\", \"hour\", \"day\"".into(),
+                );
+                None
+            }
+        };
+        let max = match obj.get("max") {
+            Some(m) => self.positive_int(m, &child(path, "max"), 1_000_000_000),
+            None => {
+                self.error(
+                    &child(path, "max"),
+                    "missing, expected an integer >= 1".into(),
+                );
+                None
+            }
+        };
+        let scope = match obj.get("scope") {
+            Some(s) => self.choice(
+                s,
+                &child(path, "scope"),
+                &[
+                    ("global", Scope::Global),
+                    ("grant", Scope::Grant),
+                    ("session", Scope::Session),
+                    ("source", Scope::Source),
+                ],
+            ),
+            None => Some(Scope::Global),
+        };
+        Some(Counter {
+            name: name?,
+            window: window?,
+            max: max?,
+            scope: scope?,
+        })
+    }
+
+    fn settings(&mut self, node: &Node<'_>) -> Settings {
+        let mut s = Settings::default();
+        let path = "policy.settings";
+        let Some(obj) = self.object(
+            node,
+            path,
+            &[
+                "max_body_bytes",
+                "max_depth",
+                "error_style",
+                "header_mode",
+                "grant_header",
+                "grant_property",
+                "refund_on_error",
+                "counter_slots",
+                "grant_hash_key",
+            ],
+        ) else {
+            return s;
+        };
+        if let Some(n) = obj.get("max_body_bytes") {
+            // Envoy's own buffer limit answers 413 past 1 MiB by default; allow
+            // more only up to a sane ceiling.
+            if let Some(v) = self.positive_int(n, &child(path, "max_body_bytes"), 64 << 20) {
+                s.max_body_bytes = v;
+            }
+        }
+        if let Some(n) = obj.get("max_depth") {
+            if let Some(v) = self.positive_int(n, &child(path, "max_depth"), 128) {
+                s.max_depth = usize::try_from(v).unwrap_or(json::DEFAULT_MAX_DEPTH);
+            }
+        }
+        if let Some(n) = obj.get("error_style") {
+            if let Some(v) = self.choice(
+                n,
+                &child(path, "error_style"),
+                &[
+                    ("jsonrpc", ErrorStyle::JsonRpc),
+                    ("tool_result", ErrorStyle::ToolResult),
+                ],
+            ) {
+                s.error_style = v;
+            }
+        }
+        if let Some(n) = obj.get("header_mode") {
+            if let Some(v) = self.choice(
+                n,
+                &child(path, "header_mode"),
+                &[("stream", HeaderMode::Stream), ("hold", HeaderMode::Hold)],
+            ) {
+                s.header_mode = v;
+            }
+        }
+        match (obj.get("grant_header"), obj.get("grant_property")) {
+            (Some(_), Some(_)) => self.error(
+                &child(path, "grant_property"),
+                "set either grant_header or grant_property, not both".into(),
+            ),
+            (Some(n), None) => {
+                if let Some(h) = self.string(n, &child(path, "grant_header")) {
+                    s.grant = GrantSource::Header(h.to_ascii_lowercase());
+                }
+            }
+            (None, Some(n)) => {
+                let ppath = child(path, "grant_property");
+                let parts: Option<Vec<String>> = n.as_array().and_then(|items| {
+                    items
+                        .iter()
+                        .map(|i| i.as_str().filter(|s| !s.is_empty()).map(str::to_string))
+                        .collect()
+                });
+                match parts {
+                    Some(p) if !p.is_empty() => s.grant = GrantSource::Property(p),
+                    _ => self.wrong(
+                        &ppath,
+                        n,
+                        "a non-empty array of non-empty strings (an Envoy property path)",
+                    ),
+                }
+            }
+            (None, None) => {}
+        }
+        if let Some(n) = obj.get("refund_on_error") {
+            if let Some(v) = self.boolean(n, &child(path, "refund_on_error")) {
+                s.refund_on_error = v;
+            }
+        }
+        if let Some(n) = obj.get("counter_slots") {
+            if let Some(v) = self.positive_int(n, &child(path, "counter_slots"), 65_536) {
+                s.counter_slots = u32::try_from(v).unwrap_or(256);
+            }
+        }
+        if let Some(n) = obj.get("grant_hash_key") {
+            s.grant_hash_key = self.string(n, &child(path, "grant_hash_key"));
+        }
+        s
+    }
+}
+
+/// Counters by name: the first definition wins, later ones must agree.
+#[derive(Default)]
+struct CounterTable {
+    list: Vec<Counter>,
+    first_seen: HashMap<String, String>,
+}
+
+impl CounterTable {
+    fn add(&mut self, counter: Counter, path: &str) -> Result<usize, ConfigError> {
+        if let Some(idx) = self.list.iter().position(|c| c.name == counter.name) {
+            let existing = self.list.get(idx).cloned();
+            return match existing {
+                Some(c) if c == counter => Ok(idx),
+                _ => Err(ConfigError {
+                    path: path.to_string(),
+                    message: format!(
+                        "counter \"{}\" is already defined differently at {}; tools sharing a counter must give the same window, max and scope",
+                        counter.name,
+                        self.first_seen.get(&counter.name).map(String::as_str).unwrap_or("?")
+                    ),
+                }),
+            };
+        }
+        self.first_seen
+            .insert(counter.name.clone(), path.to_string());
+        self.list.push(counter);
+        Ok(self.list.len() - 1)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,469 @@
+//! A strict, borrowing JSON parser.
+//!
+//! Why not `serde_json::Value`: a policy filter must see exactly what the MCP
+//! server will see, and refuse what it cannot be sure about. serde_json keeps
+//! the last of duplicate keys silently; servers do too, so `{"name":"ok",
+//! "name":"evil"}` would be judged on one value and executed on another. This
+//! parser refuses duplicate keys at any depth, trailing bytes, a byte-order
+//! mark, invalid UTF-8, lone surrogate escapes and nesting past a bound, and
+//! never panics. Every node keeps its byte span, so ids can be echoed verbatim
+//! and responses rewritten by copying untouched bytes.
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// Default nesting bound: deep enough for any real MCP message, shallow
+/// enough that recursion cannot exhaust a Wasm stack.
+pub const DEFAULT_MAX_DEPTH: usize = 64;
+
+/// One parsed value with the byte range it occupies in the input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node<'a> {
+    pub value: Value<'a>,
+    pub start: usize,
+    pub end: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value<'a> {
+    Null,
+    Bool(bool),
+    /// The number's source text, already checked against the JSON grammar.
+    Number(&'a str),
+    String(Cow<'a, str>),
+    Array(Vec<Node<'a>>),
+    /// Members in source order; keys are unique (duplicates are refused).
+    Object(Vec<(Cow<'a, str>, Node<'a>)>),
+}
+
+impl<'a> Node<'a> {
+    /// The member `key` of an object (exact, case-sensitive match).
+    pub fn get(&self, key: &str) -> Option<&Node<'a>> {
+        match &self.value {
+            Value::Object(members) => members.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.value {
+            Value::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_array(&self) -> Option<&[Node<'a>]> {
+        match &self.value {
+            Value::Array(items) => Some(items),
+            _ => None,
+        }
+    }
+
+    pub fn as_object(&self) -> Option<&[(Cow<'a, str>, Node<'a>)]> {
+        match &self.value {
+            Value::Object(members) => Some(members),
+            _ => None,
+        }
+    }
+
+    pub fn is_null(&self) -> bool {
+        matches!(self.value, Value::Null)
+    }
+
+    /// Numeric value as f64 (None for non-numbers).
+    pub fn as_f64(&self) -> Option<f64> {
+        match self.value {
+            Value::Number(text) => text.parse::<f64>().ok(),
+            _ => None,
+        }
+    }
+
+    /// The node's JSON text exactly as it appeared in `source`.
+    pub fn raw<'s>(&self, source: &'s str) -> &'s str {
+        source.get(self.start..self.end).unwrap_or("null")
+    }
+
+    /// Short name of the JSON type, for error messages.
+    pub fn type_name(&self) -> &'static str {
+        match self.value {
+            Value::Null => "null",
+            Value::Bool(_) => "boolean",
+            Value::Number(_) => "number",
+            Value::String(_) => "string",
+            Value::Array(_) => "array",
+            Value::Object(_) => "object",
+        }
+    }
+}
+
+/// Why the input is not acceptable JSON, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    pub offset: usize,
+    pub reason: String,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} at byte {}", self.reason, self.offset)
+    }
+}
+
+/// A parsed document: the validated source text and its root node.
+#[derive(Debug)]
+pub struct Document<'a> {
+    pub source: &'a str,
+    pub root: Node<'a>,
+}
+
+/// Parses one complete JSON document with the default depth bound.
+pub fn parse(input: &[u8]) -> Result<Document<'_>, ParseError> {
+    parse_with_depth(input, DEFAULT_MAX_DEPTH)
+}
+
+/// Parses one complete JSON document; `max_depth` bounds array/object nesting.
+pub fn parse_with_depth(input: &[u8], max_depth: usize) -> Result<Document<'_>, ParseError> {
+    if input.starts_with(&[0xEF, 0xBB, 0xBF]) {
+        return Err(err(0, "byte order mark is not allowed"));
+    }
+    let source = std::str::from_utf8(input).map_err(|e| ParseError {
+        offset: e.valid_up_to(),
+        reason: "invalid UTF-8".to_string(),
+    })?;
+    let mut parser = Parser {
+        text: source,
+        bytes: input,
+        pos: 0,
+        max_depth,
+    };
+    parser.skip_ws();
+    let root = parser.value(0)?;
+    parser.skip_ws();
+    if parser.pos != input.len() {
+        return Err(err(parser.pos, "trailing data after the JSON value"));
+    }
+    Ok(Document { source, root })
+}
+
+fn err(offset: usize, reason: &str) -> ParseError {
+    ParseError {
+        offset,
+        reason: reason.to_string(),
+    }
+}
+
+struct Parser<'a> {
+    text: &'a str,
+    bytes: &'a [u8],
+    pos: usize,
+    max_depth: usize,
+}
+
+impl<'a> Parser<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.pos).copied()
+    }
+
+    fn skip_ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.pos += 1;
+        }
+    }
+
+    fn expect_literal(&mut self, word: &str, value: Value<'a>) -> Result<Node<'a>, ParseError> {
+        let start = self.pos;
+        let end = start + word.len();
+        if self.bytes.get(start..end) == Some(word.as_bytes()) {
+            self.pos = end;
+            Ok(Node { value, start, end })
+        } else {
+            Err(err(start, "invalid literal"))
+        }
+    }
+
+    fn value(&mut self, depth: usize) -> Result<Node<'a>, ParseError> {
+        match self.peek() {
+            None => Err(err(self.pos, "unexpected end of input")),
+            Some(b'{') => self.object(depth + 1),
+            Some(b'[') => self.array(depth + 1),
+            Some(b'"') => {
+                let start = self.pos;
+                let s = self.string()?;
+                Ok(Node {
+                    value: Value::String(s),
+                    start,
+                    end: self.pos,
+                })
+            }
+            Some(b't') => self.expect_literal("true", Value::Bool(true)),
+            Some(b'f') => self.expect_literal("false", Value::Bool(false)),
+            Some(b'n') => self.expect_literal("null", Value::Null),
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            Some(_) => Err(err(self.pos, "unexpected character")),
+        }
+    }
+
+    fn check_depth(&self, depth: usize) -> Result<(), ParseError> {
+        if depth > self.max_depth {
+            Err(ParseError {
+                offset: self.pos,
+                reason: format!("nesting deeper than {}", self.max_depth),
+            })
+        } else {
+            Ok(())
+        }
+    }
+
+    fn array(&mut self, depth: usize) -> Result<Node<'a>, ParseError> {
+        self.check_depth(depth)?;
+        let start = self.pos;
+        self.pos += 1;
+        let mut items = Vec::new();
+        self.skip_ws();
+        if self.peek() == Some(b']') {
+            self.pos += 1;
+            return Ok(Node {
+                value: Value::Array(items),
+                start,
+                end: self.pos,
+            });
+        }
+        loop {
+            self.skip_ws();
+            items.push(self.value(depth)?);
+            self.skip_ws();
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b']') => {
+                    self.pos += 1;
+                    return Ok(Node {
+                        value: Value::Array(items),
+                        start,
+                        end: self.pos,
+                    });
+                }
+                _ => return Err(err(self.pos, "expected ',' or ']' in array")),
+            }
+        }
+    }
+
+    fn object(&mut self, depth: usize) -> Result<Node<'a>, ParseError> {
+        self.check_depth(depth)?;
+        let start = self.pos;
+        self.pos += 1;
+        let mut members: Vec<(Cow<'a, str>, Node<'a>)> = Vec::new();
+        self.skip_ws();
+        if self.peek() == Some(b'}') {
+            self.pos += 1;
+            return Ok(Node {
+                value: Value::Object(members),
+                start,
+                end: self.pos,
+            });
+        }
+        loop {
+            self.skip_ws();
+            if self.peek() != Some(b'"') {
+                return Err(err(self.pos, "expected a string key in object"));
+            }
+            let key_at = self.pos;
+            let key = self.string()?;
+            self.skip_ws();
+            if self.peek() != Some(b':') {
+                return Err(err(self.pos, "expected ':' after object key"));
+            }
+            self.pos += 1;
+            self.skip_ws();
+            let value = self.value(depth)?;
+            if members.len() < 16 && members.iter().any(|(k, _)| *k == key) {
+                return Err(duplicate(key_at, &key));
+            }
+            members.push((key, value));
+            self.skip_ws();
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b'}') => {
+                    self.pos += 1;
+                    break;
+                }
+                _ => return Err(err(self.pos, "expected ',' or '}' in object")),
+            }
+        }
+        if members.len() > 16 {
+            // Large objects: sort-based check keeps hostile inputs O(n log n).
+            let mut keys: Vec<(&str, usize)> =
+                members.iter().map(|(k, v)| (k.as_ref(), v.start)).collect();
+            keys.sort_unstable();
+            for pair in keys.windows(2) {
+                if let [(a, _), (b, at)] = pair {
+                    if a == b {
+                        return Err(duplicate(*at, a));
+                    }
+                }
+            }
+        }
+        Ok(Node {
+            value: Value::Object(members),
+            start,
+            end: self.pos,
+        })
+    }
+
+    fn number(&mut self) -> Result<Node<'a>, ParseError> {
+        let start = self.pos;
+        if self.peek() == Some(b'-') {
+            self.pos += 1;
+        }
+        match self.peek() {
+            Some(b'0') => self.pos += 1,
+            Some(b'1'..=b'9') => self.digits(),
+            _ => return Err(err(self.pos, "invalid number")),
+        }
+        if self.peek() == Some(b'.') {
+            self.pos += 1;
+            if !matches!(self.peek(), Some(b'0'..=b'9')) {
+                return Err(err(self.pos, "invalid number: digit expected after '.'"));
+            }
+            self.digits();
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.pos += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.pos += 1;
+            }
+            if !matches!(self.peek(), Some(b'0'..=b'9')) {
+                return Err(err(self.pos, "invalid number: digit expected in exponent"));
+            }
+            self.digits();
+        }
+        let text = self.text.get(start..self.pos).unwrap_or("0");
+        Ok(Node {
+            value: Value::Number(text),
+            start,
+            end: self.pos,
+        })
+    }
+
+    fn digits(&mut self) {
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.pos += 1;
+        }
+    }
+
+    /// Parses a string starting at the opening quote; borrows when it holds
+    /// no escapes.
+    fn string(&mut self) -> Result<Cow<'a, str>, ParseError> {
+        self.pos += 1;
+        let content_start = self.pos;
+        // Fast path: scan to the closing quote; copy only if escapes appear.
+        loop {
+            match self.peek() {
+                None => return Err(err(self.pos, "unterminated string")),
+                Some(b'"') => {
+                    let s = self.text.get(content_start..self.pos).unwrap_or("");
+                    self.pos += 1;
+                    return Ok(Cow::Borrowed(s));
+                }
+                Some(b'\\') => break,
+                Some(c) if c < 0x20 => {
+                    return Err(err(self.pos, "control character in string"));
+                }
+                Some(_) => self.pos += 1,
+            }
+        }
+        let mut out = String::from(self.text.get(content_start..self.pos).unwrap_or(""));
+        loop {
+            match self.peek() {
+                None => return Err(err(self.pos, "unterminated string")),
+                Some(b'"') => {
+                    self.pos += 1;
+                    return Ok(Cow::Owned(out));
+                }
+                Some(b'\\') => {
+                    self.pos += 1;
+                    let escaped = match self.peek() {
+                        Some(b'"') => '"',
+                        Some(b'\\') => '\\',
+                        Some(b'/') => '/',
+                        Some(b'b') => '\u{8}',
+                        Some(b'f') => '\u{c}',
+                        Some(b'n') => '\n',
+                        Some(b'r') => '\r',
+                        Some(b't') => '\t',
+                        Some(b'u') => {
+                            self.pos += 1;
+                            let c = self.unicode_escape()?;
+                            out.push(c);
+                            continue;
+                        }
+                        _ => return Err(err(self.pos, "invalid escape in string")),
+                    };
+                    self.pos += 1;
+                    out.push(escaped);
+                }
+                Some(c) if c < 0x20 => {
+                    return Err(err(self.pos, "control character in string"));
+                }
+                Some(_) => {
+                    // Copy one whole UTF-8 character (input is valid UTF-8).
+                    let rest = self.text.get(self.pos..).unwrap_or("");
+                    match rest.chars().next() {
+                        Some(ch) => {
+                            out.push(ch);
+                            self.pos += ch.len_utf8();
+                        }
+                        None => return Err(err(self.pos, "unterminated string")),
+                    }
+                }
+            }
+        }
+    }
+
+    fn hex4(&mut self) -> Result<u32, ParseError> {
+        let digits = self
+            .text
+            .get(self.pos..self.pos + 4)
+            .ok_or_else(|| err(self.pos, "truncated \\u escape"))?;
+        if !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(err(self.pos, "invalid \\u escape"));
+        }
+        let v = u32::from_str_radix(digits, 16).map_err(|_| err(self.pos, "invalid \\u escape"))?;
+        self.pos += 4;
+        Ok(v)
+    }
+
+    /// Decodes the `XXXX` after `\u`, joining surrogate pairs; a lone
+    /// surrogate is refused (servers would decode it differently).
+    fn unicode_escape(&mut self) -> Result<char, ParseError> {
+        let at = self.pos;
+        let first = self.hex4()?;
+        let code = match first {
+            0xD800..=0xDBFF => {
+                if self.bytes.get(self.pos..self.pos + 2) != Some(b"\\u") {
+                    return Err(err(at, "lone surrogate in \\u escape"));
+                }
+                self.pos += 2;
+                let second = self.hex4()?;
+                if !(0xDC00..=0xDFFF).contains(&second) {
+                    return Err(err(at, "lone surrogate in \\u escape"));
+                }
+                0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00)
+            }
+            0xDC00..=0xDFFF => return Err(err(at, "lone surrogate in \\u escape")),
+            other => other,
+        };
+        char::from_u32(code).ok_or_else(|| err(at, "invalid \\u escape"))
+    }
+}
+
+fn duplicate(offset: usize, key: &str) -> ParseError {
+    let mut shown = String::new();
+    crate::write::escape_into(&mut shown, key);
+    ParseError {
+        offset,
+        reason: format!("duplicate key \"{shown}\""),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,114 @@
+//! Classifying JSON-RPC messages the way an MCP server will read them.
+//!
+//! Only the fields a decision needs are read. Anything a server could read
+//! differently from us is refused: a missing or non-"2.0" `jsonrpc`, a
+//! non-string method, a `tools/call` without an id or without a string tool
+//! name.
+
+use crate::json::{Node, Value};
+
+/// The method policed by the tool policy. Compared exactly, after unescaping,
+/// as servers do.
+pub const TOOLS_CALL: &str = "tools/call";
+pub const TOOLS_LIST: &str = "tools/list";
+
+/// One JSON-RPC message of a request body.
+#[derive(Debug, PartialEq)]
+pub enum Message<'d, 'a> {
+    /// A `tools/call` request with an id and a tool name.
+    ToolCall {
+        id: &'d Node<'a>,
+        tool: &'d str,
+        arguments: Option<&'d Node<'a>>,
+    },
+    /// A `tools/list` request: its answer will be filtered.
+    ToolsList { id: &'d Node<'a> },
+    /// Any other request or notification: protocol plumbing, passed through.
+    Other { id: Option<&'d Node<'a>> },
+    /// A client's answer to a server request (`result` or `error`).
+    Response,
+}
+
+/// Why a message is not one we can judge with certainty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub reason: String,
+}
+
+fn invalid(reason: impl Into<String>) -> Invalid {
+    Invalid {
+        reason: reason.into(),
+    }
+}
+
+/// Is this id a legal JSON-RPC request id (string or number)?
+fn usable_id(node: &Node<'_>) -> bool {
+    matches!(node.value, Value::String(_) | Value::Number(_))
+}
+
+/// Classifies one message (an element of a batch, or the whole body).
+pub fn classify<'d, 'a>(msg: &'d Node<'a>) -> Result<Message<'d, 'a>, Invalid> {
+    if msg.as_object().is_none() {
+        return Err(invalid(format!(
+            "a JSON-RPC message must be an object, got {}",
+            msg.type_name()
+        )));
+    }
+    match msg.get("jsonrpc").and_then(Node::as_str) {
+        Some("2.0") => {}
+        _ => return Err(invalid("\"jsonrpc\" must be \"2.0\"")),
+    }
+    let id = msg.get("id");
+    if let Some(id) = id {
+        if !(usable_id(id) || id.is_null()) {
+            return Err(invalid("\"id\" must be a string, a number or null"));
+        }
+    }
+    let Some(method_node) = msg.get("method") else {
+        // No method: only a response to a server request is acceptable.
+        let has_outcome = msg.get("result").is_some() || msg.get("error").is_some();
+        return match (id, has_outcome) {
+            (Some(_), true) => Ok(Message::Response),
+            _ => Err(invalid(
+                "a message without \"method\" must be a response with \"id\" and \"result\" or \"error\"",
+            )),
+        };
+    };
+    let Some(method) = method_node.as_str() else {
+        return Err(invalid("\"method\" must be a string"));
+    };
+    let request_id = id.filter(|n| usable_id(n));
+    match method {
+        TOOLS_CALL => {
+            let Some(id) = request_id else {
+                return Err(invalid(
+                    "tools/call must be a request with a string or number \"id\" (notifications and null ids are refused)",
+                ));
+            };
+            let params = msg
+                .get("params")
+                .filter(|p| p.as_object().is_some())
+                .ok_or_else(|| invalid("tools/call needs \"params\" as an object"))?;
+            let tool = params
+                .get("name")
+                .and_then(Node::as_str)
+                .ok_or_else(|| invalid("tools/call needs \"params.name\" as a string"))?;
+            let arguments = params.get("arguments");
+            if let Some(args) = arguments {
+                if args.as_object().is_none() && !args.is_null() {
+                    return Err(invalid("tools/call \"params.arguments\" must be an object"));
+                }
+            }
+            Ok(Message::ToolCall {
+                id,
+                tool,
+                arguments,
+            })
+        }
+        TOOLS_LIST => match request_id {
+            Some(id) => Ok(Message::ToolsList { id }),
+            None => Ok(Message::Other { id: None }),
+        },
+        _ => Ok(Message::Other { id: request_id }),
+    }
+}

@@ -1,0 +1,21 @@
+//! Host-free core of mcp-policy: strict JSON-RPC parsing, the policy, the
+//! decision for each request, rate-limit counters and the answers to refused
+//! calls. Nothing here calls proxy-wasm; the host is reached only through the
+//! [`ratelimit::SharedStore`] and [`ratelimit::Clock`] traits, so all of it
+//! runs in native unit tests and as wasm32.
+
+pub mod answer;
+pub mod config;
+pub mod engine;
+pub mod json;
+pub mod jsonrpc;
+pub mod policy;
+pub mod ratelimit;
+pub mod tools_list;
+pub mod write;
+
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
+pub use engine::{CallRecord, Engine, Forwarded, Scopes, Verdict};
+pub use policy::Policy;

@@ -1,0 +1,240 @@
+//! The policy model: what the plugin configuration means once validated.
+//!
+//! Everything here is computed once at configure time (`load`); the request
+//! path only does map lookups on it.
+
+use std::collections::{HashMap, HashSet};
+
+pub use crate::config::{load, ConfigError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Allow,
+    Deny,
+}
+
+/// A calendar window, aligned to UTC boundaries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Window {
+    Second,
+    Minute,
+    Hour,
+    Day,
+}
+
+impl Window {
+    pub fn seconds(self) -> u64 {
+        match self {
+            Window::Second => 1,
+            Window::Minute => 60,
+            Window::Hour => 3600,
+            Window::Day => 86_400,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Window::Second => "second",
+            Window::Minute => "minute",
+            Window::Hour => "hour",
+            Window::Day => "day",
+        }
+    }
+}
+
+/// Whose budget a counter is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// The whole Envoy process.
+    Global,
+    /// The credential the agent presents.
+    Grant,
+    /// The MCP session (`Mcp-Session-Id`).
+    Session,
+    /// The downstream address.
+    Source,
+}
+
+impl Scope {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scope::Global => "global",
+            Scope::Grant => "grant",
+            Scope::Session => "session",
+            Scope::Source => "source",
+        }
+    }
+}
+
+/// One named budget. Tools naming the same counter share it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counter {
+    pub name: String,
+    pub window: Window,
+    pub max: u64,
+    pub scope: Scope,
+}
+
+/// What the policy says about one tool (or about every tool, for `"*"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolRule {
+    pub action: Action,
+    pub reason: Option<String>,
+    /// Indices into `Policy::counters`.
+    pub limits: Vec<usize>,
+}
+
+impl Default for ToolRule {
+    fn default() -> Self {
+        Self {
+            action: Action::Allow,
+            reason: None,
+            limits: Vec::new(),
+        }
+    }
+}
+
+/// How a refused call is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorStyle {
+    /// A JSON-RPC error object (default): clients raise their MCP error type.
+    JsonRpc,
+    /// PolicyLayer style: a `result` with `isError: true` the model reads.
+    ToolResult,
+}
+
+/// Whether request headers wait for the decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderMode {
+    /// Headers continue upstream at once, the body waits; a refused call
+    /// resets the upstream stream. Works on every Envoy.
+    Stream,
+    /// Nothing goes upstream before the decision. Needs the Envoy plugin
+    /// field `allow_on_headers_stop_iteration: true` (Envoy >= 1.35).
+    Hold,
+}
+
+/// Where the `grant` scope value comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GrantSource {
+    /// A keyed hash of this request header (default `authorization`).
+    Header(String),
+    /// A keyed hash of an Envoy property path (e.g. JWT claims in metadata).
+    Property(Vec<String>),
+}
+
+/// Filter settings with safe defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub max_body_bytes: u64,
+    pub max_depth: usize,
+    pub error_style: ErrorStyle,
+    pub header_mode: HeaderMode,
+    pub grant: GrantSource,
+    /// Give a unit back when the upstream answers 5xx or a JSON-RPC error.
+    pub refund_on_error: bool,
+    /// Shared-data keys per counter; each tracks up to `ratelimit::ENTRIES`
+    /// scope values at once, plus a shared overflow budget.
+    pub counter_slots: u32,
+    /// Secret key for scope fingerprints (grants, sessions); a built-in key
+    /// when unset.
+    pub grant_hash_key: Option<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1024 * 1024,
+            max_depth: crate::json::DEFAULT_MAX_DEPTH,
+            error_style: ErrorStyle::JsonRpc,
+            header_mode: HeaderMode::Stream,
+            grant: GrantSource::Header("authorization".to_string()),
+            refund_on_error: false,
+            counter_slots: 256,
+            grant_hash_key: None,
+        }
+    }
+}
+
+/// A validated policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    pub default: Action,
+    pub tools: HashMap<String, ToolRule>,
+    /// Rules of the `"*"` entry: apply to every listed or default-allowed call.
+    pub wildcard: ToolRule,
+    pub hide: HashSet<String>,
+    /// `hide: ["*"]` hides every tool.
+    pub hide_all: bool,
+    pub counters: Vec<Counter>,
+    pub settings: Settings,
+}
+
+/// The outcome for one tool name, before any counter is consulted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToolVerdict {
+    /// Allowed if every listed counter has room.
+    Allow { limits: Vec<usize> },
+    Deny {
+        /// Which part of the policy refused (`hide`, `default`, `tools.NAME`).
+        rule: String,
+        reason: String,
+    },
+}
+
+impl Policy {
+    /// Decides a `tools/call` for `tool` (exact name, already unescaped).
+    pub fn decide(&self, tool: &str) -> ToolVerdict {
+        if self.hide_all || self.hide.contains(tool) {
+            return ToolVerdict::Deny {
+                rule: "hide".to_string(),
+                reason: format!("tool \"{tool}\" is hidden by policy"),
+            };
+        }
+        let own = self.tools.get(tool);
+        match own {
+            Some(rule) if rule.action == Action::Deny => {
+                return ToolVerdict::Deny {
+                    rule: format!("tools.{tool}"),
+                    reason: rule
+                        .reason
+                        .clone()
+                        .unwrap_or_else(|| format!("tool \"{tool}\" is denied by policy")),
+                };
+            }
+            None if self.default == Action::Deny => {
+                return ToolVerdict::Deny {
+                    rule: "default".to_string(),
+                    reason: format!("tool \"{tool}\" is not allowed by policy (default: deny)"),
+                };
+            }
+            _ => {}
+        }
+        if self.wildcard.action == Action::Deny {
+            return ToolVerdict::Deny {
+                rule: "tools.*".to_string(),
+                reason: self
+                    .wildcard
+                    .reason
+                    .clone()
+                    .unwrap_or_else(|| "every tool is denied by policy".to_string()),
+            };
+        }
+        let mut limits = own.map(|r| r.limits.clone()).unwrap_or_default();
+        for idx in &self.wildcard.limits {
+            if !limits.contains(idx) {
+                limits.push(*idx);
+            }
+        }
+        ToolVerdict::Allow { limits }
+    }
+
+    /// Whether `tools/list` answers keep this tool: hidden and always-refused
+    /// tools are removed, so agents don't waste turns on them.
+    pub fn lists(&self, tool: &str) -> bool {
+        !matches!(self.decide(tool), ToolVerdict::Deny { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,188 @@
+//! Filtering `tools/list` answers so agents only see tools they may call.
+//!
+//! The answer is rewritten by copying the server's bytes and dropping the
+//! spans of removed tool entries, so everything else (pagination cursors,
+//! `_meta`, unknown fields, formatting) reaches the client unchanged.
+
+use crate::json::{self, Node, Value};
+
+/// An id of a `tools/list` request, normalised the way servers echo it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ListId {
+    Str(String),
+    Num(f64),
+}
+
+impl ListId {
+    pub fn of(node: &Node<'_>) -> Option<ListId> {
+        match &node.value {
+            Value::String(s) => Some(ListId::Str(s.to_string())),
+            Value::Number(_) => node.as_f64().map(ListId::Num),
+            _ => None,
+        }
+    }
+}
+
+/// Why an answer could not be filtered (it is then withheld: fail closed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unfilterable(pub String);
+
+/// Filters a JSON body (one message or a batch). Returns the new body, or
+/// None if nothing needed to change.
+pub fn filter_json(
+    body: &[u8],
+    ids: &[ListId],
+    keep: &dyn Fn(&str) -> bool,
+) -> Result<Option<String>, Unfilterable> {
+    let doc = json::parse(body).map_err(|e| Unfilterable(format!("upstream answer: {e}")))?;
+    let mut cuts: Vec<(usize, usize, String)> = Vec::new();
+    let messages: Vec<&Node<'_>> = match &doc.root.value {
+        Value::Array(items) => items.iter().collect(),
+        _ => vec![&doc.root],
+    };
+    for msg in messages {
+        let answers_list = msg
+            .get("id")
+            .and_then(ListId::of)
+            .is_some_and(|id| ids.contains(&id));
+        if !answers_list {
+            continue;
+        }
+        let Some(tools) = msg.get("result").and_then(|r| r.get("tools")) else {
+            continue;
+        };
+        let Some(items) = tools.as_array() else {
+            return Err(Unfilterable("result.tools is not an array".to_string()));
+        };
+        let kept: Vec<&str> = items
+            .iter()
+            .filter(|t| t.get("name").and_then(Node::as_str).is_some_and(keep))
+            .map(|t| t.raw(doc.source))
+            .collect();
+        if kept.len() != items.len() {
+            cuts.push((tools.start, tools.end, format!("[{}]", kept.join(","))));
+        }
+    }
+    if cuts.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(splice(doc.source, &cuts)))
+}
+
+/// Replaces the given (start, end) byte ranges of `source`, in order.
+fn splice(source: &str, cuts: &[(usize, usize, String)]) -> String {
+    let mut out = String::with_capacity(source.len());
+    let mut at = 0;
+    for (start, end, text) in cuts {
+        out.push_str(source.get(at..*start).unwrap_or(""));
+        out.push_str(text);
+        at = *end;
+    }
+    out.push_str(source.get(at..).unwrap_or(""));
+    out
+}
+
+/// Filters a `text/event-stream` body: each event's `data` is one JSON-RPC
+/// message; events answering a listed id are rewritten, the rest kept
+/// byte for byte.
+pub fn filter_sse(
+    body: &[u8],
+    ids: &[ListId],
+    keep: &dyn Fn(&str) -> bool,
+) -> Result<Option<String>, Unfilterable> {
+    let text = std::str::from_utf8(body)
+        .map_err(|_| Unfilterable("upstream event stream is not UTF-8".to_string()))?;
+    let mut out = String::with_capacity(text.len());
+    let mut changed = false;
+    for event in split_events(text) {
+        match rewrite_event(event, ids, keep)? {
+            Some(new_event) => {
+                out.push_str(&new_event);
+                changed = true;
+            }
+            None => out.push_str(event),
+        }
+    }
+    Ok(changed.then_some(out))
+}
+
+/// Splits an event stream into events, each keeping its terminating blank
+/// line, so that concatenating them gives back the input.
+fn split_events(text: &str) -> Vec<&str> {
+    let mut events = Vec::new();
+    let mut start = 0;
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    let mut line_start = 0;
+    while i < bytes.len() {
+        let eol_len = match (bytes.get(i), bytes.get(i + 1)) {
+            (Some(b'\r'), Some(b'\n')) => 2,
+            (Some(b'\r' | b'\n'), _) => 1,
+            _ => 0,
+        };
+        if eol_len == 0 {
+            i += 1;
+            continue;
+        }
+        let blank = i == line_start;
+        i += eol_len;
+        line_start = i;
+        if blank {
+            events.push(text.get(start..i).unwrap_or(""));
+            start = i;
+        }
+    }
+    if start < text.len() {
+        events.push(text.get(start..).unwrap_or(""));
+    }
+    events
+}
+
+fn rewrite_event(
+    event: &str,
+    ids: &[ListId],
+    keep: &dyn Fn(&str) -> bool,
+) -> Result<Option<String>, Unfilterable> {
+    let mut data = String::new();
+    let mut has_data = false;
+    let mut other_lines: Vec<&str> = Vec::new();
+    for line in event.lines() {
+        if let Some(rest) = line.strip_prefix("data") {
+            let value = rest
+                .strip_prefix(':')
+                .map(|v| v.strip_prefix(' ').unwrap_or(v));
+            if let Some(v) = value {
+                if has_data {
+                    data.push('\n');
+                }
+                data.push_str(v);
+                has_data = true;
+                continue;
+            }
+        }
+        if !line.is_empty() {
+            other_lines.push(line);
+        }
+    }
+    if !has_data || data.trim().is_empty() {
+        return Ok(None);
+    }
+    let Some(new_data) = filter_json(data.as_bytes(), ids, keep)? else {
+        return Ok(None);
+    };
+    let mut out = String::new();
+    for line in other_lines {
+        out.push_str(line);
+        out.push('\n');
+    }
+    for line in new_data.split('\n') {
+        out.push_str("data: ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.push('\n');
+    Ok(Some(out))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,268 @@
+//! The per-request HTTP context: buffers the request body, asks the engine,
+//! and either lets the request go or answers it locally.
+
+use std::rc::Rc;
+
+use mcp_policy_engine::answer::{self, LocalReply};
+use mcp_policy_engine::policy::{GrantSource, HeaderMode};
+use mcp_policy_engine::ratelimit::Charge;
+use mcp_policy_engine::tools_list::ListId;
+use mcp_policy_engine::{CallRecord, Engine, Scopes, Verdict};
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::{Action, BufferType, MapType};
+
+use crate::host::{HostClock, Metrics, SharedData};
+
+pub struct Request {
+    engine: Rc<Engine>,
+    metrics: Rc<Metrics>,
+    /// The request has a body we must judge before it may continue.
+    inspecting: bool,
+    /// Bytes buffered so far (Envoy reports the cumulative size).
+    body_size: usize,
+    /// A local answer was sent; nothing more may pass.
+    answered: bool,
+    list_ids: Vec<ListId>,
+    charges: Vec<Charge>,
+    /// The answer carries a tools/list result to filter.
+    filter_response: Option<bool>,
+}
+
+impl Request {
+    pub fn new(engine: Rc<Engine>, metrics: Rc<Metrics>) -> Self {
+        Self {
+            engine,
+            metrics,
+            inspecting: false,
+            body_size: 0,
+            answered: false,
+            list_ids: Vec::new(),
+            charges: Vec::new(),
+            filter_response: None,
+        }
+    }
+
+    fn request_header(&self, name: &str) -> Option<String> {
+        hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
+            .ok()
+            .flatten()
+    }
+
+    /// Sends a local answer; the caller returns `Action::Pause`.
+    fn reply(&mut self, reply: &LocalReply) -> Action {
+        let headers: Vec<(&str, &str)> = reply
+            .headers
+            .iter()
+            .map(|(k, v)| (*k, v.as_str()))
+            .collect();
+        if hostcalls::send_http_response(reply.status, headers, Some(reply.body.as_bytes()))
+            .is_err()
+        {
+            // Could not answer: never let the request through instead.
+            let _ = hostcalls::reset_http_request();
+        }
+        self.answered = true;
+        self.inspecting = false;
+        Action::Pause
+    }
+
+    fn count_calls(&self, calls: &[CallRecord]) {
+        for call in calls {
+            self.metrics.count(call.outcome);
+        }
+    }
+
+    /// The whole body is buffered: judge it.
+    fn decide(&mut self) -> Action {
+        self.inspecting = false;
+        let body = match hostcalls::get_buffer(BufferType::HttpRequestBody, 0, self.body_size) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => Vec::new(),
+            Err(_) => {
+                return self.reply(&answer::http_error(500, "request body could not be read"));
+            }
+        };
+        let grant = self.grant_value();
+        let session = self.request_header("mcp-session-id");
+        let source = source_address();
+        let scopes = Scopes {
+            grant: grant.as_deref(),
+            session: session.as_deref().map(str::as_bytes),
+            source: source.as_deref().map(str::as_bytes),
+        };
+        match self.engine.decide(&body, &scopes, &SharedData, &HostClock) {
+            Verdict::Forward(fwd) => {
+                self.count_calls(&fwd.calls);
+                self.list_ids = fwd.list_ids;
+                self.charges = fwd.charges;
+                Action::Continue
+            }
+            Verdict::Reply { reply, calls } => {
+                self.count_calls(&calls);
+                if calls.is_empty() {
+                    self.metrics.count(reply.outcome);
+                }
+                log::info!(
+                    "mcp-policy: refused ({}) status {}: {}",
+                    reply.outcome.name(),
+                    reply.status,
+                    reply.body
+                );
+                self.reply(&reply)
+            }
+        }
+    }
+
+    fn grant_value(&self) -> Option<Vec<u8>> {
+        match &self.engine.policy.settings.grant {
+            GrantSource::Header(name) => self.request_header(name).map(String::into_bytes),
+            GrantSource::Property(path) => {
+                let parts: Vec<&str> = path.iter().map(String::as_str).collect();
+                hostcalls::get_property(parts).ok().flatten()
+            }
+        }
+    }
+}
+
+/// The downstream address without its port (ports change per connection).
+fn source_address() -> Option<String> {
+    let raw = hostcalls::get_property(vec!["source", "address"])
+        .ok()
+        .flatten()?;
+    let text = String::from_utf8(raw).ok()?;
+    let host = match text.rsplit_once(':') {
+        Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h.to_string(),
+        _ => text,
+    };
+    Some(
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string(),
+    )
+}
+
+impl Context for Request {}
+
+impl HttpContext for Request {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        if end_of_stream {
+            return Action::Continue; // no body: nothing to judge
+        }
+        let length = self.request_header("content-length");
+        let encoding = self.request_header("content-encoding");
+        if let Some(reply) = self
+            .engine
+            .check_headers(length.as_deref(), encoding.as_deref())
+        {
+            self.metrics.count(reply.outcome);
+            return self.reply(&reply);
+        }
+        self.inspecting = true;
+        match self.engine.policy.settings.header_mode {
+            HeaderMode::Hold => Action::Pause,
+            HeaderMode::Stream => Action::Continue,
+        }
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.answered {
+            return Action::Pause;
+        }
+        if !self.inspecting {
+            return Action::Continue;
+        }
+        self.body_size = body_size;
+        if let Some(reply) = self.engine.check_size(body_size as u64) {
+            self.metrics.count(reply.outcome);
+            return self.reply(&reply);
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        self.decide()
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        if self.answered {
+            return Action::Pause;
+        }
+        if !self.inspecting {
+            return Action::Continue;
+        }
+        // HTTP/2 with trailers: the body callback never saw end_of_stream.
+        self.decide()
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        if self.answered {
+            return Action::Continue;
+        }
+        let status = hostcalls::get_map_value(MapType::HttpResponseHeaders, ":status")
+            .ok()
+            .flatten()
+            .and_then(|s| s.parse::<u32>().ok())
+            .unwrap_or(0);
+        if status >= 500 && self.engine.policy.settings.refund_on_error && !self.charges.is_empty()
+        {
+            self.engine.refund(&SharedData, &self.charges);
+            self.charges.clear();
+        }
+        if self.list_ids.is_empty() {
+            return Action::Continue;
+        }
+        let content_type = hostcalls::get_map_value(MapType::HttpResponseHeaders, "content-type")
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let sse = content_type.starts_with("text/event-stream");
+        if sse || content_type.starts_with("application/json") {
+            self.filter_response = Some(sse);
+            // The body will change length: let Envoy re-frame it.
+            let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, "content-length", None);
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let Some(sse) = self.filter_response else {
+            return Action::Continue;
+        };
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        self.filter_response = None;
+        let body = match hostcalls::get_buffer(BufferType::HttpResponseBody, 0, body_size) {
+            Ok(Some(b)) => b,
+            _ => return Action::Continue,
+        };
+        let replacement = match self.engine.filter_tools_list(&body, sse, &self.list_ids) {
+            Ok(Some(new_body)) => new_body,
+            Ok(None) => return Action::Continue,
+            Err(e) => {
+                log::warn!("mcp-policy: tools/list answer withheld: {}", e.0);
+                let msg = answer::error_message(
+                    "null",
+                    -32603,
+                    &format!(
+                        "tools/list answer withheld by the MCP policy filter: {}",
+                        e.0
+                    ),
+                );
+                if sse {
+                    format!("event: message\ndata: {msg}\n\n")
+                } else {
+                    msg
+                }
+            }
+        };
+        let _ = hostcalls::set_buffer(
+            BufferType::HttpResponseBody,
+            0,
+            body_size,
+            replacement.as_bytes(),
+        );
+        Action::Continue
+    }
+}

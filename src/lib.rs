@@ -1,0 +1,28 @@
+//! mcp-policy: the proxy-wasm adapter.
+//!
+//! Thin by design: it moves bytes between Envoy and the host-free engine
+//! (`mcp-policy-engine`) and turns the engine's verdicts into host calls.
+//! Compiled only for wasm32-wasip1 (the Envoy module); on other targets the
+//! crate is empty so `cargo test --workspace` stays native.
+
+#[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
+mod filter;
+#[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
+mod host;
+#[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
+mod root;
+
+#[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
+    // Replace the SDK's hook: log the panic with our name before the VM dies.
+    std::panic::set_hook(Box::new(|info| {
+        let _ = proxy_wasm::hostcalls::log(
+            proxy_wasm::types::LogLevel::Critical,
+            &format!("mcp-policy: panic, the VM will stop: {info}"),
+        );
+    }));
+    proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
+        Box::new(root::Root::default())
+    });
+}}

@@ -1,0 +1,68 @@
+//! The root context: loads and validates the policy once per VM.
+
+use std::rc::Rc;
+
+use mcp_policy_engine::{policy, Engine};
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{BufferType, ContextType};
+
+use crate::filter::Request;
+use crate::host::Metrics;
+
+#[derive(Default)]
+pub struct Root {
+    engine: Option<Rc<Engine>>,
+    metrics: Rc<Metrics>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    /// Returning false makes Envoy refuse the configuration: a policy with a
+    /// mistake never enforces something other than what was written.
+    fn on_configure(&mut self, size: usize) -> bool {
+        let config = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, size) {
+            Ok(Some(bytes)) => bytes,
+            _ => {
+                log::error!("mcp-policy: no plugin configuration; the policy JSON is required");
+                return false;
+            }
+        };
+        match policy::load(&config) {
+            Ok(p) => {
+                log::info!(
+                    "mcp-policy: policy loaded ({} tools, default {:?}, {} counters, header mode {:?})",
+                    p.tools.len(),
+                    p.default,
+                    p.counters.len(),
+                    p.settings.header_mode
+                );
+                self.engine = Some(Rc::new(Engine::new(p)));
+                if self.metrics.is_empty() {
+                    self.metrics = Rc::new(Metrics::define());
+                }
+                true
+            }
+            Err(errors) => {
+                for e in &errors {
+                    log::error!("mcp-policy: invalid policy: {e}");
+                }
+                log::error!(
+                    "mcp-policy: policy rejected with {} problem(s); configuration refused",
+                    errors.len()
+                );
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let engine = self.engine.clone()?;
+        Some(Box::new(Request::new(engine, self.metrics.clone())))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
