@@ -40,6 +40,23 @@ lint:
 unit:
 	cargo test --workspace
 
+# Engine unit tests compiled to wasm32 and run under node by
+# wasm-bindgen-test-runner, whose version must equal the wasm-bindgen crate's
+# in Cargo.lock. Installs the target and the runner (into .tools) if missing.
+WASM_UNIT_TARGET := wasm32-unknown-unknown
+WASM_TEST_RUNNER := $(abspath .tools/bin/wasm-bindgen-test-runner)
+wasm-unit:
+	@rustup target list --installed | grep -qx $(WASM_UNIT_TARGET) || rustup target add $(WASM_UNIT_TARGET)
+	@test -f Cargo.lock || cargo generate-lockfile
+	@v=$$(awk '/^name = "wasm-bindgen"$$/ {getline; gsub(/version = |"/, ""); print; exit}' Cargo.lock); \
+	  if [ -z "$$v" ]; then echo "wasm-unit: no wasm-bindgen in Cargo.lock" >&2; exit 1; fi; \
+	  if ! "$(WASM_TEST_RUNNER)" --version 2>/dev/null | grep -qx "wasm-bindgen-test-runner $$v"; then \
+	    echo "installing wasm-bindgen-cli $$v into .tools"; \
+	    cargo install wasm-bindgen-cli --version "=$$v" --locked --root .tools; \
+	  fi
+	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(WASM_TEST_RUNNER) \
+	  cargo test -p mcp-policy-engine --target $(WASM_UNIT_TARGET)
+
 e2e: build venv
 	$(PY) -m pytest -q tests/e2e
 

@@ -6,6 +6,7 @@ use std::rc::Rc;
 use mcp_policy_engine::answer::{self, LocalReply};
 use mcp_policy_engine::policy::{GrantSource, HeaderMode};
 use mcp_policy_engine::ratelimit::Charge;
+use mcp_policy_engine::routing_headers::RoutingHeaders;
 use mcp_policy_engine::tools_list::ListId;
 use mcp_policy_engine::{CallRecord, Engine, Scopes, Verdict};
 use proxy_wasm::hostcalls;
@@ -25,8 +26,19 @@ pub struct Request {
     answered: bool,
     list_ids: Vec<ListId>,
     charges: Vec<Charge>,
-    /// The answer carries a tools/list result to filter.
-    filter_response: Option<bool>,
+    /// How the answer must be buffered and read, decided on its headers.
+    response: ResponseWork,
+}
+
+/// What the answer needs from us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ResponseWork {
+    /// Pass it through untouched.
+    None,
+    /// Filter a tools/list result (`sse` selects event-stream framing).
+    FilterList { sse: bool },
+    /// Look for a JSON-RPC error to give back the rate-limit units.
+    CheckForRefund { sse: bool },
 }
 
 impl Request {
@@ -39,7 +51,7 @@ impl Request {
             answered: false,
             list_ids: Vec::new(),
             charges: Vec::new(),
-            filter_response: None,
+            response: ResponseWork::None,
         }
     }
 
@@ -91,7 +103,16 @@ impl Request {
             session: session.as_deref().map(str::as_bytes),
             source: source.as_deref().map(str::as_bytes),
         };
-        match self.engine.decide(&body, &scopes, &SharedData, &HostClock) {
+        let mcp_method = self.request_header("mcp-method");
+        let mcp_name = self.request_header("mcp-name");
+        let routing = RoutingHeaders {
+            method: mcp_method.as_deref(),
+            name: mcp_name.as_deref(),
+        };
+        match self
+            .engine
+            .decide_with_routing(&body, &scopes, &routing, &SharedData, &HostClock)
+        {
             Verdict::Forward(fwd) => {
                 self.count_calls(&fwd.calls);
                 self.list_ids = fwd.list_ids;
@@ -198,18 +219,15 @@ impl HttpContext for Request {
         if self.answered {
             return Action::Continue;
         }
+        let refund = self.engine.policy.settings.refund_on_error && !self.charges.is_empty();
         let status = hostcalls::get_map_value(MapType::HttpResponseHeaders, ":status")
             .ok()
             .flatten()
             .and_then(|s| s.parse::<u32>().ok())
             .unwrap_or(0);
-        if status >= 500 && self.engine.policy.settings.refund_on_error && !self.charges.is_empty()
-        {
+        if refund && status >= 500 {
             self.engine.refund(&SharedData, &self.charges);
             self.charges.clear();
-        }
-        if self.list_ids.is_empty() {
-            return Action::Continue;
         }
         let content_type = hostcalls::get_map_value(MapType::HttpResponseHeaders, "content-type")
             .ok()
@@ -217,38 +235,59 @@ impl HttpContext for Request {
             .unwrap_or_default()
             .to_ascii_lowercase();
         let sse = content_type.starts_with("text/event-stream");
-        if sse || content_type.starts_with("application/json") {
-            self.filter_response = Some(sse);
+        let readable = sse || content_type.starts_with("application/json");
+        self.response = if !readable {
+            ResponseWork::None
+        } else if !self.list_ids.is_empty() {
             // The body will change length: let Envoy re-frame it.
             let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, "content-length", None);
-        }
+            ResponseWork::FilterList { sse }
+        } else if !self.charges.is_empty() && self.engine.policy.settings.refund_on_error {
+            ResponseWork::CheckForRefund { sse }
+        } else {
+            ResponseWork::None
+        };
         Action::Continue
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        let Some(sse) = self.filter_response else {
+        if self.response == ResponseWork::None {
             return Action::Continue;
-        };
+        }
         if !end_of_stream {
             return Action::Pause;
         }
-        self.filter_response = None;
+        let work = std::mem::replace(&mut self.response, ResponseWork::None);
         let body = match hostcalls::get_buffer(BufferType::HttpResponseBody, 0, body_size) {
             Ok(Some(b)) => b,
             _ => return Action::Continue,
         };
-        let replacement = match self.engine.filter_tools_list(&body, sse, &self.list_ids) {
+        match work {
+            ResponseWork::FilterList { sse } => self.filter_list(&body, body_size, sse),
+            ResponseWork::CheckForRefund { sse } => {
+                if self.engine.answer_is_error(&body, sse) {
+                    self.engine.refund(&SharedData, &self.charges);
+                    self.charges.clear();
+                }
+            }
+            ResponseWork::None => {}
+        }
+        Action::Continue
+    }
+}
+
+impl Request {
+    /// Replaces a buffered tools/list answer with its filtered version.
+    fn filter_list(&self, body: &[u8], body_size: usize, sse: bool) {
+        let replacement = match self.engine.filter_tools_list(body, sse, &self.list_ids) {
             Ok(Some(new_body)) => new_body,
-            Ok(None) => return Action::Continue,
+            Ok(None) => return,
             Err(e) => {
                 log::warn!("mcp-policy: tools/list answer withheld: {}", e.0);
                 let msg = answer::error_message(
                     "null",
                     -32603,
-                    &format!(
-                        "tools/list answer withheld by the MCP policy filter: {}",
-                        e.0
-                    ),
+                    &format!("tools/list answer withheld by the MCP policy filter: {}", e.0),
                 );
                 if sse {
                     format!("event: message\ndata: {msg}\n\n")
@@ -263,6 +302,5 @@ impl HttpContext for Request {
             body_size,
             replacement.as_bytes(),
         );
-        Action::Continue
     }
 }

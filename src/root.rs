@@ -2,7 +2,9 @@
 
 use std::rc::Rc;
 
-use mcp_policy_engine::{policy, Engine};
+use mcp_policy_engine::config::{load_settings, load_with_base};
+use mcp_policy_engine::policy::Settings;
+use mcp_policy_engine::Engine;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType};
@@ -14,11 +16,34 @@ use crate::host::Metrics;
 pub struct Root {
     engine: Option<Rc<Engine>>,
     metrics: Rc<Metrics>,
+    /// Filter settings from the Envoy `vm_config.configuration` (optional):
+    /// deployment concerns such as `header_mode`, kept out of the policy so
+    /// the policy file stays what its authors wrote.
+    base: Settings,
 }
 
 impl Context for Root {}
 
 impl RootContext for Root {
+    fn on_vm_start(&mut self, size: usize) -> bool {
+        let config = match hostcalls::get_buffer(BufferType::VmConfiguration, 0, size) {
+            Ok(Some(bytes)) if !bytes.iter().all(u8::is_ascii_whitespace) => bytes,
+            _ => return true, // no VM settings: defaults
+        };
+        match load_settings(&config) {
+            Ok(settings) => {
+                self.base = settings;
+                true
+            }
+            Err(errors) => {
+                for e in &errors {
+                    log::error!("mcp-policy: invalid VM settings: {e}");
+                }
+                false
+            }
+        }
+    }
+
     /// Returning false makes Envoy refuse the configuration: a policy with a
     /// mistake never enforces something other than what was written.
     fn on_configure(&mut self, size: usize) -> bool {
@@ -29,7 +54,7 @@ impl RootContext for Root {
                 return false;
             }
         };
-        match policy::load(&config) {
+        match load_with_base(&config, &self.base) {
             Ok(p) => {
                 log::info!(
                     "mcp-policy: policy loaded ({} tools, default {:?}, {} counters, header mode {:?})",

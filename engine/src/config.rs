@@ -27,21 +27,49 @@ impl fmt::Display for ConfigError {
 
 /// Parses and validates a policy; returns every problem found.
 pub fn load(text: &[u8]) -> Result<Policy, Vec<ConfigError>> {
-    let doc = json::parse(text).map_err(|e| {
-        vec![ConfigError {
-            path: "policy".to_string(),
-            message: format!("not valid JSON: {e}"),
-        }]
-    })?;
+    load_with_base(text, &Settings::default())
+}
+
+/// Like [`load`], with `base` as the settings the policy's own `settings`
+/// object overrides key by key (the base comes from the Envoy VM config).
+pub fn load_with_base(text: &[u8], base: &Settings) -> Result<Policy, Vec<ConfigError>> {
+    let doc = parse_doc(text, "policy")?;
     let mut v = Validator {
         source: doc.source,
         errors: Vec::new(),
+        base: base.clone(),
     };
     let policy = v.policy(&doc.root);
     match policy {
         Some(p) if v.errors.is_empty() => Ok(p),
         _ => Err(v.errors),
     }
+}
+
+/// Parses filter settings given on their own (the Envoy `vm_config`
+/// configuration): the same keys as a policy's `settings` object.
+pub fn load_settings(text: &[u8]) -> Result<Settings, Vec<ConfigError>> {
+    let doc = parse_doc(text, "vm_config")?;
+    let mut v = Validator {
+        source: doc.source,
+        errors: Vec::new(),
+        base: Settings::default(),
+    };
+    let settings = v.settings(&doc.root, "vm_config");
+    if v.errors.is_empty() {
+        Ok(settings)
+    } else {
+        Err(v.errors)
+    }
+}
+
+fn parse_doc<'a>(text: &'a [u8], what: &str) -> Result<json::Document<'a>, Vec<ConfigError>> {
+    json::parse(text).map_err(|e| {
+        vec![ConfigError {
+            path: what.to_string(),
+            message: format!("not valid JSON: {e}"),
+        }]
+    })
 }
 
 /// Shows a value in an error message: its JSON text, shortened.
@@ -71,6 +99,8 @@ fn child(base: &str, key: &str) -> String {
 struct Validator<'s> {
     source: &'s str,
     errors: Vec<ConfigError>,
+    /// Settings the policy's `settings` object starts from.
+    base: Settings,
 }
 
 impl Validator<'_> {
@@ -208,8 +238,8 @@ impl Validator<'_> {
             None => Action::Allow,
         };
         let settings = match root.get("settings") {
-            Some(node) => self.settings(node),
-            None => Settings::default(),
+            Some(node) => self.settings(node, "policy.settings"),
+            None => self.base.clone(),
         };
         let (hide, hide_all) = match root.get("hide") {
             Some(node) => self.hide(node),
@@ -385,9 +415,8 @@ impl Validator<'_> {
         })
     }
 
-    fn settings(&mut self, node: &Node<'_>) -> Settings {
-        let mut s = Settings::default();
-        let path = "policy.settings";
+    fn settings(&mut self, node: &Node<'_>, path: &str) -> Settings {
+        let mut s = self.base.clone();
         let Some(obj) = self.object(
             node,
             path,

@@ -6,6 +6,7 @@ use crate::json::{self, Node, Value};
 use crate::jsonrpc::{self, Message};
 use crate::policy::{Policy, Scope, ToolVerdict};
 use crate::ratelimit::{self, Charge, Clock, Denial, SharedStore, Take};
+use crate::routing_headers::{self, RoutingHeaders};
 use crate::tools_list::{self, ListId, Unfilterable};
 
 /// Default key for scope fingerprints; `settings.grant_hash_key` replaces it.
@@ -109,6 +110,19 @@ impl Engine {
         store: &dyn SharedStore,
         clock: &dyn Clock,
     ) -> Verdict {
+        self.decide_with_routing(body, scopes, &RoutingHeaders::default(), store, clock)
+    }
+
+    /// Judges a complete request body, also checking the MCP routing headers
+    /// (`Mcp-Method`, `Mcp-Name`) against it.
+    pub fn decide_with_routing(
+        &self,
+        body: &[u8],
+        scopes: &Scopes<'_>,
+        routing: &RoutingHeaders<'_>,
+        store: &dyn SharedStore,
+        clock: &dyn Clock,
+    ) -> Verdict {
         let doc = match json::parse_with_depth(body, self.policy.settings.max_depth) {
             Ok(doc) => doc,
             Err(e) => return invalid(answer::parse_error(&e.to_string())),
@@ -133,7 +147,11 @@ impl Engine {
                 Err(e) => return invalid(answer::invalid_request(&e.reason)),
             }
         }
-        self.judge(&doc.source, &classified, batch, scopes, store, clock)
+        let pairs: Vec<_> = messages.iter().copied().zip(classified.iter()).collect();
+        if let Some(problem) = routing_headers::mismatch(routing, &pairs) {
+            return invalid(answer::header_mismatch(&problem));
+        }
+        self.judge(doc.source, &classified, batch, scopes, store, clock)
     }
 
     fn judge(
@@ -320,6 +338,29 @@ impl Engine {
         } else {
             tools_list::filter_json(body, ids, &keep)
         }
+    }
+
+    /// Whether an upstream answer (JSON or event stream) carries a JSON-RPC
+    /// error, i.e. the forwarded call failed. Unreadable answers count as
+    /// successes: a refund must never be granted on a guess.
+    pub fn answer_is_error(&self, body: &[u8], event_stream: bool) -> bool {
+        let has_error = |json: &[u8]| match json::parse(json) {
+            Ok(doc) => match &doc.root.value {
+                Value::Array(items) => items.iter().any(|m| m.get("error").is_some()),
+                _ => doc.root.get("error").is_some(),
+            },
+            Err(_) => false,
+        };
+        if !event_stream {
+            return has_error(body);
+        }
+        let Ok(text) = std::str::from_utf8(body) else {
+            return false;
+        };
+        tools_list::split_events(text)
+            .into_iter()
+            .filter_map(|e| tools_list::event_data(e).0)
+            .any(|data| has_error(data.as_bytes()))
     }
 
     /// Gives back units taken for a call the upstream failed.

@@ -11,6 +11,7 @@ pub mod json;
 pub mod jsonrpc;
 pub mod policy;
 pub mod ratelimit;
+pub mod routing_headers;
 pub mod tools_list;
 pub mod write;
 

@@ -108,7 +108,7 @@ pub fn filter_sse(
 
 /// Splits an event stream into events, each keeping its terminating blank
 /// line, so that concatenating them gives back the input.
-fn split_events(text: &str) -> Vec<&str> {
+pub(crate) fn split_events(text: &str) -> Vec<&str> {
     let mut events = Vec::new();
     let mut start = 0;
     let bytes = text.as_bytes();
@@ -138,11 +138,9 @@ fn split_events(text: &str) -> Vec<&str> {
     events
 }
 
-fn rewrite_event(
-    event: &str,
-    ids: &[ListId],
-    keep: &dyn Fn(&str) -> bool,
-) -> Result<Option<String>, Unfilterable> {
+/// An event's joined `data` lines (None when it has none) and its other
+/// non-empty lines.
+pub(crate) fn event_data(event: &str) -> (Option<String>, Vec<&str>) {
     let mut data = String::new();
     let mut has_data = false;
     let mut other_lines: Vec<&str> = Vec::new();
@@ -164,9 +162,18 @@ fn rewrite_event(
             other_lines.push(line);
         }
     }
-    if !has_data || data.trim().is_empty() {
+    (has_data.then_some(data), other_lines)
+}
+
+fn rewrite_event(
+    event: &str,
+    ids: &[ListId],
+    keep: &dyn Fn(&str) -> bool,
+) -> Result<Option<String>, Unfilterable> {
+    let (data, other_lines) = event_data(event);
+    let Some(data) = data.filter(|d| !d.trim().is_empty()) else {
         return Ok(None);
-    }
+    };
     let Some(new_data) = filter_json(data.as_bytes(), ids, keep)? else {
         return Ok(None);
     };
