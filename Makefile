@@ -33,9 +33,11 @@ $(VENV)/.stamp: requirements.txt
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.txt
 	@touch $@
 
-lint:
+lint: toolchain
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	# the adapter only exists on the Wasm target: lint it there
+	cargo clippy -p mcp-policy --target $(WASM_TARGET) -- -D warnings
 
 unit:
 	cargo test --workspace

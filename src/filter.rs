@@ -287,7 +287,10 @@ impl Request {
                 let msg = answer::error_message(
                     "null",
                     -32603,
-                    &format!("tools/list answer withheld by the MCP policy filter: {}", e.0),
+                    &format!(
+                        "tools/list answer withheld by the MCP policy filter: {}",
+                        e.0
+                    ),
                 );
                 if sse {
                     format!("event: message\ndata: {msg}\n\n")

@@ -148,7 +148,7 @@ impl Validator<'_> {
 
     fn string(&mut self, node: &Node<'_>, path: &str) -> Option<String> {
         match node.as_str() {
-            Some(s) if s.is_empty() => {
+            Some("") => {
                 self.wrong(path, node, "a non-empty string");
                 None
             }
@@ -248,32 +248,29 @@ impl Validator<'_> {
         let mut counters = CounterTable::default();
         let mut tools = HashMap::new();
         let mut wildcard = ToolRule::default();
-        match root.get("tools") {
-            Some(node) => {
-                if let Some(members) = node.as_object() {
-                    for (name, rule_node) in members {
-                        let rule_path = child("policy.tools", name);
-                        if name.is_empty() {
-                            self.error(&rule_path, "tool name must not be empty".to_string());
-                            continue;
-                        }
-                        let rule = self.tool_rule(rule_node, &rule_path, &mut counters);
-                        if name == "*" {
-                            wildcard = rule;
-                        } else {
-                            tools.insert(name.to_string(), rule);
-                        }
+        // A missing `tools` is legal: under default deny nothing can be called.
+        if let Some(node) = root.get("tools") {
+            if let Some(members) = node.as_object() {
+                for (name, rule_node) in members {
+                    let rule_path = child("policy.tools", name);
+                    if name.is_empty() {
+                        self.error(&rule_path, "tool name must not be empty".to_string());
+                        continue;
                     }
-                } else {
-                    self.wrong(
-                        "policy.tools",
-                        node,
-                        "an object mapping tool names to rules",
-                    );
+                    let rule = self.tool_rule(rule_node, &rule_path, &mut counters);
+                    if name == "*" {
+                        wildcard = rule;
+                    } else {
+                        tools.insert(name.to_string(), rule);
+                    }
                 }
+            } else {
+                self.wrong(
+                    "policy.tools",
+                    node,
+                    "an object mapping tool names to rules",
+                );
             }
-            // Legal: under default deny nothing can be called, which is safe.
-            None => {}
         }
         Some(Policy {
             default,

@@ -121,8 +121,14 @@ mod tests {
     fn plain_and_base64_values_decode() {
         assert_eq!(decode_value("tools/call").as_deref(), Some("tools/call"));
         // "héllo" in base64
-        assert_eq!(decode_value("=?base64?aMOpbGxv?=").as_deref(), Some("héllo"));
-        assert_eq!(decode_value("=?base64?aMOpbGxv").as_deref(), Some("=?base64?aMOpbGxv"));
+        assert_eq!(
+            decode_value("=?base64?aMOpbGxv?=").as_deref(),
+            Some("héllo")
+        );
+        assert_eq!(
+            decode_value("=?base64?aMOpbGxv").as_deref(),
+            Some("=?base64?aMOpbGxv")
+        );
         assert_eq!(decode_value("=?base64?***?="), None);
     }
 }
