@@ -4,6 +4,7 @@
 use std::rc::Rc;
 
 use mcp_policy_engine::answer::{self, LocalReply};
+use mcp_policy_engine::engine::PendingApproval;
 use mcp_policy_engine::policy::{GrantSource, HeaderMode};
 use mcp_policy_engine::ratelimit::Charge;
 use mcp_policy_engine::routing_headers::RoutingHeaders;
@@ -12,6 +13,7 @@ use mcp_policy_engine::{CallRecord, Engine, Scopes, Verdict};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, MapType};
+use std::time::Duration;
 
 use crate::host::{HostClock, Metrics, SharedData};
 
@@ -28,6 +30,8 @@ pub struct Request {
     charges: Vec<Charge>,
     /// How the answer must be buffered and read, decided on its headers.
     response: ResponseWork,
+    /// A call held while the approval service decides.
+    pending: Option<Box<PendingApproval>>,
 }
 
 /// What the answer needs from us.
@@ -52,6 +56,7 @@ impl Request {
             list_ids: Vec::new(),
             charges: Vec::new(),
             response: ResponseWork::None,
+            pending: None,
         }
     }
 
@@ -98,10 +103,12 @@ impl Request {
         let grant = self.grant_value();
         let session = self.request_header("mcp-session-id");
         let source = source_address();
+        let request_id = self.request_header("x-request-id");
         let scopes = Scopes {
             grant: grant.as_deref(),
             session: session.as_deref().map(str::as_bytes),
             source: source.as_deref().map(str::as_bytes),
+            request_id: request_id.as_deref(),
         };
         let mcp_method = self.request_header("mcp-method");
         let mcp_name = self.request_header("mcp-name");
@@ -109,10 +116,15 @@ impl Request {
             method: mcp_method.as_deref(),
             name: mcp_name.as_deref(),
         };
-        match self
-            .engine
-            .decide_with_routing(&body, &scopes, &routing, &SharedData, &HostClock)
-        {
+        let verdict =
+            self.engine
+                .decide_with_routing(&body, &scopes, &routing, &SharedData, &HostClock);
+        self.apply(verdict)
+    }
+
+    /// Carries out a verdict: `Continue` forwards, `Pause` holds or answers.
+    fn apply(&mut self, verdict: Verdict) -> Action {
+        match verdict {
             Verdict::Forward(fwd) => {
                 self.count_calls(&fwd.calls);
                 self.list_ids = fwd.list_ids;
@@ -131,6 +143,32 @@ impl Request {
                     reply.body
                 );
                 self.reply(&reply)
+            }
+            Verdict::Approve(pending) => {
+                let service = &pending.service;
+                let headers = vec![
+                    (":method", "POST"),
+                    (":path", service.path.as_str()),
+                    (":authority", service.authority.as_str()),
+                    ("content-type", "application/json"),
+                ];
+                let sent = hostcalls::dispatch_http_call(
+                    &service.cluster,
+                    headers,
+                    Some(pending.body.as_bytes()),
+                    vec![],
+                    Duration::from_millis(service.timeout_ms),
+                );
+                match sent {
+                    Ok(_token) => {
+                        self.pending = Some(pending);
+                        Action::Pause
+                    }
+                    Err(_) => {
+                        let v = self.engine.resolve_approval(*pending, None, &SharedData);
+                        self.apply(v)
+                    }
+                }
             }
         }
     }
@@ -163,7 +201,37 @@ fn source_address() -> Option<String> {
     )
 }
 
-impl Context for Request {}
+impl Context for Request {
+    /// The approval service answered (or timed out: no headers).
+    fn on_http_call_response(
+        &mut self,
+        _token: u32,
+        num_headers: usize,
+        body_size: usize,
+        _: usize,
+    ) {
+        let Some(pending) = self.pending.take() else {
+            return;
+        };
+        let status = if num_headers == 0 {
+            None
+        } else {
+            hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+                .ok()
+                .flatten()
+                .and_then(|s| s.parse::<u32>().ok())
+        };
+        let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let answer = status.map(|s| (s, body.as_slice()));
+        let verdict = self.engine.resolve_approval(*pending, answer, &SharedData);
+        if self.apply(verdict) == Action::Continue {
+            let _ = hostcalls::resume_http_request();
+        }
+    }
+}
 
 impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
@@ -279,6 +347,7 @@ impl HttpContext for Request {
 impl Request {
     /// Replaces a buffered tools/list answer with its filtered version.
     fn filter_list(&self, body: &[u8], body_size: usize, sse: bool) {
+        self.engine.learn_hints(body, sse, &SharedData);
         let replacement = match self.engine.filter_tools_list(body, sse, &self.list_ids) {
             Ok(Some(new_body)) => new_body,
             Ok(None) => return,

@@ -7,10 +7,18 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
+use crate::conditions::{ArgPath, Condition, Literal, Op};
 use crate::json::{self, Node, Value};
 use crate::policy::{
-    Action, Counter, ErrorStyle, GrantSource, HeaderMode, Policy, Scope, Settings, ToolRule, Window,
+    Action, ApprovalService, ArgRule, Counter, ErrorStyle, GrantSource, HeaderMode, Policy, Risk,
+    RuleKind, Scope, Settings, ToolRule, Window,
 };
+
+const TOOL_ACTIONS: [(&str, Action); 3] = [
+    ("allow", Action::Allow),
+    ("deny", Action::Deny),
+    ("approve", Action::Approve),
+];
 
 /// One problem in a policy, located by JSON path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -272,6 +280,22 @@ impl Validator<'_> {
                 );
             }
         }
+        let risk_actions = match root.get("risk_actions") {
+            Some(node) => self.risk_actions(node),
+            None => HashMap::new(),
+        };
+        let approval = root.get("approval").and_then(|n| self.approval(n));
+        let approves = wildcard.action == Action::Approve
+            || tools.values().chain([&wildcard]).any(|t| {
+                t.action == Action::Approve || t.rules.iter().any(|r| r.action == Action::Approve)
+            })
+            || risk_actions.values().any(|a| *a == Action::Approve);
+        if approves && approval.is_none() && root.get("approval").is_none() {
+            self.error(
+                "policy.approval",
+                "missing, expected {\"cluster\": \"<Envoy cluster of the approval service>\"} because the policy uses action \"approve\"".to_string(),
+            );
+        }
         Some(Policy {
             default,
             tools,
@@ -279,6 +303,8 @@ impl Validator<'_> {
             hide,
             hide_all,
             counters: counters.list,
+            risk_actions,
+            approval,
             settings,
         })
     }
@@ -305,18 +331,23 @@ impl Validator<'_> {
 
     fn tool_rule(&mut self, node: &Node<'_>, path: &str, counters: &mut CounterTable) -> ToolRule {
         let mut rule = ToolRule::default();
-        let Some(obj) = self.object(node, path, &["action", "reason", "limits", "description"])
-        else {
+        let Some(obj) = self.object(
+            node,
+            path,
+            &["action", "reason", "limits", "description", "risk", "rules"],
+        ) else {
             return rule;
         };
         if let Some(a) = obj.get("action") {
             rule.action = self
-                .choice(
-                    a,
-                    &child(path, "action"),
-                    &[("allow", Action::Allow), ("deny", Action::Deny)],
-                )
+                .choice(a, &child(path, "action"), &TOOL_ACTIONS)
                 .unwrap_or(Action::Deny);
+        }
+        if let Some(r) = obj.get("risk") {
+            rule.risk = self.choice(r, &child(path, "risk"), &Risk::ALL);
+        }
+        if let Some(r) = obj.get("rules") {
+            rule.rules = self.arg_rules(r, &child(path, "rules"));
         }
         if let Some(r) = obj.get("reason") {
             rule.reason = self.string(r, &child(path, "reason"));
@@ -351,7 +382,49 @@ impl Validator<'_> {
     }
 
     fn limit(&mut self, node: &Node<'_>, path: &str) -> Option<Counter> {
-        let obj = self.object(node, path, &["counter", "window", "max", "scope"])?;
+        let obj = self.object(
+            node,
+            path,
+            &[
+                "counter",
+                "window",
+                "max",
+                "scope",
+                "increment_from",
+                "default_increment",
+            ],
+        )?;
+        let increment_from = obj.get("increment_from").and_then(|n| {
+            let p = child(path, "increment_from");
+            let text = self.string(n, &p)?;
+            match ArgPath::parse(&text) {
+                Ok(ap) => Some(ap),
+                Err(e) => {
+                    self.wrong(
+                        &p,
+                        n,
+                        &format!("an argument path like \"args.a.b[0]\" ({e})"),
+                    );
+                    None
+                }
+            }
+        });
+        let default_increment_milli = obj.get("default_increment").and_then(|n| {
+            let p = child(path, "default_increment");
+            match n.as_f64() {
+                Some(v) if (0.0..=1e12).contains(&v) => Some(to_milli(v)),
+                _ => {
+                    self.wrong(&p, n, "a number >= 0");
+                    None
+                }
+            }
+        });
+        if default_increment_milli.is_some() && increment_from.is_none() {
+            self.error(
+                &child(path, "default_increment"),
+                "only meaningful with increment_from".to_string(),
+            );
+        }
         let name = match obj.get("counter") {
             Some(n) => self.string(n, &child(path, "counter")),
             None => {
@@ -409,6 +482,293 @@ impl Validator<'_> {
             window: window?,
             max: max?,
             scope: scope?,
+            increment_from,
+            default_increment_milli,
+        })
+    }
+
+    fn risk_actions(&mut self, node: &Node<'_>) -> HashMap<Risk, Action> {
+        let mut out = HashMap::new();
+        let path = "policy.risk_actions";
+        let names: Vec<&str> = Risk::ALL.iter().map(|(n, _)| *n).collect();
+        let Some(obj) = self.object(node, path, &names) else {
+            return out;
+        };
+        for (name, risk) in Risk::ALL {
+            if let Some(a) = obj.get(name) {
+                if let Some(action) = self.choice(a, &child(path, name), &TOOL_ACTIONS) {
+                    out.insert(risk, action);
+                }
+            }
+        }
+        out
+    }
+
+    fn approval(&mut self, node: &Node<'_>) -> Option<ApprovalService> {
+        let path = "policy.approval";
+        let obj = self.object(node, path, &["cluster", "authority", "path", "timeout_ms"])?;
+        let cluster = match obj.get("cluster") {
+            Some(c) => self.string(c, &child(path, "cluster")),
+            None => {
+                self.error(
+                    &child(path, "cluster"),
+                    "missing, expected the name of the Envoy cluster of the approval service"
+                        .to_string(),
+                );
+                None
+            }
+        }?;
+        let authority = match obj.get("authority") {
+            Some(a) => self.string(a, &child(path, "authority"))?,
+            None => cluster.clone(),
+        };
+        let req_path = match obj.get("path") {
+            Some(p) => {
+                let text = self.string(p, &child(path, "path"))?;
+                if !text.starts_with('/') {
+                    self.wrong(&child(path, "path"), p, "a path starting with \"/\"");
+                    return None;
+                }
+                text
+            }
+            None => "/approve".to_string(),
+        };
+        let timeout_ms = match obj.get("timeout_ms") {
+            Some(t) => self.positive_int(t, &child(path, "timeout_ms"), 3_600_000)?,
+            None => 30_000,
+        };
+        Some(ApprovalService {
+            cluster,
+            authority,
+            path: req_path,
+            timeout_ms,
+        })
+    }
+
+    fn arg_rules(&mut self, node: &Node<'_>, path: &str) -> Vec<ArgRule> {
+        let mut out: Vec<ArgRule> = Vec::new();
+        let Some(items) = node.as_array() else {
+            self.wrong(path, node, "an array of rules");
+            return out;
+        };
+        for (i, item) in items.iter().enumerate() {
+            let rpath = format!("{path}[{i}]");
+            if let Some(rule) = self.arg_rule(item, &rpath) {
+                if out.iter().any(|r| r.name == rule.name) {
+                    self.error(
+                        &child(&rpath, "name"),
+                        format!("duplicate rule name \"{}\"", rule.name),
+                    );
+                }
+                out.push(rule);
+            }
+        }
+        out
+    }
+
+    fn arg_rule(&mut self, node: &Node<'_>, path: &str) -> Option<ArgRule> {
+        let obj = self.object(
+            node,
+            path,
+            &[
+                "name", "deny_if", "require", "when", "action", "risk", "reason",
+            ],
+        )?;
+        let name = match obj.get("name") {
+            Some(n) => self.string(n, &child(path, "name")),
+            None => {
+                self.error(
+                    &child(path, "name"),
+                    "missing, expected a rule name".to_string(),
+                );
+                None
+            }
+        };
+        let kinds: Vec<&str> = ["deny_if", "require", "when"]
+            .into_iter()
+            .filter(|k| obj.get(k).is_some())
+            .collect();
+        let kind_name = match kinds.as_slice() {
+            [one] => *one,
+            _ => {
+                self.error(
+                    path,
+                    format!(
+                        "expected exactly one of \"deny_if\", \"require\", \"when\", got {}",
+                        if kinds.is_empty() {
+                            "none".to_string()
+                        } else {
+                            kinds.join(", ")
+                        }
+                    ),
+                );
+                return None;
+            }
+        };
+        let cpath = child(path, kind_name);
+        let conds = self.conditions(obj.get(kind_name)?, &cpath);
+        let action = match obj.get("action") {
+            Some(a) => self.choice(
+                a,
+                &child(path, "action"),
+                &[("deny", Action::Deny), ("approve", Action::Approve)],
+            ),
+            None => Some(Action::Deny),
+        };
+        let risk = match obj.get("risk") {
+            Some(r) => self.choice(r, &child(path, "risk"), &Risk::ALL),
+            None => None,
+        };
+        let reason = match obj.get("reason") {
+            Some(r) => self.string(r, &child(path, "reason")),
+            None => None,
+        };
+        let kind = match kind_name {
+            "deny_if" => RuleKind::DenyIf(conds?),
+            "require" => RuleKind::Require(conds?),
+            _ => {
+                if risk.is_none() {
+                    self.error(
+                        &child(path, "risk"),
+                        "missing, a \"when\" rule classifies calls: expected one of \"read\", \"write\", \"execute\", \"destructive\"".to_string(),
+                    );
+                }
+                if obj.get("action").is_some() {
+                    self.error(
+                        &child(path, "action"),
+                        "a \"when\" rule only classifies; use deny_if or require to refuse"
+                            .to_string(),
+                    );
+                }
+                RuleKind::When(conds?)
+            }
+        };
+        if risk.is_some() && !matches!(kind, RuleKind::When(_)) {
+            self.error(
+                &child(path, "risk"),
+                "only \"when\" rules carry a risk".to_string(),
+            );
+        }
+        Some(ArgRule {
+            name: name?,
+            kind,
+            action: action?,
+            risk,
+            reason,
+        })
+    }
+
+    fn conditions(&mut self, node: &Node<'_>, path: &str) -> Option<Vec<Condition>> {
+        let Some(items) = node.as_array().filter(|i| !i.is_empty()) else {
+            self.wrong(path, node, "a non-empty array of conditions");
+            return None;
+        };
+        let mut out = Vec::new();
+        let mut ok = true;
+        for (i, item) in items.iter().enumerate() {
+            match self.condition(item, &format!("{path}[{i}]")) {
+                Some(c) => out.push(c),
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    fn condition(&mut self, node: &Node<'_>, path: &str) -> Option<Condition> {
+        let obj = self.object(node, path, &["path", "op", "value"])?;
+        let ppath = child(path, "path");
+        let arg_path = match obj.get("path") {
+            Some(p) => {
+                let text = self.string(p, &ppath)?;
+                match ArgPath::parse(&text) {
+                    Ok(ap) => Some(ap),
+                    Err(e) => {
+                        self.wrong(&ppath, p, &format!("a path like \"args.a.b[0]\" ({e})"));
+                        None
+                    }
+                }
+            }
+            None => {
+                self.error(
+                    &ppath,
+                    "missing, expected a path like \"args.action\"".to_string(),
+                );
+                None
+            }
+        };
+        let opath = child(path, "op");
+        let op_name = match obj.get("op") {
+            Some(o) => {
+                let ops: Vec<(&str, &str)> = Op::NAMES.iter().map(|n| (*n, *n)).collect();
+                self.choice(o, &opath, &ops)
+            }
+            None => {
+                self.error(
+                    &opath,
+                    format!("missing, expected one of {}", Op::NAMES.join(", ")),
+                );
+                None
+            }
+        };
+        let vpath = child(path, "value");
+        let Some(value) = obj.get("value") else {
+            self.error(&vpath, "missing".to_string());
+            return None;
+        };
+        let op = match op_name? {
+            "eq" => Op::Eq(Literal::from_node(value)),
+            "neq" => Op::Neq(Literal::from_node(value)),
+            "in" | "not_in" => {
+                let Some(items) = value.as_array() else {
+                    self.wrong(&vpath, value, "an array of values");
+                    return None;
+                };
+                let list = items.iter().map(Literal::from_node).collect();
+                if op_name == Some("in") {
+                    Op::In(list)
+                } else {
+                    Op::NotIn(list)
+                }
+            }
+            "lt" | "lte" | "gt" | "gte" => {
+                let Some(x) = value.as_f64().filter(|x| x.is_finite()) else {
+                    self.wrong(&vpath, value, "a number");
+                    return None;
+                };
+                match op_name {
+                    Some("lt") => Op::Lt(x),
+                    Some("lte") => Op::Lte(x),
+                    Some("gt") => Op::Gt(x),
+                    _ => Op::Gte(x),
+                }
+            }
+            "regex" => {
+                let text = self.string(value, &vpath)?;
+                // Bounded: regex-lite is a backtracking-free engine; cap the
+                // compiled size so per-call cost stays small.
+                match regex_lite::RegexBuilder::new(&text)
+                    .size_limit(1 << 20)
+                    .build()
+                {
+                    Ok(re) => Op::Regex(re),
+                    Err(e) => {
+                        self.wrong(&vpath, value, &format!("a valid regular expression ({e})"));
+                        return None;
+                    }
+                }
+            }
+            "contains" => Op::Contains(Literal::from_node(value)),
+            _ => match value.value {
+                Value::Bool(b) => Op::Exists(b),
+                _ => {
+                    self.wrong(&vpath, value, "true or false");
+                    return None;
+                }
+            },
+        };
+        Some(Condition {
+            path: arg_path?,
+            op,
         })
     }
 
@@ -507,6 +867,17 @@ impl Validator<'_> {
             s.grant_hash_key = self.string(n, &child(path, "grant_hash_key"));
         }
         s
+    }
+}
+
+/// A non-negative amount in thousandths, rounded up (never under-counts).
+pub fn to_milli(v: f64) -> u64 {
+    let scaled = (v * 1000.0).ceil();
+    if scaled.is_finite() && scaled >= 0.0 {
+        // Saturating float-to-int conversion.
+        scaled as u64
+    } else {
+        u64::MAX
     }
 }
 

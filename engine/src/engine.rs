@@ -2,22 +2,28 @@
 //! JSON-RPC message in it, and either forward it untouched or answer locally.
 
 use crate::answer::{self, LocalReply, Outcome, RateInfo, Refusal};
+use crate::config;
 use crate::json::{self, Node, Value};
 use crate::jsonrpc::{self, Message};
-use crate::policy::{Policy, Scope, ToolVerdict};
+use crate::policy::{ApprovalService, CallVerdict, Counter, Policy, Scope};
 use crate::ratelimit::{self, Charge, Clock, Denial, SharedStore, Take};
+use crate::risk;
 use crate::routing_headers::{self, RoutingHeaders};
 use crate::tools_list::{self, ListId, Unfilterable};
+use crate::write::ObjectWriter;
 
 /// Default key for scope fingerprints; `settings.grant_hash_key` replaces it.
 const DEFAULT_HASH_KEY: &[u8] = b"mcp-policy/scope-fingerprint/v1";
 
-/// The request's scope values, as the host read them (raw; hashed here).
+/// What the host knows about the request besides its body: scope values
+/// (raw; hashed here) and the request id for approvals and audit.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Scopes<'a> {
     pub grant: Option<&'a [u8]>,
     pub session: Option<&'a [u8]>,
     pub source: Option<&'a [u8]>,
+    /// `x-request-id`, passed to the approval service.
+    pub request_id: Option<&'a str>,
 }
 
 /// One judged `tools/call`, for metrics and audit.
@@ -37,6 +43,24 @@ pub enum Verdict {
         reply: LocalReply,
         calls: Vec<CallRecord>,
     },
+    /// Hold the request and ask the approval service; settle the answer
+    /// with [`Engine::resolve_approval`].
+    Approve(Box<PendingApproval>),
+}
+
+/// A call held for approval.
+#[derive(Debug)]
+pub struct PendingApproval {
+    pub service: ApprovalService,
+    /// The JSON body to POST to the approval service.
+    pub body: String,
+    tool: String,
+    rule: String,
+    reason: String,
+    /// The JSON-RPC id (raw) to answer with if refused.
+    id: String,
+    /// What forwarding leaves to do, if approved (units are already taken).
+    pub forwarded: Forwarded,
 }
 
 /// What a forwarded request leaves to do on its answer.
@@ -49,15 +73,32 @@ pub struct Forwarded {
     pub calls: Vec<CallRecord>,
 }
 
+/// Counters count thousandths so `increment_from` amounts like 0.25 are
+/// exact; a plain call takes one whole unit.
+const MILLI: u64 = 1000;
+
 /// The policy engine: immutable after configure, shared by every request.
 #[derive(Debug)]
 pub struct Engine {
     pub policy: Policy,
+    /// The policy's counters with `max` in thousandths.
+    scaled_counters: Vec<Counter>,
 }
 
 impl Engine {
     pub fn new(policy: Policy) -> Self {
-        Self { policy }
+        let scaled_counters = policy
+            .counters
+            .iter()
+            .map(|c| Counter {
+                max: c.max.saturating_mul(MILLI),
+                ..c.clone()
+            })
+            .collect();
+        Self {
+            policy,
+            scaled_counters,
+        }
     }
 
     /// Checks made on request headers, before any body byte is buffered.
@@ -154,6 +195,7 @@ impl Engine {
         self.judge(doc.source, &classified, batch, scopes, store, clock)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn judge(
         &self,
         source: &str,
@@ -165,26 +207,40 @@ impl Engine {
     ) -> Verdict {
         let mut refusals: Vec<Option<Refusal>> = Vec::with_capacity(messages.len());
         let mut takes: Vec<(usize, Take)> = Vec::new();
+        let mut approvals: Vec<(usize, String, String)> = Vec::new();
         let mut forwarded = Forwarded::default();
+        let hint = |tool: &str| risk::lookup(store, tool);
         for (i, msg) in messages.iter().enumerate() {
             let mut refusal = None;
             match msg {
-                Message::ToolCall { tool, .. } => match self.policy.decide(tool) {
-                    ToolVerdict::Deny { rule, reason } => {
-                        refusal = Some(Refusal {
-                            outcome: Outcome::Denied,
-                            tool: tool.to_string(),
+                Message::ToolCall {
+                    tool, arguments, ..
+                } => {
+                    let limits = match self.policy.decide_call(tool, *arguments, &hint) {
+                        CallVerdict::Deny { rule, reason } => {
+                            refusal = Some(denied(tool, rule, reason));
+                            Vec::new()
+                        }
+                        CallVerdict::Allow { limits } => limits,
+                        CallVerdict::Approve {
+                            limits,
                             rule,
                             reason,
-                            rate: None,
-                        });
-                    }
-                    ToolVerdict::Allow { limits } => {
-                        for counter in limits {
-                            takes.push((i, self.take(counter, scopes)));
+                        } => {
+                            approvals.push((i, rule, reason));
+                            limits
+                        }
+                    };
+                    for counter in limits {
+                        match self.take(counter, scopes, *arguments) {
+                            Ok(take) => takes.push((i, take)),
+                            Err(reason) => {
+                                let rule = format!("limits.{}", self.counter_name(counter));
+                                refusal = Some(denied(tool, rule, reason));
+                            }
                         }
                     }
-                },
+                }
                 Message::ToolsList { id } => {
                     if let Some(list_id) = ListId::of(id) {
                         forwarded.list_ids.push(list_id);
@@ -196,13 +252,12 @@ impl Engine {
         }
         if refusals.iter().all(Option::is_none) && !takes.is_empty() {
             let only: Vec<Take> = takes.iter().map(|(_, t)| *t).collect();
-            let now = clock.now_unix_millis();
             match ratelimit::acquire(
                 store,
-                &self.policy.counters,
+                &self.scaled_counters,
                 self.policy.settings.counter_slots,
                 &only,
-                now,
+                clock.now_unix_millis(),
             ) {
                 Ok(charges) => forwarded.charges = charges,
                 Err(denial) => {
@@ -224,11 +279,50 @@ impl Engine {
                 }
             }
         }
+        if refusals.iter().all(Option::is_none) && !approvals.is_empty() {
+            match self.pending_approval(source, messages, batch, scopes, &approvals) {
+                Ok(mut pending) => {
+                    forwarded.calls = call_records(messages, &refusals);
+                    pending.forwarded = forwarded;
+                    return Verdict::Approve(Box::new(pending));
+                }
+                Err(reason) => {
+                    ratelimit::release(store, &forwarded.charges);
+                    for (i, rule, _) in &approvals {
+                        if let (Some(slot), Some(Message::ToolCall { tool, .. })) =
+                            (refusals.get_mut(*i), messages.get(*i))
+                        {
+                            *slot = Some(Refusal {
+                                outcome: Outcome::ApprovalRefused,
+                                tool: tool.to_string(),
+                                rule: rule.clone(),
+                                reason: reason.clone(),
+                                rate: None,
+                            });
+                        }
+                    }
+                }
+            }
+        }
         let calls = call_records(messages, &refusals);
         if refusals.iter().all(Option::is_none) {
             forwarded.calls = calls;
             return Verdict::Forward(forwarded);
         }
+        Verdict::Reply {
+            reply: self.refusal_answer(source, messages, &refusals, batch),
+            calls,
+        }
+    }
+
+    /// The local answer for a request with at least one refused message.
+    fn refusal_answer(
+        &self,
+        source: &str,
+        messages: &[Message<'_, '_>],
+        refusals: &[Option<Refusal>],
+        batch: bool,
+    ) -> LocalReply {
         let outcome = refusals
             .iter()
             .flatten()
@@ -243,7 +337,7 @@ impl Engine {
         let style = self.policy.settings.error_style;
         let answers = messages
             .iter()
-            .zip(&refusals)
+            .zip(refusals)
             .filter_map(|(msg, refusal)| {
                 let id = request_id(msg)?.raw(source);
                 Some(match refusal {
@@ -252,25 +346,119 @@ impl Engine {
                 })
             })
             .collect();
+        answer::refusal_reply(answers, batch, outcome, retry_after)
+    }
+
+    /// Builds the question for the approval service (one call, not a batch).
+    fn pending_approval(
+        &self,
+        source: &str,
+        messages: &[Message<'_, '_>],
+        batch: bool,
+        scopes: &Scopes<'_>,
+        approvals: &[(usize, String, String)],
+    ) -> Result<PendingApproval, String> {
+        let Some(service) = self.policy.approval.clone() else {
+            return Err("no approval service is configured".to_string());
+        };
+        let (i, rule, reason) = match (batch, approvals) {
+            (false, [one]) => one,
+            _ => return Err("calls that need approval cannot be sent in a batch".to_string()),
+        };
+        let Some(Message::ToolCall {
+            id,
+            tool,
+            arguments,
+        }) = messages.get(*i)
+        else {
+            return Err("internal: approval for a non-call".to_string());
+        };
+        let grant = self.fingerprint(Scope::Grant, scopes.grant);
+        let body = ObjectWriter::new()
+            .str("tool", tool)
+            .raw(
+                "arguments",
+                arguments.map(|a| a.raw(source)).unwrap_or("{}"),
+            )
+            .str("grant", &format!("{grant:016x}"))
+            .opt_str(
+                "session",
+                scopes.session.and_then(|s| std::str::from_utf8(s).ok()),
+            )
+            .opt_str("request_id", scopes.request_id)
+            .raw("jsonrpc_id", id.raw(source))
+            .str("rule", rule)
+            .str("reason", reason)
+            .finish();
+        Ok(PendingApproval {
+            service,
+            body,
+            tool: tool.to_string(),
+            rule: rule.clone(),
+            reason: reason.clone(),
+            id: id.raw(source).to_string(),
+            forwarded: Forwarded::default(),
+        })
+    }
+
+    /// Settles a held call with the approval service's answer: `status` and
+    /// `body` of its HTTP response, or None when it timed out or failed.
+    pub fn resolve_approval(
+        &self,
+        pending: PendingApproval,
+        answer: Option<(u32, &[u8])>,
+        store: &dyn SharedStore,
+    ) -> Verdict {
+        let refused = match answer {
+            None => {
+                Some("the approval service did not answer (timeout or unreachable)".to_string())
+            }
+            Some((200, body)) => match json::parse(body) {
+                Ok(doc) => match doc.root.get("decision").and_then(Node::as_str) {
+                    Some("allow") => None,
+                    Some("deny") => Some(
+                        doc.root
+                            .get("reason")
+                            .and_then(Node::as_str)
+                            .map(|r| format!("refused by the approver: {r}"))
+                            .unwrap_or_else(|| "refused by the approver".to_string()),
+                    ),
+                    _ => Some("the approval service answered without a decision".to_string()),
+                },
+                Err(_) => Some("the approval service answered with invalid JSON".to_string()),
+            },
+            Some((status, _)) => Some(format!("the approval service answered HTTP {status}")),
+        };
+        let Some(reason) = refused else {
+            return Verdict::Forward(pending.forwarded);
+        };
+        ratelimit::release(store, &pending.forwarded.charges);
+        let refusal = Refusal {
+            outcome: Outcome::ApprovalRefused,
+            tool: pending.tool.clone(),
+            rule: pending.rule.clone(),
+            reason: format!("{} ({reason})", pending.reason),
+            rate: None,
+        };
+        let message = refusal.to_message(&pending.id, self.policy.settings.error_style);
         Verdict::Reply {
-            reply: answer::refusal_reply(answers, batch, outcome, retry_after),
-            calls,
+            reply: answer::refusal_reply(vec![message], false, Outcome::ApprovalRefused, None),
+            calls: vec![CallRecord {
+                tool: pending.tool,
+                outcome: Outcome::ApprovalRefused,
+            }],
         }
     }
 
-    fn take(&self, counter: usize, scopes: &Scopes<'_>) -> Take {
-        let scope = self
-            .policy
+    fn counter_name(&self, counter: usize) -> &str {
+        self.policy
             .counters
             .get(counter)
-            .map(|c| c.scope)
-            .unwrap_or(Scope::Global);
-        let value = match scope {
-            Scope::Global => Some(b"global".as_slice()),
-            Scope::Grant => scopes.grant,
-            Scope::Session => scopes.session,
-            Scope::Source => scopes.source,
-        };
+            .map(|c| c.name.as_str())
+            .unwrap_or("?")
+    }
+
+    fn fingerprint(&self, scope: Scope, value: Option<&[u8]>) -> u64 {
         let key = self
             .policy
             .settings
@@ -278,11 +466,50 @@ impl Engine {
             .as_deref()
             .map(str::as_bytes)
             .unwrap_or(DEFAULT_HASH_KEY);
-        Take {
+        ratelimit::fingerprint(key, scope, value)
+    }
+
+    /// What a call takes from `counter`: 1, or an argument's value for
+    /// `increment_from` counters (in thousandths; see `scaled_counters`).
+    fn take(
+        &self,
+        counter: usize,
+        scopes: &Scopes<'_>,
+        args: Option<&Node<'_>>,
+    ) -> Result<Take, String> {
+        let def = self.policy.counters.get(counter);
+        let scope = def.map(|c| c.scope).unwrap_or(Scope::Global);
+        let value = match scope {
+            Scope::Global => Some(b"global".as_slice()),
+            Scope::Grant => scopes.grant,
+            Scope::Session => scopes.session,
+            Scope::Source => scopes.source,
+        };
+        let amount = match def.and_then(|c| c.increment_from.as_ref().map(|p| (c, p))) {
+            None => MILLI,
+            Some((c, path)) => match path.resolve(args) {
+                None => c.default_increment_milli.ok_or_else(|| {
+                    format!(
+                        "limit \"{}\" counts argument {}, which the call does not give",
+                        c.name, path.text
+                    )
+                })?,
+                Some(node) => match node.as_f64() {
+                    Some(v) if v.is_finite() && v >= 0.0 => config::to_milli(v),
+                    _ => {
+                        return Err(format!(
+                            "limit \"{}\" counts argument {}, which must be a number >= 0",
+                            c.name, path.text
+                        ))
+                    }
+                },
+            },
+        };
+        Ok(Take {
             counter,
-            fingerprint: ratelimit::fingerprint(key, scope, value),
-            amount: 1,
-        }
+            fingerprint: self.fingerprint(scope, value),
+            amount,
+        })
     }
 
     fn rate_refusal(&self, tool: &str, denial: &Denial) -> Refusal {
@@ -363,9 +590,39 @@ impl Engine {
             .any(|data| has_error(data.as_bytes()))
     }
 
+    /// Learns the servers' risk hints from a `tools/list` answer (only when
+    /// the policy acts on risk categories; otherwise it costs nothing).
+    pub fn learn_hints(&self, body: &[u8], event_stream: bool, store: &dyn SharedStore) {
+        if self.policy.risk_actions.is_empty() {
+            return;
+        }
+        let mut learned = Vec::new();
+        if event_stream {
+            let text = std::str::from_utf8(body).unwrap_or("");
+            for event in tools_list::split_events(text) {
+                if let Some(data) = tools_list::event_data(event).0 {
+                    learned.extend(risk::hints_in_answer(data.as_bytes()));
+                }
+            }
+        } else {
+            learned = risk::hints_in_answer(body);
+        }
+        risk::learn(store, &learned);
+    }
+
     /// Gives back units taken for a call the upstream failed.
     pub fn refund(&self, store: &dyn SharedStore, charges: &[Charge]) {
         ratelimit::release(store, charges);
+    }
+}
+
+fn denied(tool: &str, rule: String, reason: String) -> Refusal {
+    Refusal {
+        outcome: Outcome::Denied,
+        tool: tool.to_string(),
+        rule,
+        reason,
+        rate: None,
     }
 }
 

@@ -5,12 +5,14 @@
 //! runs in native unit tests and as wasm32.
 
 pub mod answer;
+pub mod conditions;
 pub mod config;
 pub mod engine;
 pub mod json;
 pub mod jsonrpc;
 pub mod policy;
 pub mod ratelimit;
+pub mod risk;
 pub mod routing_headers;
 pub mod tools_list;
 pub mod write;

@@ -5,12 +5,29 @@
 
 use std::collections::{HashMap, HashSet};
 
+use crate::conditions::{self, ArgPath, Condition};
+use crate::json::Node;
+pub use crate::risk::Risk;
+
 pub use crate::config::{load, ConfigError};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What happens to a call. Ordered: the most restrictive applicable wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Action {
     Allow,
+    /// Forward only after the approval service says yes.
+    Approve,
     Deny,
+}
+
+impl Action {
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Allow => "allow",
+            Action::Approve => "approve",
+            Action::Deny => "deny",
+        }
+    }
 }
 
 /// A calendar window, aligned to UTC boundaries.
@@ -73,15 +90,54 @@ pub struct Counter {
     pub window: Window,
     pub max: u64,
     pub scope: Scope,
+    /// Add this argument's numeric value instead of 1 (spend caps).
+    pub increment_from: Option<ArgPath>,
+    /// Amount used when `increment_from` is missing from the call, in
+    /// thousandths; None refuses such calls.
+    pub default_increment_milli: Option<u64>,
+}
+
+/// When a rule triggers.
+#[derive(Debug, Clone)]
+pub enum RuleKind {
+    /// Triggers when every condition holds.
+    DenyIf(Vec<Condition>),
+    /// Triggers unless every condition holds.
+    Require(Vec<Condition>),
+    /// Classification only: when every condition holds, the call has `risk`.
+    When(Vec<Condition>),
+}
+
+/// A named rule on a call's arguments.
+#[derive(Debug, Clone)]
+pub struct ArgRule {
+    pub name: String,
+    pub kind: RuleKind,
+    /// What a triggered rule does (`deny` or `approve`).
+    pub action: Action,
+    pub risk: Option<Risk>,
+    pub reason: Option<String>,
+}
+
+/// The approval service, reached through an Envoy cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalService {
+    pub cluster: String,
+    pub authority: String,
+    pub path: String,
+    pub timeout_ms: u64,
 }
 
 /// What the policy says about one tool (or about every tool, for `"*"`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ToolRule {
     pub action: Action,
     pub reason: Option<String>,
     /// Indices into `Policy::counters`.
     pub limits: Vec<usize>,
+    /// The tool's category, as the policy author states it.
+    pub risk: Option<Risk>,
+    pub rules: Vec<ArgRule>,
 }
 
 impl Default for ToolRule {
@@ -90,6 +146,8 @@ impl Default for ToolRule {
             action: Action::Allow,
             reason: None,
             limits: Vec::new(),
+            risk: None,
+            rules: Vec::new(),
         }
     }
 }
@@ -157,7 +215,7 @@ impl Default for Settings {
 }
 
 /// A validated policy.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Policy {
     pub default: Action,
     pub tools: HashMap<String, ToolRule>,
@@ -167,6 +225,9 @@ pub struct Policy {
     /// `hide: ["*"]` hides every tool.
     pub hide_all: bool,
     pub counters: Vec<Counter>,
+    /// Action per risk category (`"risk_actions": {"destructive": "deny"}`).
+    pub risk_actions: HashMap<Risk, Action>,
+    pub approval: Option<ApprovalService>,
     pub settings: Settings,
 }
 
@@ -229,10 +290,129 @@ impl Policy {
         ToolVerdict::Allow { limits }
     }
 
+    /// Judges one call with its arguments. `hint` gives the server's
+    /// category for the tool when the policy gives none (looked up only if
+    /// `risk_actions` is set).
+    pub fn decide_call(
+        &self,
+        tool: &str,
+        args: Option<&Node<'_>>,
+        hint: &dyn Fn(&str) -> Option<Risk>,
+    ) -> CallVerdict {
+        let limits = match self.decide(tool) {
+            ToolVerdict::Deny { rule, reason } => return CallVerdict::Deny { rule, reason },
+            ToolVerdict::Allow { limits } => limits,
+        };
+        let own = self.tools.get(tool);
+        let mut verdict = CallVerdict::Allow { limits };
+        let mut policy_risk: Option<Risk> = None;
+        for (scope, rule) in [(tool, own), ("*", Some(&self.wildcard))] {
+            let Some(rule) = rule else { continue };
+            if rule.action == Action::Approve {
+                verdict = verdict.escalate(
+                    Action::Approve,
+                    format!("tools.{scope}"),
+                    rule.reason
+                        .clone()
+                        .unwrap_or_else(|| format!("tool \"{tool}\" requires approval")),
+                );
+            }
+            policy_risk = policy_risk.max(rule.risk);
+            for arg_rule in &rule.rules {
+                let triggered = match &arg_rule.kind {
+                    RuleKind::DenyIf(c) => conditions::deny_if_holds(c, args),
+                    RuleKind::Require(c) => !conditions::require_holds(c, args),
+                    RuleKind::When(c) => {
+                        if conditions::when_holds(c, args) {
+                            policy_risk = policy_risk.max(arg_rule.risk);
+                        }
+                        false
+                    }
+                };
+                if triggered {
+                    let reason = arg_rule.reason.clone().unwrap_or_else(|| {
+                        format!(
+                            "rule \"{}\" of tool \"{scope}\" refused the arguments",
+                            arg_rule.name
+                        )
+                    });
+                    verdict = verdict.escalate(
+                        arg_rule.action,
+                        format!("tools.{scope}.rules.{}", arg_rule.name),
+                        reason,
+                    );
+                }
+            }
+        }
+        if !self.risk_actions.is_empty() {
+            // Policy first; else the server's hint; else never seen: worst.
+            let risk = policy_risk
+                .or_else(|| hint(tool))
+                .unwrap_or(Risk::Destructive);
+            if let Some(action) = self.risk_actions.get(&risk) {
+                let source = if policy_risk.is_some() {
+                    "policy"
+                } else {
+                    "server annotations"
+                };
+                verdict = verdict.escalate(
+                    *action,
+                    format!("risk_actions.{}", risk.name()),
+                    format!(
+                        "tool \"{tool}\" is classified {} (by {source}); {} calls {} by policy",
+                        risk.name(),
+                        risk.name(),
+                        match action {
+                            Action::Deny => "are denied",
+                            Action::Approve => "need approval",
+                            Action::Allow => "are allowed",
+                        }
+                    ),
+                );
+            }
+        }
+        verdict
+    }
+
     /// Whether `tools/list` answers keep this tool: hidden and always-refused
     /// tools are removed, so agents don't waste turns on them.
     pub fn lists(&self, tool: &str) -> bool {
         !matches!(self.decide(tool), ToolVerdict::Deny { .. })
+    }
+}
+
+/// The outcome for one call with its arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallVerdict {
+    Allow {
+        limits: Vec<usize>,
+    },
+    /// Allowed once the approval service says yes.
+    Approve {
+        limits: Vec<usize>,
+        rule: String,
+        reason: String,
+    },
+    Deny {
+        rule: String,
+        reason: String,
+    },
+}
+
+impl CallVerdict {
+    /// Applies `action` if it is more restrictive than the current verdict;
+    /// the first rule reaching the most restrictive level is the one reported.
+    fn escalate(self, action: Action, rule: String, reason: String) -> CallVerdict {
+        match (self, action) {
+            (v @ CallVerdict::Deny { .. }, _) => v,
+            (_, Action::Deny) => CallVerdict::Deny { rule, reason },
+            (CallVerdict::Allow { limits }, Action::Approve) => CallVerdict::Approve {
+                limits,
+                rule,
+                reason,
+            },
+            (v, _) => v,
+        }
     }
 }
 

@@ -1,0 +1,258 @@
+//! Conditions on a tool call's arguments (`{"path", "op", "value"}`).
+//!
+//! Paths and regexes are compiled at configure time; evaluation walks the
+//! already-parsed arguments with no allocation beyond regex matching.
+//!
+//! Meaning, chosen to fail closed:
+//! * A **missing path** is definite: the value is absent, so `eq`, `in`,
+//!   `lt`, `lte`, `gt`, `gte`, `regex`, `contains` are false; `neq` and
+//!   `not_in` are true; `exists` is true only for `"value": false`.
+//! * A **type mismatch** (a number compared with `lt` against a string, a
+//!   regex on a number, `contains` on a number) is **unknown**: a `deny_if`
+//!   rule whose other conditions hold refuses the call, and a `require` rule
+//!   is not satisfied. An argument of an unexpected type never slips through.
+//! * `eq`/`neq`/`in`/`not_in` compare JSON values: numbers numerically
+//!   (`1` equals `1.0`), strings exactly (no case folding or normalisation),
+//!   arrays and objects structurally.
+
+use crate::json::{Node, Value};
+
+/// One step of an argument path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    Key(String),
+    Index(usize),
+}
+
+/// A compiled `args.a.b[0]` path (the `args` prefix removed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArgPath {
+    pub text: String,
+    pub steps: Vec<Step>,
+}
+
+impl ArgPath {
+    /// Parses `args`, `args.a`, `args.a.b[0]`, `args["odd key"]`.
+    pub fn parse(text: &str) -> Result<ArgPath, String> {
+        let Some(rest) = text.strip_prefix("args") else {
+            return Err("a path must start with \"args\"".to_string());
+        };
+        let mut steps = Vec::new();
+        let mut chars = rest.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '.' => {
+                    let mut key = String::new();
+                    while let Some(&n) = chars.peek() {
+                        if n == '.' || n == '[' {
+                            break;
+                        }
+                        key.push(n);
+                        chars.next();
+                    }
+                    if key.is_empty() {
+                        return Err("empty key after '.'".to_string());
+                    }
+                    steps.push(Step::Key(key));
+                }
+                '[' => {
+                    let mut inner = String::new();
+                    let mut closed = false;
+                    let quoted = chars.peek() == Some(&'"');
+                    if quoted {
+                        chars.next();
+                        while let Some(n) = chars.next() {
+                            if n == '"' {
+                                closed = chars.next() == Some(']');
+                                break;
+                            }
+                            inner.push(n);
+                        }
+                        if !closed {
+                            return Err("unterminated [\"key\"]".to_string());
+                        }
+                        steps.push(Step::Key(inner));
+                    } else {
+                        for n in chars.by_ref() {
+                            if n == ']' {
+                                closed = true;
+                                break;
+                            }
+                            inner.push(n);
+                        }
+                        let index = inner.parse::<usize>().ok().filter(|_| closed);
+                        match index {
+                            Some(i) => steps.push(Step::Index(i)),
+                            None => return Err(format!("invalid index [{inner}]")),
+                        }
+                    }
+                }
+                other => return Err(format!("unexpected '{other}'")),
+            }
+        }
+        Ok(ArgPath {
+            text: text.to_string(),
+            steps,
+        })
+    }
+
+    /// The node at this path inside `args`, if present.
+    pub fn resolve<'d, 'a>(&self, args: Option<&'d Node<'a>>) -> Option<&'d Node<'a>> {
+        let mut node = args?;
+        for step in &self.steps {
+            node = match step {
+                Step::Key(k) => node.get(k)?,
+                Step::Index(i) => node.as_array()?.get(*i)?,
+            };
+        }
+        Some(node)
+    }
+}
+
+/// A JSON value owned by the policy (the `value` of a condition).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Literal {
+    Null,
+    Bool(bool),
+    Number(f64),
+    String(String),
+    Array(Vec<Literal>),
+    Object(Vec<(String, Literal)>),
+}
+
+impl Literal {
+    pub fn from_node(node: &Node<'_>) -> Literal {
+        match &node.value {
+            Value::Null => Literal::Null,
+            Value::Bool(b) => Literal::Bool(*b),
+            Value::Number(_) => Literal::Number(node.as_f64().unwrap_or(f64::NAN)),
+            Value::String(s) => Literal::String(s.to_string()),
+            Value::Array(items) => Literal::Array(items.iter().map(Literal::from_node).collect()),
+            Value::Object(members) => Literal::Object(
+                members
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), Literal::from_node(v)))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// JSON equality with a request value.
+    fn equals(&self, node: &Node<'_>) -> bool {
+        match (self, &node.value) {
+            (Literal::Null, Value::Null) => true,
+            (Literal::Bool(a), Value::Bool(b)) => a == b,
+            (Literal::Number(a), Value::Number(_)) => node.as_f64() == Some(*a),
+            (Literal::String(a), Value::String(b)) => a == b,
+            (Literal::Array(a), Value::Array(b)) => {
+                a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.equals(y))
+            }
+            (Literal::Object(a), Value::Object(b)) => {
+                a.len() == b.len()
+                    && a.iter()
+                        .all(|(k, v)| b.iter().any(|(bk, bv)| bk == k && v.equals(bv)))
+            }
+            _ => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Op {
+    Eq(Literal),
+    Neq(Literal),
+    In(Vec<Literal>),
+    NotIn(Vec<Literal>),
+    Lt(f64),
+    Lte(f64),
+    Gt(f64),
+    Gte(f64),
+    Regex(regex_lite::Regex),
+    Contains(Literal),
+    Exists(bool),
+}
+
+impl Op {
+    pub const NAMES: [&'static str; 11] = [
+        "eq", "neq", "in", "not_in", "lt", "lte", "gt", "gte", "regex", "contains", "exists",
+    ];
+}
+
+#[derive(Debug, Clone)]
+pub struct Condition {
+    pub path: ArgPath,
+    pub op: Op,
+}
+
+/// The three-valued result of a condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Truth {
+    True,
+    False,
+    /// The argument has a type the operator cannot judge.
+    Unknown,
+}
+
+fn truth(b: bool) -> Truth {
+    if b {
+        Truth::True
+    } else {
+        Truth::False
+    }
+}
+
+impl Condition {
+    pub fn eval(&self, args: Option<&Node<'_>>) -> Truth {
+        let found = self.path.resolve(args);
+        let Some(node) = found else {
+            return truth(matches!(
+                self.op,
+                Op::Neq(_) | Op::NotIn(_) | Op::Exists(false)
+            ));
+        };
+        match &self.op {
+            Op::Exists(want) => truth(*want),
+            Op::Eq(lit) => truth(lit.equals(node)),
+            Op::Neq(lit) => truth(!lit.equals(node)),
+            Op::In(list) => truth(list.iter().any(|l| l.equals(node))),
+            Op::NotIn(list) => truth(!list.iter().any(|l| l.equals(node))),
+            Op::Lt(x) => compare(node, |v| v < *x),
+            Op::Lte(x) => compare(node, |v| v <= *x),
+            Op::Gt(x) => compare(node, |v| v > *x),
+            Op::Gte(x) => compare(node, |v| v >= *x),
+            Op::Regex(re) => match node.as_str() {
+                Some(s) => truth(re.is_match(s)),
+                None => Truth::Unknown,
+            },
+            Op::Contains(lit) => match (&node.value, lit) {
+                (Value::String(s), Literal::String(needle)) => truth(s.contains(needle.as_str())),
+                (Value::Array(items), _) => truth(items.iter().any(|i| lit.equals(i))),
+                _ => Truth::Unknown,
+            },
+        }
+    }
+}
+
+fn compare(node: &Node<'_>, f: impl Fn(f64) -> bool) -> Truth {
+    match node.as_f64() {
+        Some(v) if !v.is_nan() => truth(f(v)),
+        _ => Truth::Unknown,
+    }
+}
+
+/// Does a `deny_if` list hold? Only a definitely false condition clears it.
+pub fn deny_if_holds(conds: &[Condition], args: Option<&Node<'_>>) -> bool {
+    conds.iter().all(|c| c.eval(args) != Truth::False)
+}
+
+/// Is a `require` list satisfied? Every condition must be definitely true.
+pub fn require_holds(conds: &[Condition], args: Option<&Node<'_>>) -> bool {
+    conds.iter().all(|c| c.eval(args) == Truth::True)
+}
+
+/// Does a `when` list (classification) hold? Every condition definitely
+/// true, or unknown (an odd type is classified as the rule says: fail closed
+/// toward the more severe category the rule names).
+pub fn when_holds(conds: &[Condition], args: Option<&Node<'_>>) -> bool {
+    deny_if_holds(conds, args)
+}
