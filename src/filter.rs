@@ -3,10 +3,13 @@
 
 use std::rc::Rc;
 
-use mcp_policy_engine::answer::{self, LocalReply};
+use mcp_policy_engine::answer::{self, LocalReply, Outcome};
+use mcp_policy_engine::audit::{self, AuditContext};
 use mcp_policy_engine::engine::PendingApproval;
+use mcp_policy_engine::policy::AuditLevel;
 use mcp_policy_engine::policy::{GrantSource, HeaderMode};
 use mcp_policy_engine::ratelimit::Charge;
+use mcp_policy_engine::ratelimit::Clock;
 use mcp_policy_engine::routing_headers::RoutingHeaders;
 use mcp_policy_engine::tools_list::ListId;
 use mcp_policy_engine::{CallRecord, Engine, Scopes, Verdict};
@@ -84,9 +87,50 @@ impl Request {
         Action::Pause
     }
 
-    fn count_calls(&self, calls: &[CallRecord]) {
+    /// Metrics, audit lines and filter state for the judged tool calls.
+    fn record(&self, calls: &[CallRecord]) {
+        let settings = &self.engine.policy.settings;
+        let mut audit_ctx: Option<(String, Option<String>, Option<String>)> = None;
         for call in calls {
-            self.metrics.count(call.outcome);
+            self.metrics.count_call(&call.tool, call.outcome);
+            let wanted = match settings.audit {
+                AuditLevel::Off => false,
+                AuditLevel::Refused => call.outcome != Outcome::Allowed,
+                AuditLevel::All => true,
+            };
+            if wanted {
+                let (grant, request_id, session) = audit_ctx.get_or_insert_with(|| {
+                    let grant = self.grant_value();
+                    (
+                        self.engine.grant_fingerprint(grant.as_deref()),
+                        self.request_header("x-request-id"),
+                        self.request_header("mcp-session-id"),
+                    )
+                });
+                let ctx = AuditContext {
+                    now_ms: HostClock.now_unix_millis(),
+                    request_id: request_id.as_deref(),
+                    grant,
+                    session: session.as_deref(),
+                };
+                log::info!("mcp-policy audit {}", audit::line(&ctx, call));
+            }
+        }
+        // For access logs: %FILTER_STATE(wasm.mcp_policy.decision:PLAIN)% etc.
+        // The first refused call (else the first call) speaks for the request.
+        let shown = calls
+            .iter()
+            .find(|c| c.outcome != Outcome::Allowed)
+            .or_else(|| calls.first());
+        if let Some(call) = shown {
+            let _ = hostcalls::set_property(
+                vec!["mcp_policy.decision"],
+                Some(call.outcome.name().as_bytes()),
+            );
+            let _ = hostcalls::set_property(vec!["mcp_policy.tool"], Some(call.tool.as_bytes()));
+            if let Some(rule) = &call.rule {
+                let _ = hostcalls::set_property(vec!["mcp_policy.rule"], Some(rule.as_bytes()));
+            }
         }
     }
 
@@ -126,13 +170,13 @@ impl Request {
     fn apply(&mut self, verdict: Verdict) -> Action {
         match verdict {
             Verdict::Forward(fwd) => {
-                self.count_calls(&fwd.calls);
+                self.record(&fwd.calls);
                 self.list_ids = fwd.list_ids;
                 self.charges = fwd.charges;
                 Action::Continue
             }
             Verdict::Reply { reply, calls } => {
-                self.count_calls(&calls);
+                self.record(&calls);
                 if calls.is_empty() {
                     self.metrics.count(reply.outcome);
                 }

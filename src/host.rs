@@ -1,6 +1,7 @@
 //! The engine's host traits implemented on proxy-wasm host calls, plus the
 //! Envoy metrics the filter publishes.
 
+use std::collections::HashMap;
 use std::time::UNIX_EPOCH;
 
 use mcp_policy_engine::answer::Outcome;
@@ -44,46 +45,83 @@ impl Clock for HostClock {
 }
 
 /// Counter ids of the decision metrics (Envoy prefixes them `wasmcustom.`).
+///
+/// Per-tool counters exist only for tools named in the policy (plus one
+/// `_unlisted` bucket), so agents inventing tool names cannot create
+/// unbounded stats.
 #[derive(Debug, Default, Clone)]
 pub struct Metrics {
-    ids: Vec<(Outcome, u32)>,
+    totals: Vec<(Outcome, u32)>,
+    per_tool: HashMap<String, Vec<(Outcome, u32)>>,
+    unlisted: Vec<(Outcome, u32)>,
 }
 
-const OUTCOMES: [Outcome; 5] = [
+const CALL_OUTCOMES: [Outcome; 4] = [
     Outcome::Allowed,
     Outcome::Denied,
     Outcome::RateLimited,
     Outcome::ApprovalRefused,
-    Outcome::Invalid,
 ];
 
-impl Metrics {
-    /// Defines `mcp_policy.calls.<outcome>` (tool calls) and
-    /// `mcp_policy.requests.invalid` once per VM.
-    pub fn define() -> Self {
-        let mut ids = Vec::new();
-        for outcome in OUTCOMES {
-            let name = if outcome == Outcome::Invalid {
-                "mcp_policy.requests.invalid".to_string()
-            } else {
-                format!("mcp_policy.calls.{}", outcome.name())
-            };
-            if let Ok(id) = hostcalls::define_metric(MetricType::Counter, &name) {
-                ids.push((outcome, id));
-            }
-        }
-        Self { ids }
-    }
+fn define(name: &str) -> Option<u32> {
+    hostcalls::define_metric(MetricType::Counter, name).ok()
+}
 
-    pub fn count(&self, outcome: Outcome) {
-        if let Some((_, id)) = self.ids.iter().find(|(o, _)| *o == outcome) {
-            let _ = hostcalls::increment_metric(*id, 1);
-        }
-    }
+fn define_family(prefix: &str) -> Vec<(Outcome, u32)> {
+    CALL_OUTCOMES
+        .iter()
+        .filter_map(|o| define(&format!("{prefix}.{}", o.name())).map(|id| (*o, id)))
+        .collect()
+}
+
+/// Stat-name-safe form of a tool name.
+fn stat_segment(tool: &str) -> String {
+    tool.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 impl Metrics {
-    pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
+    /// Defines `mcp_policy.calls.<outcome>`, `mcp_policy.requests.invalid`
+    /// and `mcp_policy.tool.<tool>.<outcome>` for the policy's tools.
+    pub fn define<'a>(tools: impl Iterator<Item = &'a String>) -> Self {
+        let mut totals = define_family("mcp_policy.calls");
+        if let Some(id) = define("mcp_policy.requests.invalid") {
+            totals.push((Outcome::Invalid, id));
+        }
+        let per_tool = tools
+            .map(|t| {
+                let family = define_family(&format!("mcp_policy.tool.{}", stat_segment(t)));
+                (t.clone(), family)
+            })
+            .collect();
+        Self {
+            totals,
+            per_tool,
+            unlisted: define_family("mcp_policy.tool._unlisted"),
+        }
+    }
+
+    fn bump(ids: &[(Outcome, u32)], outcome: Outcome) {
+        if let Some((_, id)) = ids.iter().find(|(o, _)| *o == outcome) {
+            let _ = hostcalls::increment_metric(*id, 1);
+        }
+    }
+
+    /// Counts a request-level outcome (invalid requests).
+    pub fn count(&self, outcome: Outcome) {
+        Self::bump(&self.totals, outcome);
+    }
+
+    /// Counts one judged tool call, in total and per tool.
+    pub fn count_call(&self, tool: &str, outcome: Outcome) {
+        Self::bump(&self.totals, outcome);
+        Self::bump(self.per_tool.get(tool).unwrap_or(&self.unlisted), outcome);
     }
 }

@@ -63,10 +63,8 @@ impl RootContext for Root {
                     p.counters.len(),
                     p.settings.header_mode
                 );
+                self.metrics = Rc::new(Metrics::define(p.tools.keys()));
                 self.engine = Some(Rc::new(Engine::new(p)));
-                if self.metrics.is_empty() {
-                    self.metrics = Rc::new(Metrics::define());
-                }
                 true
             }
             Err(errors) => {

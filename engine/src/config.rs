@@ -10,8 +10,8 @@ use std::fmt;
 use crate::conditions::{ArgPath, Condition, Literal, Op};
 use crate::json::{self, Node, Value};
 use crate::policy::{
-    Action, ApprovalService, ArgRule, Counter, ErrorStyle, GrantSource, HeaderMode, Policy, Risk,
-    RuleKind, Scope, Settings, ToolRule, Window,
+    Action, ApprovalService, ArgRule, AuditLevel, Counter, ErrorStyle, GrantSource, HeaderMode,
+    Policy, Risk, RuleKind, Scope, Settings, ToolRule, Window,
 };
 
 const TOOL_ACTIONS: [(&str, Action); 3] = [
@@ -787,6 +787,7 @@ impl Validator<'_> {
                 "refund_on_error",
                 "counter_slots",
                 "grant_hash_key",
+                "audit",
             ],
         ) else {
             return s;
@@ -861,6 +862,19 @@ impl Validator<'_> {
         if let Some(n) = obj.get("counter_slots") {
             if let Some(v) = self.positive_int(n, &child(path, "counter_slots"), 65_536) {
                 s.counter_slots = u32::try_from(v).unwrap_or(256);
+            }
+        }
+        if let Some(n) = obj.get("audit") {
+            if let Some(v) = self.choice(
+                n,
+                &child(path, "audit"),
+                &[
+                    ("off", AuditLevel::Off),
+                    ("refused", AuditLevel::Refused),
+                    ("all", AuditLevel::All),
+                ],
+            ) {
+                s.audit = v;
             }
         }
         if let Some(n) = obj.get("grant_hash_key") {

@@ -31,6 +31,9 @@ pub struct Scopes<'a> {
 pub struct CallRecord {
     pub tool: String,
     pub outcome: Outcome,
+    /// The policy part that refused it (None when allowed).
+    pub rule: Option<String>,
+    pub reason: Option<String>,
 }
 
 /// What the adapter should do with the request.
@@ -446,6 +449,8 @@ impl Engine {
             calls: vec![CallRecord {
                 tool: pending.tool,
                 outcome: Outcome::ApprovalRefused,
+                rule: Some(refusal.rule),
+                reason: Some(refusal.reason),
             }],
         }
     }
@@ -547,6 +552,11 @@ impl Engine {
         }
     }
 
+    /// The grant fingerprint (hex) for audit lines: never the raw credential.
+    pub fn grant_fingerprint(&self, grant: Option<&[u8]>) -> String {
+        format!("{:016x}", self.fingerprint(Scope::Grant, grant))
+    }
+
     /// Whether `tools/list` answers keep `tool`.
     pub fn lists(&self, tool: &str) -> bool {
         self.policy.lists(tool)
@@ -641,19 +651,38 @@ fn request_id<'d, 'a>(msg: &Message<'d, 'a>) -> Option<&'d Node<'a>> {
     }
 }
 
+/// One record per tool call; in a refused batch, acceptable calls are
+/// recorded as refused too, since they were not forwarded either.
 fn call_records(messages: &[Message<'_, '_>], refusals: &[Option<Refusal>]) -> Vec<CallRecord> {
+    let any_refused = refusals.iter().any(Option::is_some);
     messages
         .iter()
         .zip(refusals)
-        .filter_map(|(msg, refusal)| match msg {
-            Message::ToolCall { tool, .. } => Some(CallRecord {
-                tool: tool.to_string(),
-                outcome: refusal
-                    .as_ref()
-                    .map(|r| r.outcome)
-                    .unwrap_or(Outcome::Allowed),
-            }),
-            _ => None,
+        .filter_map(|(msg, refusal)| {
+            let Message::ToolCall { tool, .. } = msg else {
+                return None;
+            };
+            let tool = tool.to_string();
+            Some(match refusal {
+                Some(r) => CallRecord {
+                    tool,
+                    outcome: r.outcome,
+                    rule: Some(r.rule.clone()),
+                    reason: Some(r.reason.clone()),
+                },
+                None if any_refused => CallRecord {
+                    tool,
+                    outcome: Outcome::Denied,
+                    rule: Some("batch".to_string()),
+                    reason: Some("another message in the same batch was refused".to_string()),
+                },
+                None => CallRecord {
+                    tool,
+                    outcome: Outcome::Allowed,
+                    rule: None,
+                    reason: None,
+                },
+            })
         })
         .collect()
 }

@@ -5,6 +5,7 @@
 //! runs in native unit tests and as wasm32.
 
 pub mod answer;
+pub mod audit;
 pub mod conditions;
 pub mod config;
 pub mod engine;

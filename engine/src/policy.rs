@@ -197,6 +197,17 @@ pub struct Settings {
     /// Secret key for scope fingerprints (grants, sessions); a built-in key
     /// when unset.
     pub grant_hash_key: Option<String>,
+    /// Which tool calls get an audit line.
+    pub audit: AuditLevel,
+}
+
+/// Which judged tool calls are written as audit lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditLevel {
+    Off,
+    /// Refused calls only (default).
+    Refused,
+    All,
 }
 
 impl Default for Settings {
@@ -210,6 +221,7 @@ impl Default for Settings {
             refund_on_error: false,
             counter_slots: 256,
             grant_hash_key: None,
+            audit: AuditLevel::Refused,
         }
     }
 }
