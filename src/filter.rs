@@ -5,7 +5,8 @@ use std::rc::Rc;
 
 use mcp_policy_engine::answer::{self, LocalReply, Outcome};
 use mcp_policy_engine::audit::{self, AuditContext};
-use mcp_policy_engine::engine::PendingApproval;
+use mcp_policy_engine::engine::{PendingApproval, PendingGlobal};
+use mcp_policy_engine::global_limits;
 use mcp_policy_engine::policy::AuditLevel;
 use mcp_policy_engine::policy::{GrantSource, HeaderMode};
 use mcp_policy_engine::ratelimit::Charge;
@@ -35,6 +36,8 @@ pub struct Request {
     response: ResponseWork,
     /// A call held while the approval service decides.
     pending: Option<Box<PendingApproval>>,
+    /// A request held while the rate limit service decides.
+    pending_global: Option<Box<PendingGlobal>>,
 }
 
 /// What the answer needs from us.
@@ -60,6 +63,7 @@ impl Request {
             charges: Vec::new(),
             response: ResponseWork::None,
             pending: None,
+            pending_global: None,
         }
     }
 
@@ -214,6 +218,30 @@ impl Request {
                     }
                 }
             }
+            Verdict::AskRateLimit(pending) => {
+                let sent = hostcalls::dispatch_grpc_call(
+                    &pending.cluster,
+                    global_limits::SERVICE,
+                    global_limits::METHOD,
+                    vec![],
+                    Some(&pending.request),
+                    Duration::from_millis(pending.timeout_ms),
+                );
+                match sent {
+                    Ok(_token) => {
+                        self.pending_global = Some(pending);
+                        Action::Pause
+                    }
+                    Err(status) => {
+                        let v = self.engine.resolve_global(
+                            *pending,
+                            Err(format!("cannot call cluster: {status:?}")),
+                            &SharedData,
+                        );
+                        self.apply(v)
+                    }
+                }
+            }
         }
     }
 
@@ -246,6 +274,26 @@ fn source_address() -> Option<String> {
 }
 
 impl Context for Request {
+    /// The rate limit service answered (status 0 = OK) or failed.
+    fn on_grpc_call_response(&mut self, _token: u32, status_code: u32, response_size: usize) {
+        let Some(pending) = self.pending_global.take() else {
+            return;
+        };
+        let body = hostcalls::get_buffer(BufferType::GrpcReceiveBuffer, 0, response_size)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let answer = if status_code == 0 {
+            Ok(body.as_slice())
+        } else {
+            Err(format!("gRPC status {status_code}"))
+        };
+        let verdict = self.engine.resolve_global(*pending, answer, &SharedData);
+        if self.apply(verdict) == Action::Continue {
+            let _ = hostcalls::resume_http_request();
+        }
+    }
+
     /// The approval service answered (or timed out: no headers).
     fn on_http_call_response(
         &mut self,

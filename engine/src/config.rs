@@ -10,8 +10,8 @@ use std::fmt;
 use crate::conditions::{ArgPath, Condition, Literal, Op};
 use crate::json::{self, Node, Value};
 use crate::policy::{
-    Action, ApprovalService, ArgRule, AuditLevel, Counter, ErrorStyle, GrantSource, HeaderMode,
-    Policy, Risk, RuleKind, Scope, Settings, ToolRule, Window,
+    Action, ApprovalService, ArgRule, AuditLevel, Counter, ErrorStyle, FailureMode, GrantSource,
+    HeaderMode, Policy, RateLimitService, Risk, RuleKind, Scope, Settings, ToolRule, Window,
 };
 
 const TOOL_ACTIONS: [(&str, Action); 3] = [
@@ -296,8 +296,25 @@ impl Validator<'_> {
                 "missing, expected {\"cluster\": \"<Envoy cluster of the approval service>\"} because the policy uses action \"approve\"".to_string(),
             );
         }
+        let rate_limit_service = root
+            .get("rate_limit_service")
+            .and_then(|n| self.rate_limit_service(n));
+        if rate_limit_service.is_none() && root.get("rate_limit_service").is_none() {
+            if let Some(c) = counters.list.iter().find(|c| c.global) {
+                let at = counters
+                    .first_seen
+                    .get(&c.name)
+                    .cloned()
+                    .unwrap_or_default();
+                self.error(
+                    &child(&at, "global"),
+                    "true, but the policy has no rate_limit_service: expected policy.rate_limit_service.cluster".to_string(),
+                );
+            }
+        }
         Some(Policy {
             default,
+            rate_limit_service,
             tools,
             wildcard,
             hide,
@@ -392,8 +409,13 @@ impl Validator<'_> {
                 "scope",
                 "increment_from",
                 "default_increment",
+                "global",
             ],
         )?;
+        let global = match obj.get("global") {
+            Some(g) => self.boolean(g, &child(path, "global")).unwrap_or(false),
+            None => false,
+        };
         let increment_from = obj.get("increment_from").and_then(|n| {
             let p = child(path, "increment_from");
             let text = self.string(n, &p)?;
@@ -484,6 +506,7 @@ impl Validator<'_> {
             scope: scope?,
             increment_from,
             default_increment_milli,
+            global,
         })
     }
 
@@ -502,6 +525,59 @@ impl Validator<'_> {
             }
         }
         out
+    }
+
+    fn rate_limit_service(&mut self, node: &Node<'_>) -> Option<RateLimitService> {
+        let path = "policy.rate_limit_service";
+        let obj = self.object(
+            node,
+            path,
+            &[
+                "cluster",
+                "domain",
+                "timeout_ms",
+                "failure_mode",
+                "all_limits",
+            ],
+        )?;
+        let cluster = match obj.get("cluster") {
+            Some(c) => self.string(c, &child(path, "cluster")),
+            None => {
+                self.error(
+                    &child(path, "cluster"),
+                    "missing, expected the name of the Envoy cluster of the rate limit service"
+                        .to_string(),
+                );
+                None
+            }
+        };
+        let domain = match obj.get("domain") {
+            Some(d) => self.string(d, &child(path, "domain")),
+            None => Some("mcp_policy".to_string()),
+        };
+        let timeout_ms = match obj.get("timeout_ms") {
+            Some(t) => self.positive_int(t, &child(path, "timeout_ms"), 60_000),
+            None => Some(500),
+        };
+        let failure_mode = match obj.get("failure_mode") {
+            Some(f) => self.choice(
+                f,
+                &child(path, "failure_mode"),
+                &[("deny", FailureMode::Deny), ("local", FailureMode::Local)],
+            ),
+            None => Some(FailureMode::Deny),
+        };
+        let all_limits = match obj.get("all_limits") {
+            Some(a) => self.boolean(a, &child(path, "all_limits")),
+            None => Some(false),
+        };
+        Some(RateLimitService {
+            cluster: cluster?,
+            domain: domain?,
+            timeout_ms: timeout_ms?,
+            failure_mode: failure_mode?,
+            all_limits: all_limits?,
+        })
     }
 
     fn approval(&mut self, node: &Node<'_>) -> Option<ApprovalService> {

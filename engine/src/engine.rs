@@ -3,6 +3,7 @@
 
 use crate::answer::{self, LocalReply, Outcome, RateInfo, Refusal};
 use crate::config;
+use crate::global_limits::{self, FailureMode, GlobalAnswer, GlobalTake};
 use crate::json::{self, Node, Value};
 use crate::jsonrpc::{self, Message};
 use crate::policy::{ApprovalService, CallVerdict, Counter, Policy, Scope};
@@ -49,6 +50,24 @@ pub enum Verdict {
     /// Hold the request and ask the approval service; settle the answer
     /// with [`Engine::resolve_approval`].
     Approve(Box<PendingApproval>),
+    /// Hold the request and ask the rate limit service (gRPC); settle the
+    /// answer with [`Engine::resolve_global`].
+    AskRateLimit(Box<PendingGlobal>),
+}
+
+/// A request held for the rate limit service.
+#[derive(Debug)]
+pub struct PendingGlobal {
+    pub cluster: String,
+    pub timeout_ms: u64,
+    /// The encoded `RateLimitRequest`.
+    pub request: Vec<u8>,
+    /// (message index, what it takes) per global limit, in request order.
+    takes: Vec<(usize, GlobalTake)>,
+    ids: Vec<Option<String>>,
+    batch: bool,
+    forwarded: Forwarded,
+    approval: Option<PendingApproval>,
 }
 
 /// A call held for approval.
@@ -282,13 +301,10 @@ impl Engine {
                 }
             }
         }
+        let mut approval = None;
         if refusals.iter().all(Option::is_none) && !approvals.is_empty() {
             match self.pending_approval(source, messages, batch, scopes, &approvals) {
-                Ok(mut pending) => {
-                    forwarded.calls = call_records(messages, &refusals);
-                    pending.forwarded = forwarded;
-                    return Verdict::Approve(Box::new(pending));
-                }
+                Ok(pending) => approval = Some(pending),
                 Err(reason) => {
                     ratelimit::release(store, &forwarded.charges);
                     for (i, rule, _) in &approvals {
@@ -308,21 +324,162 @@ impl Engine {
             }
         }
         let calls = call_records(messages, &refusals);
-        if refusals.iter().all(Option::is_none) {
-            forwarded.calls = calls;
-            return Verdict::Forward(forwarded);
+        if refusals.iter().any(Option::is_some) {
+            return Verdict::Reply {
+                reply: self.refusal_answer(&raw_ids(source, messages), &refusals, batch),
+                calls,
+            };
         }
+        forwarded.calls = calls;
+        let global: Vec<(usize, GlobalTake)> = takes
+            .iter()
+            .filter(|(_, t)| self.is_global(t.counter))
+            .filter_map(|(i, t)| {
+                let Some(Message::ToolCall { tool, .. }) = messages.get(*i) else {
+                    return None;
+                };
+                Some((
+                    *i,
+                    GlobalTake {
+                        counter: t.counter,
+                        fingerprint: t.fingerprint,
+                        amount: t.amount.div_ceil(MILLI),
+                        tool: tool.to_string(),
+                    },
+                ))
+            })
+            .collect();
+        if let (Some(service), false) = (&self.policy.rate_limit_service, global.is_empty()) {
+            let only: Vec<GlobalTake> = global.iter().map(|(_, t)| t.clone()).collect();
+            return Verdict::AskRateLimit(Box::new(PendingGlobal {
+                cluster: service.cluster.clone(),
+                timeout_ms: service.timeout_ms,
+                request: global_limits::encode_request(
+                    &service.domain,
+                    &self.policy.counters,
+                    &only,
+                ),
+                takes: global,
+                ids: raw_ids(source, messages)
+                    .into_iter()
+                    .map(|id| id.map(str::to_string))
+                    .collect(),
+                batch,
+                forwarded,
+                approval,
+            }));
+        }
+        self.after_limits(forwarded, approval)
+    }
+
+    /// Limits are settled: ask for approval if needed, else forward.
+    fn after_limits(&self, forwarded: Forwarded, approval: Option<PendingApproval>) -> Verdict {
+        match approval {
+            Some(mut pending) => {
+                pending.forwarded = forwarded;
+                Verdict::Approve(Box::new(pending))
+            }
+            None => Verdict::Forward(forwarded),
+        }
+    }
+
+    fn is_global(&self, counter: usize) -> bool {
+        match &self.policy.rate_limit_service {
+            Some(service) => {
+                service.all_limits || self.policy.counters.get(counter).is_some_and(|c| c.global)
+            }
+            None => false,
+        }
+    }
+
+    /// Settles a call held for the rate limit service: its gRPC answer, or
+    /// the failure (error status, timeout) as text.
+    pub fn resolve_global(
+        &self,
+        pending: PendingGlobal,
+        answer: Result<&[u8], String>,
+        store: &dyn SharedStore,
+    ) -> Verdict {
+        let decoded = match answer {
+            Ok(bytes) => global_limits::decode_response(bytes),
+            Err(e) => GlobalAnswer::Failed(e),
+        };
+        let failure_mode = self
+            .policy
+            .rate_limit_service
+            .as_ref()
+            .map(|s| s.failure_mode)
+            .unwrap_or(FailureMode::Deny);
+        let (take_index, retry, detail) = match decoded {
+            GlobalAnswer::Ok => return self.after_limits(pending.forwarded, pending.approval),
+            // The local units already taken are the fallback limit.
+            GlobalAnswer::Failed(_) if failure_mode == FailureMode::Local => {
+                return self.after_limits(pending.forwarded, pending.approval)
+            }
+            GlobalAnswer::Failed(e) => (0, 1, Some(e)),
+            GlobalAnswer::OverLimit {
+                take,
+                retry_after_seconds,
+            } => (take, retry_after_seconds, None),
+        };
+        ratelimit::release(store, &pending.forwarded.charges);
+        let (element, take) = match pending.takes.get(take_index) {
+            Some((i, t)) => (*i, t.clone()),
+            None => {
+                return Verdict::Reply {
+                    reply: answer::http_error(500, "internal: rate limit answer without a take"),
+                    calls: Vec::new(),
+                }
+            }
+        };
+        let mut refusal = self.rate_refusal(
+            &take.tool,
+            &Denial::Exhausted {
+                counter: take.counter,
+                retry_after_seconds: retry,
+            },
+        );
+        if let Some(e) = detail {
+            refusal.rule = "rate_limit_service".to_string();
+            refusal.reason = format!(
+                "the rate limit service could not be asked ({e}) and failure_mode is deny; retry later"
+            );
+        }
+        let mut refusals: Vec<Option<Refusal>> = vec![None; pending.ids.len()];
+        if let Some(slot) = refusals.get_mut(element) {
+            *slot = Some(refusal.clone());
+        }
+        let ids: Vec<Option<&str>> = pending.ids.iter().map(|i| i.as_deref()).collect();
+        let mut marked = false;
+        let calls = pending
+            .forwarded
+            .calls
+            .into_iter()
+            .map(|mut call| {
+                if !marked && call.tool == take.tool {
+                    marked = true;
+                    call.outcome = Outcome::RateLimited;
+                    call.rule = Some(refusal.rule.clone());
+                    call.reason = Some(refusal.reason.clone());
+                } else {
+                    call.outcome = Outcome::Denied;
+                    call.rule = Some("batch".to_string());
+                    call.reason = Some("another message in the same batch was refused".to_string());
+                }
+                call
+            })
+            .collect();
         Verdict::Reply {
-            reply: self.refusal_answer(source, messages, &refusals, batch),
+            reply: self.refusal_answer(&ids, &refusals, pending.batch),
             calls,
         }
     }
 
-    /// The local answer for a request with at least one refused message.
+    /// The local answer for a request with at least one refused message;
+    /// `ids` holds each message's raw id (None for notifications/responses).
     fn refusal_answer(
         &self,
-        source: &str,
-        messages: &[Message<'_, '_>],
+        ids: &[Option<&str>],
         refusals: &[Option<Refusal>],
         batch: bool,
     ) -> LocalReply {
@@ -338,11 +495,11 @@ impl Engine {
             .filter_map(|r| r.rate.as_ref().map(|x| x.retry_after_seconds))
             .max();
         let style = self.policy.settings.error_style;
-        let answers = messages
+        let answers = ids
             .iter()
             .zip(refusals)
-            .filter_map(|(msg, refusal)| {
-                let id = request_id(msg)?.raw(source);
+            .filter_map(|(id, refusal)| {
+                let id = (*id)?;
                 Some(match refusal {
                     Some(r) => r.to_message(id, style),
                     None => answer::batch_sibling(id),
@@ -641,6 +798,14 @@ fn invalid(reply: LocalReply) -> Verdict {
         reply,
         calls: Vec::new(),
     }
+}
+
+/// Each message's raw id text (None when it has none to answer).
+fn raw_ids<'s>(source: &'s str, messages: &[Message<'_, '_>]) -> Vec<Option<&'s str>> {
+    messages
+        .iter()
+        .map(|m| request_id(m).map(|id| id.raw(source)))
+        .collect()
 }
 
 fn request_id<'d, 'a>(msg: &Message<'d, 'a>) -> Option<&'d Node<'a>> {

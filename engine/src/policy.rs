@@ -6,6 +6,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::conditions::{self, ArgPath, Condition};
+pub use crate::global_limits::{FailureMode, RateLimitService};
 use crate::json::Node;
 pub use crate::risk::Risk;
 
@@ -95,6 +96,8 @@ pub struct Counter {
     /// Amount used when `increment_from` is missing from the call, in
     /// thousandths; None refuses such calls.
     pub default_increment_milli: Option<u64>,
+    /// Counted cluster-wide by the rate limit service.
+    pub global: bool,
 }
 
 /// When a rule triggers.
@@ -240,6 +243,7 @@ pub struct Policy {
     /// Action per risk category (`"risk_actions": {"destructive": "deny"}`).
     pub risk_actions: HashMap<Risk, Action>,
     pub approval: Option<ApprovalService>,
+    pub rate_limit_service: Option<RateLimitService>,
     pub settings: Settings,
 }
 
