@@ -223,6 +223,9 @@ impl Validator<'_> {
                 "tools",
                 "hide",
                 "settings",
+                "risk_actions",
+                "approval",
+                "rate_limit_service",
             ],
         )?;
         match root.get("version") {
@@ -971,6 +974,24 @@ pub fn to_milli(v: f64) -> u64 {
     }
 }
 
+/// A counter definition in words, for conflict messages.
+fn describe(c: &Counter) -> String {
+    let mut text = format!(
+        "{{window {}, max {}, scope {}",
+        c.window.name(),
+        c.max,
+        c.scope.name()
+    );
+    if let Some(p) = &c.increment_from {
+        text.push_str(&format!(", increment_from {}", p.text));
+    }
+    if c.global {
+        text.push_str(", global");
+    }
+    text.push('}');
+    text
+}
+
 /// Counters by name: the first definition wins, later ones must agree.
 #[derive(Default)]
 struct CounterTable {
@@ -984,14 +1005,17 @@ impl CounterTable {
             let existing = self.list.get(idx).cloned();
             return match existing {
                 Some(c) if c == counter => Ok(idx),
-                _ => Err(ConfigError {
+                Some(c) => Err(ConfigError {
                     path: path.to_string(),
                     message: format!(
-                        "counter \"{}\" is already defined differently at {}; tools sharing a counter must give the same window, max and scope",
+                        "counter \"{}\" is defined here as {}, but as {} at {}; tools sharing a counter must define it the same way",
                         counter.name,
+                        describe(&counter),
+                        describe(&c),
                         self.first_seen.get(&counter.name).map(String::as_str).unwrap_or("?")
                     ),
                 }),
+                None => Ok(idx),
             };
         }
         self.first_seen

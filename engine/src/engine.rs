@@ -274,7 +274,7 @@ impl Engine {
         }
         if refusals.iter().all(Option::is_none) && !takes.is_empty() {
             let only: Vec<Take> = takes.iter().map(|(_, t)| *t).collect();
-            match ratelimit::acquire(
+            match ratelimit::acquire_indexed(
                 store,
                 &self.scaled_counters,
                 self.policy.settings.counter_slots,
@@ -282,17 +282,8 @@ impl Engine {
                 clock.now_unix_millis(),
             ) {
                 Ok(charges) => forwarded.charges = charges,
-                Err(denial) => {
-                    let failed = match &denial {
-                        Denial::Exhausted { counter, .. } | Denial::Unavailable { counter } => {
-                            *counter
-                        }
-                    };
-                    let element = takes
-                        .iter()
-                        .find(|(_, t)| t.counter == failed)
-                        .map(|(i, _)| *i)
-                        .unwrap_or(0);
+                Err((failed, denial)) => {
+                    let element = takes.get(failed).map(|(i, _)| *i).unwrap_or(0);
                     if let (Some(slot), Some(Message::ToolCall { tool, .. })) =
                         (refusals.get_mut(element), messages.get(element))
                     {

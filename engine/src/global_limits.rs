@@ -235,6 +235,7 @@ mod tests {
             scope: Scope::Grant,
             increment_from: None,
             default_increment_milli: None,
+            global: false,
         }
     }
 

@@ -112,3 +112,6 @@ pub fn classify<'d, 'a>(msg: &'d Node<'a>) -> Result<Message<'d, 'a>, Invalid> {
         _ => Ok(Message::Other { id: request_id }),
     }
 }
+
+#[cfg(test)]
+mod tests;

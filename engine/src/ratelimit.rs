@@ -209,20 +209,32 @@ pub fn acquire(
     takes: &[Take],
     now_ms: u64,
 ) -> Result<Vec<Charge>, Denial> {
+    acquire_indexed(store, counters, slots, takes, now_ms).map_err(|(_, d)| d)
+}
+
+/// Like [`acquire`], also telling which take (index into `takes`) failed,
+/// so a batch refusal blames the call that actually hit the limit.
+pub fn acquire_indexed(
+    store: &dyn SharedStore,
+    counters: &[Counter],
+    slots: u32,
+    takes: &[Take],
+    now_ms: u64,
+) -> Result<Vec<Charge>, (usize, Denial)> {
     let now_s = now_ms / 1000;
     let mut taken: Vec<Charge> = Vec::with_capacity(takes.len());
-    for take in takes {
-        let Some(counter) = counters.get(take.counter) else {
-            release(store, &taken);
-            return Err(Denial::Unavailable {
+    for (index, take) in takes.iter().enumerate() {
+        let outcome = match counters.get(take.counter) {
+            Some(counter) => take_one(store, counter, slots, take, now_s),
+            None => Err(Denial::Unavailable {
                 counter: take.counter,
-            });
+            }),
         };
-        match take_one(store, counter, slots, take, now_s) {
+        match outcome {
             Ok(charge) => taken.push(charge),
             Err(denial) => {
                 release(store, &taken);
-                return Err(denial);
+                return Err((index, denial));
             }
         }
     }

@@ -144,7 +144,8 @@ pub(crate) fn event_data(event: &str) -> (Option<String>, Vec<&str>) {
     let mut data = String::new();
     let mut has_data = false;
     let mut other_lines: Vec<&str> = Vec::new();
-    for line in event.lines() {
+    // SSE lines end in CRLF, LF or a lone CR.
+    for line in event.split(['\r', '\n']) {
         if let Some(rest) = line.strip_prefix("data") {
             let value = rest
                 .strip_prefix(':')
