@@ -1,32 +1,26 @@
-//! The engine's host traits implemented on proxy-wasm host calls, plus the
-//! Envoy metrics the filter publishes.
+//! The engine's host traits implemented on the panic-free ABI layer, plus
+//! the Envoy metrics the filter publishes.
 
 use std::collections::HashMap;
-use std::time::UNIX_EPOCH;
 
 use mcp_policy_engine::answer::Outcome;
 use mcp_policy_engine::ratelimit::{Clock, SetError, SharedStore};
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::{MetricType, Status};
+
+use crate::abi::{self, SetOutcome};
 
 /// proxy-wasm shared data: one map per vm_id, shared by all workers.
 pub struct SharedData;
 
 impl SharedStore for SharedData {
     fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
-        match hostcalls::get_shared_data(key) {
-            Ok((Some(bytes), Some(cas))) => Some((bytes, cas)),
-            // A value without a CAS token cannot be updated safely.
-            Ok((Some(bytes), None)) => Some((bytes, 0)),
-            _ => None,
-        }
+        abi::get_shared_data(key)
     }
 
     fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), SetError> {
-        match hostcalls::set_shared_data(key, Some(value), Some(cas)) {
-            Ok(()) => Ok(()),
-            Err(Status::CasMismatch) => Err(SetError::CasMismatch),
-            Err(_) => Err(SetError::Failed),
+        match abi::set_shared_data(key, value, cas) {
+            SetOutcome::Written => Ok(()),
+            SetOutcome::CasMismatch => Err(SetError::CasMismatch),
+            SetOutcome::Failed => Err(SetError::Failed),
         }
     }
 }
@@ -36,11 +30,7 @@ pub struct HostClock;
 
 impl Clock for HostClock {
     fn now_unix_millis(&self) -> u64 {
-        hostcalls::get_current_time()
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-            .unwrap_or(0)
+        abi::now_nanos() / 1_000_000
     }
 }
 
@@ -63,14 +53,10 @@ const CALL_OUTCOMES: [Outcome; 4] = [
     Outcome::ApprovalRefused,
 ];
 
-fn define(name: &str) -> Option<u32> {
-    hostcalls::define_metric(MetricType::Counter, name).ok()
-}
-
 fn define_family(prefix: &str) -> Vec<(Outcome, u32)> {
     CALL_OUTCOMES
         .iter()
-        .filter_map(|o| define(&format!("{prefix}.{}", o.name())).map(|id| (*o, id)))
+        .filter_map(|o| abi::define_counter(&format!("{prefix}.{}", o.name())).map(|id| (*o, id)))
         .collect()
 }
 
@@ -92,7 +78,7 @@ impl Metrics {
     /// and `mcp_policy.tool.<tool>.<outcome>` for the policy's tools.
     pub fn define<'a>(tools: impl Iterator<Item = &'a String>) -> Self {
         let mut totals = define_family("mcp_policy.calls");
-        if let Some(id) = define("mcp_policy.requests.invalid") {
+        if let Some(id) = abi::define_counter("mcp_policy.requests.invalid") {
             totals.push((Outcome::Invalid, id));
         }
         let per_tool = tools
@@ -110,7 +96,7 @@ impl Metrics {
 
     fn bump(ids: &[(Outcome, u32)], outcome: Outcome) {
         if let Some((_, id)) = ids.iter().find(|(o, _)| *o == outcome) {
-            let _ = hostcalls::increment_metric(*id, 1);
+            abi::increment(*id);
         }
     }
 

@@ -6,6 +6,8 @@
 //! crate is empty so `cargo test --workspace` stays native.
 
 #[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
+mod abi;
+#[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
 mod filter;
 #[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
 mod host;
@@ -14,13 +16,11 @@ mod root;
 
 #[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
 proxy_wasm::main! {{
-    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
-    // Replace the SDK's hook: log the panic with our name before the VM dies.
+    // Our own logger and panic hook: the SDK's versions unwrap host results.
+    let _ = log::set_logger(&abi::HostLogger);
+    log::set_max_level(log::LevelFilter::Info);
     std::panic::set_hook(Box::new(|info| {
-        let _ = proxy_wasm::hostcalls::log(
-            proxy_wasm::types::LogLevel::Critical,
-            &format!("mcp-policy: panic, the VM will stop: {info}"),
-        );
+        abi::log(5, &format!("mcp-policy: panic, the VM will stop: {info}"));
     }));
     proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
         Box::new(root::Root::default())

@@ -5,9 +5,10 @@ use std::rc::Rc;
 use mcp_policy_engine::config::{load_settings, load_with_base};
 use mcp_policy_engine::policy::Settings;
 use mcp_policy_engine::Engine;
-use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{BufferType, ContextType};
+use proxy_wasm::types::ContextType;
+
+use crate::abi;
 
 use crate::filter::Request;
 use crate::host::Metrics;
@@ -26,7 +27,7 @@ impl Context for Root {}
 
 impl RootContext for Root {
     fn on_vm_start(&mut self, size: usize) -> bool {
-        let config = match hostcalls::get_buffer(BufferType::VmConfiguration, 0, size) {
+        let config = match abi::get_buffer(abi::BUFFER_VM_CONFIGURATION, 0, size) {
             Ok(Some(bytes)) if !bytes.iter().all(u8::is_ascii_whitespace) => bytes,
             _ => return true, // no VM settings: defaults
         };
@@ -47,7 +48,7 @@ impl RootContext for Root {
     /// Returning false makes Envoy refuse the configuration: a policy with a
     /// mistake never enforces something other than what was written.
     fn on_configure(&mut self, size: usize) -> bool {
-        let config = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, size) {
+        let config = match abi::get_buffer(abi::BUFFER_PLUGIN_CONFIGURATION, 0, size) {
             Ok(Some(bytes)) => bytes,
             _ => {
                 log::error!("mcp-policy: no plugin configuration; the policy JSON is required");
