@@ -39,6 +39,8 @@ enum ResponseWork {
     FilterList { sse: bool },
     /// Look for a JSON-RPC error to give back the rate-limit units.
     CheckForRefund { sse: bool },
+    /// A tools/list answer we cannot read (compressed): replace it.
+    Withhold { sse: bool, why: &'static str },
 }
 
 pub struct Request {
@@ -267,25 +269,33 @@ impl Request {
     /// Replaces a buffered tools/list answer with its filtered version.
     fn filter_list(&self, body: &[u8], body_size: usize, sse: bool) {
         self.engine.learn_hints(body, sse, &SharedData);
-        let replacement = match self.engine.filter_tools_list(body, sse, &self.list_ids) {
-            Ok(Some(new_body)) => new_body,
-            Ok(None) => return,
-            Err(e) => {
-                log::warn!("mcp-policy: tools/list answer withheld: {}", e.0);
-                let msg = answer::error_message(
-                    "null",
-                    -32603,
-                    &format!(
-                        "tools/list answer withheld by the MCP policy filter: {}",
-                        e.0
-                    ),
-                );
-                if sse {
-                    format!("event: message\ndata: {msg}\n\n")
-                } else {
-                    msg
-                }
+        match self.engine.filter_tools_list(body, sse, &self.list_ids) {
+            Ok(Some(new_body)) => {
+                let _ =
+                    abi::set_buffer(abi::BUFFER_RESPONSE_BODY, 0, body_size, new_body.as_bytes());
             }
+            Ok(None) => {}
+            Err(e) => self.withhold_list(body_size, sse, &e.0),
+        }
+    }
+
+    /// Replaces a tools/list answer that cannot be filtered with a JSON-RPC
+    /// error: hidden tools must never reach the agent.
+    fn withhold_list(&self, body_size: usize, sse: bool, why: &str) {
+        log::warn!("mcp-policy: tools/list answer withheld: {why}");
+        let id = match self.list_ids.as_slice() {
+            [one] => one.to_json(),
+            _ => "null".to_string(),
+        };
+        let msg = answer::error_message(
+            &id,
+            -32603,
+            &format!("tools/list answer withheld by the MCP policy filter: {why}"),
+        );
+        let replacement = if sse {
+            format!("event: message\ndata: {msg}\n\n")
+        } else {
+            msg
         };
         let _ = abi::set_buffer(
             abi::BUFFER_RESPONSE_BODY,
@@ -372,6 +382,9 @@ impl HttpContext for Request {
         }
         self.headers = self.read_headers();
         self.inspecting = true;
+        // Answers the filter may have to read (tools/list) must not come
+        // back compressed; identity is always acceptable to a server.
+        abi::remove_header(MAP_REQUEST_HEADERS, "accept-encoding");
         match self.engine.policy.settings.header_mode {
             HeaderMode::Hold => Action::Pause,
             HeaderMode::Stream => Action::Continue,
@@ -427,7 +440,17 @@ impl HttpContext for Request {
         } else if !self.list_ids.is_empty() {
             // The body will change length: let Envoy re-frame it.
             abi::remove_header(MAP_RESPONSE_HEADERS, "content-length");
-            ResponseWork::FilterList { sse }
+            let encoding = abi::header_text(MAP_RESPONSE_HEADERS, "content-encoding");
+            if encoding.is_some_and(|e| !e.trim().eq_ignore_ascii_case("identity")) {
+                // Unreadable, so unfilterable: never pass it on.
+                abi::remove_header(MAP_RESPONSE_HEADERS, "content-encoding");
+                ResponseWork::Withhold {
+                    sse,
+                    why: "the server compressed it (Content-Encoding), so it cannot be filtered",
+                }
+            } else {
+                ResponseWork::FilterList { sse }
+            }
         } else if refund {
             ResponseWork::CheckForRefund { sse }
         } else {
@@ -450,6 +473,7 @@ impl HttpContext for Request {
         };
         match work {
             ResponseWork::FilterList { sse } => self.filter_list(&body, body_size, sse),
+            ResponseWork::Withhold { sse, why } => self.withhold_list(body_size, sse, why),
             ResponseWork::CheckForRefund { sse } => {
                 if self.engine.answer_is_error(&body, sse) {
                     self.refund();

@@ -71,6 +71,22 @@ pub struct Refusal {
     pub rate: Option<RateInfo>,
 }
 
+/// Longest tool name echoed back: an answer must never be an amplifier
+/// (a 200 KB name must not come back four times).
+pub const MAX_ECHOED_NAME: usize = 128;
+
+/// `name`, cut to `MAX_ECHOED_NAME` characters with a marker if longer.
+pub fn shown_name(name: &str) -> std::borrow::Cow<'_, str> {
+    match name.char_indices().nth(MAX_ECHOED_NAME) {
+        Some((cut, _)) => std::borrow::Cow::Owned(format!(
+            "{}...(+{} bytes)",
+            name.get(..cut).unwrap_or(""),
+            name.len() - cut
+        )),
+        None => std::borrow::Cow::Borrowed(name),
+    }
+}
+
 impl Refusal {
     fn code(&self) -> i64 {
         match self.outcome {

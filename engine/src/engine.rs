@@ -304,7 +304,7 @@ impl Engine {
                         {
                             *slot = Some(Refusal {
                                 outcome: Outcome::ApprovalRefused,
-                                tool: tool.to_string(),
+                                tool: answer::shown_name(tool).into_owned(),
                                 rule: rule.clone(),
                                 reason: reason.clone(),
                                 rate: None,
@@ -335,7 +335,7 @@ impl Engine {
                         counter: t.counter,
                         fingerprint: t.fingerprint,
                         amount: t.amount.div_ceil(MILLI),
-                        tool: tool.to_string(),
+                        tool: answer::shown_name(tool).into_owned(),
                     },
                 ))
             })
@@ -544,7 +544,7 @@ impl Engine {
         Ok(PendingApproval {
             service,
             body,
-            tool: tool.to_string(),
+            tool: answer::shown_name(tool).into_owned(),
             rule: rule.clone(),
             reason: reason.clone(),
             id: id.raw(source).to_string(),
@@ -688,7 +688,7 @@ impl Engine {
         };
         Refusal {
             outcome: Outcome::RateLimited,
-            tool: tool.to_string(),
+            tool: answer::shown_name(tool).into_owned(),
             rule: format!("limits.{name}"),
             reason,
             rate: Some(RateInfo {
@@ -777,7 +777,7 @@ impl Engine {
 fn denied(tool: &str, rule: String, reason: String) -> Refusal {
     Refusal {
         outcome: Outcome::Denied,
-        tool: tool.to_string(),
+        tool: answer::shown_name(tool).into_owned(),
         rule,
         reason,
         rate: None,
@@ -818,7 +818,7 @@ fn call_records(messages: &[Message<'_, '_>], refusals: &[Option<Refusal>]) -> V
             let Message::ToolCall { tool, .. } = msg else {
                 return None;
             };
-            let tool = tool.to_string();
+            let tool = answer::shown_name(tool).into_owned();
             Some(match refusal {
                 Some(r) => CallRecord {
                     tool,

@@ -262,10 +262,11 @@ pub enum ToolVerdict {
 impl Policy {
     /// Decides a `tools/call` for `tool` (exact name, already unescaped).
     pub fn decide(&self, tool: &str) -> ToolVerdict {
+        let shown = crate::answer::shown_name(tool);
         if self.hide_all || self.hide.contains(tool) {
             return ToolVerdict::Deny {
                 rule: "hide".to_string(),
-                reason: format!("tool \"{tool}\" is hidden by policy"),
+                reason: format!("tool \"{shown}\" is hidden by policy"),
             };
         }
         let own = self.tools.get(tool);
@@ -276,13 +277,13 @@ impl Policy {
                     reason: rule
                         .reason
                         .clone()
-                        .unwrap_or_else(|| format!("tool \"{tool}\" is denied by policy")),
+                        .unwrap_or_else(|| format!("tool \"{shown}\" is denied by policy")),
                 };
             }
             None if self.default == Action::Deny => {
                 return ToolVerdict::Deny {
                     rule: "default".to_string(),
-                    reason: format!("tool \"{tool}\" is not allowed by policy (default: deny)"),
+                    reason: format!("tool \"{shown}\" is not allowed by policy (default: deny)"),
                 };
             }
             _ => {}
@@ -320,6 +321,7 @@ impl Policy {
             ToolVerdict::Allow { limits } => limits,
         };
         let own = self.tools.get(tool);
+        let shown = crate::answer::shown_name(tool);
         let mut verdict = CallVerdict::Allow { limits };
         let mut policy_risk: Option<Risk> = None;
         for (scope, rule) in [(tool, own), ("*", Some(&self.wildcard))] {
@@ -330,7 +332,7 @@ impl Policy {
                     format!("tools.{scope}"),
                     rule.reason
                         .clone()
-                        .unwrap_or_else(|| format!("tool \"{tool}\" requires approval")),
+                        .unwrap_or_else(|| format!("tool \"{shown}\" requires approval")),
                 );
             }
             policy_risk = policy_risk.max(rule.risk);
@@ -375,7 +377,7 @@ impl Policy {
                     *action,
                     format!("risk_actions.{}", risk.name()),
                     format!(
-                        "tool \"{tool}\" is classified {} (by {source}); {} calls {} by policy",
+                        "tool \"{shown}\" is classified {} (by {source}); {} calls {} by policy",
                         risk.name(),
                         risk.name(),
                         match action {

@@ -14,6 +14,15 @@ pub enum ListId {
 }
 
 impl ListId {
+    /// The id as JSON, to answer with.
+    pub fn to_json(&self) -> String {
+        match self {
+            ListId::Str(s) => crate::write::quoted(s),
+            ListId::Num(n) if n.fract() == 0.0 && n.abs() < 9.0e15 => format!("{}", *n as i64),
+            ListId::Num(n) => format!("{n}"),
+        }
+    }
+
     pub fn of(node: &Node<'_>) -> Option<ListId> {
         match &node.value {
             Value::String(s) => Some(ListId::Str(s.to_string())),

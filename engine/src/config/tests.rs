@@ -90,9 +90,14 @@ fn seed_policy_loads() {
             window: Window::Minute,
             max: 10,
             scope: Scope::Grant,
+            increment_from: None,
+            default_increment_milli: None,
+            global: false,
         }]
     );
-    assert_eq!(p.wildcard, ToolRule::default());
+    assert_eq!(p.wildcard.action, Action::Allow);
+    assert!(p.wildcard.limits.is_empty());
+    assert!(p.wildcard.rules.is_empty());
     assert!(p.hide.is_empty());
     assert!(!p.hide_all);
     assert_eq!(p.settings, Settings::default());
@@ -125,8 +130,14 @@ fn missing_default_means_allow() {
 
 #[test]
 fn explicit_defaults_are_read() {
-    assert_eq!(loaded(&policy_with(r#""default":"deny""#)).default, Action::Deny);
-    assert_eq!(loaded(&policy_with(r#""default":"allow""#)).default, Action::Allow);
+    assert_eq!(
+        loaded(&policy_with(r#""default":"deny""#)).default,
+        Action::Deny
+    );
+    assert_eq!(
+        loaded(&policy_with(r#""default":"allow""#)).default,
+        Action::Allow
+    );
 }
 
 #[test]
@@ -226,7 +237,10 @@ fn every_window_and_scope_is_read() {
                     name: "c".into(),
                     window,
                     max: 1_000_000_000,
-                    scope
+                    scope,
+                    increment_from: None,
+                    default_increment_milli: None,
+                    global: false,
                 }
             );
         }
@@ -322,7 +336,7 @@ fn same_counter_with_a_different_definition_is_an_error() {
 }
 
 #[test]
-#[ignore = "BUG: counter conflict message names both paths but not the values that differ"]
+
 fn counter_conflict_message_shows_found_and_expected_values() {
     let text = policy_with(
         r#""tools":{
@@ -357,9 +371,19 @@ fn root_must_be_an_object() {
 
 #[test]
 fn version_must_be_the_string_one() {
-    assert_error(r#"{"version":"2"}"#, "policy.version", r#"got "2""#, r#""1""#);
+    assert_error(
+        r#"{"version":"2"}"#,
+        "policy.version",
+        r#"got "2""#,
+        r#""1""#,
+    );
     assert_error(r#"{"version":1}"#, "policy.version", "got 1", r#""1""#);
-    assert_error(r#"{"version":"1.0"}"#, "policy.version", r#"got "1.0""#, r#""1""#);
+    assert_error(
+        r#"{"version":"1.0"}"#,
+        "policy.version",
+        r#"got "1.0""#,
+        r#""1""#,
+    );
 }
 
 #[test]
@@ -518,7 +542,9 @@ fn missing_limit_fields_are_each_reported() {
     for e in &errors {
         assert!(e.message.starts_with("missing, expected"), "{e}");
     }
-    assert!(errors[1].message.contains(r#""second", "minute", "hour", "day""#));
+    assert!(errors[1]
+        .message
+        .contains(r#""second", "minute", "hour", "day""#));
 }
 
 #[test]
@@ -545,7 +571,9 @@ fn max_must_be_an_integer_in_range() {
         "18446744073709551616",
     ] {
         assert_error(
-            &one_limit(&format!(r#"{{"counter":"c","window":"minute","max":{bad}}}"#)),
+            &one_limit(&format!(
+                r#"{{"counter":"c","window":"minute","max":{bad}}}"#
+            )),
             "policy.tools.t.limits[0].max",
             &format!("got {bad}"),
             "an integer from 1 to 1000000000",
@@ -719,7 +747,10 @@ fn grant_hash_key_must_be_a_non_empty_string() {
 fn long_values_are_shortened_in_messages() {
     let long = "x".repeat(200);
     let e = only_error(&format!(r#"{{"version":"{long}"}}"#));
-    assert!(e.message.contains(&format!("got \"{}...", "x".repeat(56))), "{e}");
+    assert!(
+        e.message.contains(&format!("got \"{}...", "x".repeat(56))),
+        "{e}"
+    );
     assert!(e.message.len() < 120, "{e}");
 }
 
@@ -777,7 +808,11 @@ fn unknown_key_in_settings_is_an_error() {
 
 #[test]
 fn unknown_key_with_odd_characters_is_bracketed() {
-    assert_unknown_key(&policy_with(r#""a b":1"#), r#"policy["a b"]"#, "\"version\"");
+    assert_unknown_key(
+        &policy_with(r#""a b":1"#),
+        r#"policy["a b"]"#,
+        "\"version\"",
+    );
 }
 
 #[test]
@@ -816,7 +851,10 @@ fn every_problem_is_reported_together() {
         "policy.settings.max_depth",
         "policy.settings.error_style",
     ] {
-        assert!(paths.contains(&expected), "{expected} missing from {paths:?}");
+        assert!(
+            paths.contains(&expected),
+            "{expected} missing from {paths:?}"
+        );
     }
     assert_eq!(errors.len(), 10, "{paths:?}");
 }
@@ -834,5 +872,397 @@ fn errors_in_several_tools_are_all_reported() {
             "policy.tools.b.action",
             "policy.tools.c.action"
         ]
+    );
+}
+
+// ---------------------------------------------------------------- example policies, base settings
+
+#[test]
+
+fn approval_example_policy_loads() {
+    let p = loaded(include_str!("../../../envoy/examples/approval.json"));
+    let approval = p.approval.expect("approval service");
+    assert_eq!(approval.cluster, "approval_service");
+    assert_eq!(approval.path, "/approve");
+    assert_eq!(approval.timeout_ms, 30_000);
+}
+
+#[test]
+
+fn guarded_example_policy_loads() {
+    let p = loaded(include_str!(
+        "../../../envoy/examples/claude-code-guarded.json"
+    ));
+    assert_eq!(p.risk_actions.get(&Risk::Destructive), Some(&Action::Deny));
+    assert_eq!(p.counters.len(), 2);
+}
+
+#[test]
+
+fn risk_actions_are_accepted_at_top_level() {
+    let p = loaded(&policy_with(
+        r#""risk_actions":{"destructive":"deny","write":"approve"},"approval":{"cluster":"a"}"#,
+    ));
+    assert_eq!(p.risk_actions.get(&Risk::Destructive), Some(&Action::Deny));
+    assert_eq!(p.risk_actions.get(&Risk::Write), Some(&Action::Approve));
+}
+
+#[test]
+
+fn approval_service_defaults_are_filled_in() {
+    let p = loaded(&policy_with(r#""approval":{"cluster":"approver"}"#));
+    let a = p.approval.unwrap();
+    assert_eq!(a.authority, "approver");
+    assert_eq!(a.path, "/approve");
+    assert_eq!(a.timeout_ms, 30_000);
+}
+
+#[test]
+fn approve_action_without_an_approval_service_is_an_error() {
+    let errors = errors_of(&tool_rule(r#"{"action":"approve"}"#));
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.path == "policy.approval" && e.message.contains("missing")),
+        "{errors:#?}"
+    );
+}
+
+#[test]
+fn audit_setting_is_read() {
+    for (name, level) in [
+        ("off", AuditLevel::Off),
+        ("refused", AuditLevel::Refused),
+        ("all", AuditLevel::All),
+    ] {
+        let p = loaded(&with_settings(&format!(r#"{{"audit":"{name}"}}"#)));
+        assert_eq!(p.settings.audit, level);
+    }
+    assert_error(
+        &with_settings(r#"{"audit":"some"}"#),
+        "policy.settings.audit",
+        r#"got "some""#,
+        r#"one of "off", "refused", "all""#,
+    );
+}
+
+#[test]
+fn base_settings_apply_when_the_policy_has_none() {
+    let base = Settings {
+        max_body_bytes: 4096,
+        refund_on_error: true,
+        ..Settings::default()
+    };
+    let p = load_with_base(br#"{"version":"1"}"#, &base).unwrap();
+    assert_eq!(p.settings, base);
+}
+
+#[test]
+fn policy_settings_override_base_settings_key_by_key() {
+    let base = Settings {
+        max_body_bytes: 4096,
+        refund_on_error: true,
+        ..Settings::default()
+    };
+    let p = load_with_base(with_settings(r#"{"max_body_bytes":100}"#).as_bytes(), &base).unwrap();
+    assert_eq!(p.settings.max_body_bytes, 100);
+    assert!(p.settings.refund_on_error);
+}
+
+#[test]
+fn vm_config_settings_are_validated_with_their_own_root() {
+    let s = load_settings(br#"{"header_mode":"hold"}"#).unwrap();
+    assert_eq!(s.header_mode, HeaderMode::Hold);
+    let errors = load_settings(br#"{"header_mode":"x","colour":1}"#).unwrap_err();
+    let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(paths, ["vm_config.colour", "vm_config.header_mode"]);
+    let errors = load_settings(b"{").unwrap_err();
+    assert_eq!(errors[0].path, "vm_config");
+}
+
+// ---------------------------------------------------------------- argument rules
+
+/// A policy whose tool `t` has the given `rules` array.
+fn rules(rules: &str) -> String {
+    tool_rule(&format!(r#"{{"rules":{rules}}}"#))
+}
+
+#[test]
+fn argument_rules_are_read() {
+    let p = loaded(&rules(
+        r#"[{"name":"no-cancel","deny_if":[{"path":"args.action","op":"eq","value":"cancel"}],"reason":"r"},
+            {"name":"small","require":[{"path":"args.n","op":"lte","value":20}],"action":"deny"},
+            {"name":"cls","when":[{"path":"args[\"odd key\"][0]","op":"exists","value":true}],"risk":"write"}]"#,
+    ));
+    let names: Vec<&str> = p.tools["t"].rules.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["no-cancel", "small", "cls"]);
+}
+
+#[test]
+fn every_condition_operator_is_accepted() {
+    for (op, value) in [
+        ("eq", "1"),
+        ("neq", r#""x""#),
+        ("in", r#"["a","b"]"#),
+        ("not_in", "[1,2]"),
+        ("lt", "1"),
+        ("lte", "1.5"),
+        ("gt", "-1"),
+        ("gte", "0"),
+        ("regex", r#""^a+$""#),
+        ("contains", r#""x""#),
+        ("exists", "false"),
+    ] {
+        loaded(&rules(&format!(
+            r#"[{{"name":"r","deny_if":[{{"path":"args.a","op":"{op}","value":{value}}}]}}]"#
+        )));
+    }
+}
+
+#[test]
+fn rules_must_be_an_array() {
+    assert_error(
+        &rules(r#"{"name":"r"}"#),
+        "policy.tools.t.rules",
+        r#"got {"name":"r"}"#,
+        "an array of rules",
+    );
+}
+
+#[test]
+fn rule_needs_exactly_one_kind() {
+    let e = only_error(&rules(r#"[{"name":"r"}]"#));
+    assert_eq!(e.path, "policy.tools.t.rules[0]");
+    assert!(e.message.contains("got none"), "{e}");
+    let cond = r#"[{"path":"args.a","op":"exists","value":true}]"#;
+    let e = only_error(&rules(&format!(
+        r#"[{{"name":"r","deny_if":{cond},"require":{cond}}}]"#
+    )));
+    assert!(e.message.contains("got deny_if, require"), "{e}");
+}
+
+#[test]
+fn duplicate_rule_names_are_an_error() {
+    let cond = r#"[{"path":"args.a","op":"exists","value":true}]"#;
+    let e = only_error(&rules(&format!(
+        r#"[{{"name":"r","deny_if":{cond}}},{{"name":"r","require":{cond}}}]"#
+    )));
+    assert_eq!(e.path, "policy.tools.t.rules[1].name");
+    assert!(e.message.contains(r#"duplicate rule name "r""#), "{e}");
+}
+
+#[test]
+fn conditions_must_be_a_non_empty_array() {
+    for bad in ["[]", "{}", r#""args.a""#] {
+        assert_error(
+            &rules(&format!(r#"[{{"name":"r","deny_if":{bad}}}]"#)),
+            "policy.tools.t.rules[0].deny_if",
+            &format!("got {bad}"),
+            "a non-empty array of conditions",
+        );
+    }
+}
+
+#[test]
+fn condition_path_must_start_with_args() {
+    for bad in [
+        r#""action""#,
+        r#""args.""#,
+        r#""args[x]""#,
+        r#""args[\"a""#,
+        r#""argsx""#,
+        r#""args..a""#,
+    ] {
+        let e = only_error(&rules(&format!(
+            r#"[{{"name":"r","deny_if":[{{"path":{bad},"op":"exists","value":true}}]}}]"#
+        )));
+        assert_eq!(e.path, "policy.tools.t.rules[0].deny_if[0].path", "{bad}");
+        assert!(e.message.contains("a path like"), "{e}");
+    }
+}
+
+#[test]
+fn condition_operator_must_be_known() {
+    let e = only_error(&rules(
+        r#"[{"name":"r","deny_if":[{"path":"args.a","op":"matches","value":"x"}]}]"#,
+    ));
+    assert_eq!(e.path, "policy.tools.t.rules[0].deny_if[0].op");
+    assert!(e.message.contains(r#"got "matches""#), "{e}");
+    assert!(e.message.contains(r#""regex""#), "{e}");
+}
+
+#[test]
+fn condition_values_must_suit_the_operator() {
+    for (op, bad, expected) in [
+        ("in", r#""a""#, "an array of values"),
+        ("lt", r#""5""#, "a number"),
+        ("gte", "null", "a number"),
+        ("regex", "5", "a string"),
+        ("regex", r#""(""#, "a valid regular expression"),
+        ("exists", r#""yes""#, "true or false"),
+    ] {
+        assert_error(
+            &rules(&format!(
+                r#"[{{"name":"r","deny_if":[{{"path":"args.a","op":"{op}","value":{bad}}}]}}]"#
+            )),
+            "policy.tools.t.rules[0].deny_if[0].value",
+            &format!("got {bad}"),
+            expected,
+        );
+    }
+}
+
+#[test]
+fn condition_value_is_required() {
+    let e = only_error(&rules(
+        r#"[{"name":"r","deny_if":[{"path":"args.a","op":"eq"}]}]"#,
+    ));
+    assert_eq!(e.path, "policy.tools.t.rules[0].deny_if[0].value");
+    assert!(e.message.contains("missing"), "{e}");
+}
+
+#[test]
+fn when_rule_needs_a_risk_and_no_action() {
+    let cond = r#"[{"path":"args.a","op":"exists","value":true}]"#;
+    let e = only_error(&rules(&format!(r#"[{{"name":"r","when":{cond}}}]"#)));
+    assert_eq!(e.path, "policy.tools.t.rules[0].risk");
+    let errors = errors_of(&rules(&format!(
+        r#"[{{"name":"r","when":{cond},"risk":"read","action":"deny"}}]"#
+    )));
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.path == "policy.tools.t.rules[0].action"),
+        "{errors:#?}"
+    );
+}
+
+#[test]
+fn only_when_rules_carry_a_risk() {
+    let cond = r#"[{"path":"args.a","op":"exists","value":true}]"#;
+    let e = only_error(&rules(&format!(
+        r#"[{{"name":"r","deny_if":{cond},"risk":"read"}}]"#
+    )));
+    assert_eq!(e.path, "policy.tools.t.rules[0].risk");
+}
+
+#[test]
+fn rule_action_is_deny_or_approve() {
+    let cond = r#"[{"path":"args.a","op":"exists","value":true}]"#;
+    assert_error(
+        &rules(&format!(
+            r#"[{{"name":"r","deny_if":{cond},"action":"allow"}}]"#
+        )),
+        "policy.tools.t.rules[0].action",
+        r#"got "allow""#,
+        r#"one of "deny", "approve""#,
+    );
+}
+
+#[test]
+fn tool_risk_must_be_a_known_category() {
+    assert_error(
+        &tool_rule(r#"{"risk":"dangerous"}"#),
+        "policy.tools.t.risk",
+        r#"got "dangerous""#,
+        r#"one of "read", "write", "execute", "destructive""#,
+    );
+}
+
+#[test]
+fn risk_actions_must_name_known_categories_and_actions() {
+    assert_unknown_key(
+        &policy_with(r#""risk_actions":{"dangerous":"deny"}"#),
+        "policy.risk_actions.dangerous",
+        r#""destructive""#,
+    );
+    assert_error(
+        &policy_with(r#""risk_actions":{"write":"block"}"#),
+        "policy.risk_actions.write",
+        r#"got "block""#,
+        r#"one of "allow", "deny", "approve""#,
+    );
+}
+
+#[test]
+fn approval_path_must_start_with_a_slash() {
+    assert_error(
+        &policy_with(r#""approval":{"cluster":"a","path":"approve"}"#),
+        "policy.approval.path",
+        r#"got "approve""#,
+        r#"a path starting with "/""#,
+    );
+}
+
+#[test]
+fn approval_needs_a_cluster() {
+    let e = only_error(&policy_with(r#""approval":{"path":"/x"}"#));
+    assert_eq!(e.path, "policy.approval.cluster");
+    assert!(e.message.contains("missing"), "{e}");
+}
+
+#[test]
+fn increment_from_is_an_argument_path() {
+    let p = loaded(&one_limit(
+        r#"{"counter":"usd","window":"day","max":50,"increment_from":"args.advanced.maxBudgetUsd","default_increment":5}"#,
+    ));
+    let c = &p.counters[0];
+    assert_eq!(
+        c.increment_from.as_ref().unwrap().text,
+        "args.advanced.maxBudgetUsd"
+    );
+    assert_eq!(c.default_increment_milli, Some(5000));
+    let e = only_error(&one_limit(
+        r#"{"counter":"usd","window":"day","max":50,"increment_from":"budget"}"#,
+    ));
+    assert_eq!(e.path, "policy.tools.t.limits[0].increment_from");
+    assert!(e.message.contains(r#"got "budget""#), "{e}");
+}
+
+#[test]
+fn default_increment_needs_increment_from_and_a_non_negative_number() {
+    let e = only_error(&one_limit(
+        r#"{"counter":"c","window":"day","max":5,"default_increment":1}"#,
+    ));
+    assert_eq!(e.path, "policy.tools.t.limits[0].default_increment");
+    assert!(
+        e.message.contains("only meaningful with increment_from"),
+        "{e}"
+    );
+    assert_error(
+        &one_limit(
+            r#"{"counter":"c","window":"day","max":5,"increment_from":"args.a","default_increment":-1}"#,
+        ),
+        "policy.tools.t.limits[0].default_increment",
+        "got -1",
+        "a number >= 0",
+    );
+}
+
+#[test]
+fn global_limit_needs_a_rate_limit_service() {
+    let e = only_error(&one_limit(
+        r#"{"counter":"c","window":"day","max":5,"global":true}"#,
+    ));
+    assert_eq!(e.path, "policy.tools.t.limits[0].global");
+    assert!(e.message.contains("rate_limit_service"), "{e}");
+    loaded(&policy_with(
+        r#""rate_limit_service":{"cluster":"rls"},"tools":{"t":{"limits":[{"counter":"c","window":"day","max":5,"global":true}]}}"#,
+    ));
+}
+
+#[test]
+fn rate_limit_service_values_are_checked() {
+    assert_error(
+        &policy_with(r#""rate_limit_service":{"cluster":"rls","failure_mode":"open"}"#),
+        "policy.rate_limit_service.failure_mode",
+        r#"got "open""#,
+        r#"one of "deny", "local""#,
+    );
+    assert_error(
+        &policy_with(r#""rate_limit_service":{"cluster":"rls","timeout_ms":0}"#),
+        "policy.rate_limit_service.timeout_ms",
+        "got 0",
+        "an integer from 1 to 60000",
     );
 }

@@ -1,1 +1,793 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+use std::cell::Cell;
+use std::rc::Rc;
+
 use super::*;
+use crate::policy::Window;
+use crate::testing::{FixedClock, MemoryStore};
+
+// ---------------------------------------------------------------- helpers
+
+const KEY: &[u8] = b"test-key";
+/// 2026-11-24T00:00:00Z: a whole day, hour and minute.
+const T0: u64 = 1_795_478_400;
+
+fn counter(name: &str, window: Window, max: u64) -> Counter {
+    Counter {
+        name: name.to_string(),
+        window,
+        max,
+        scope: Scope::Grant,
+        increment_from: None,
+        default_increment_milli: None,
+        global: false,
+    }
+}
+
+fn fp(who: &str) -> u64 {
+    fingerprint(KEY, Scope::Grant, Some(who.as_bytes()))
+}
+
+fn take(counter: usize, fingerprint: u64) -> Take {
+    Take {
+        counter,
+        fingerprint,
+        amount: 1,
+    }
+}
+
+/// One call taking one unit from each listed counter for `who`.
+fn call(
+    store: &MemoryStore,
+    counters: &[Counter],
+    slots: u32,
+    limits: &[usize],
+    who: u64,
+    clock: &FixedClock,
+) -> Result<Vec<Charge>, Denial> {
+    let takes: Vec<Take> = limits.iter().map(|&c| take(c, who)).collect();
+    acquire(store, counters, slots, &takes, clock.now_unix_millis())
+}
+
+/// Calls until refused; returns how many were allowed (bounded by `cap`).
+fn allowed_calls(
+    store: &MemoryStore,
+    counters: &[Counter],
+    who: u64,
+    clock: &FixedClock,
+    cap: u64,
+) -> u64 {
+    let mut n = 0;
+    while n < cap && call(store, counters, 256, &[0], who, clock).is_ok() {
+        n += 1;
+    }
+    n
+}
+
+/// The count stored for `who` on `counter` in the window of `now_s`
+/// (regular entry, else 0).
+fn stored_count(store: &MemoryStore, counter: &Counter, slots: u32, who: u64, now_s: u64) -> u64 {
+    let window = now_s / counter.window.seconds();
+    let Some((bytes, _)) = store.get(&slot_key(counter, who, slots)) else {
+        return 0;
+    };
+    Slot::decode(&bytes)
+        .entries
+        .iter()
+        .take(ENTRIES)
+        .find(|e| e.fingerprint == who && e.window == window && e.count > 0)
+        .map_or(0, |e| e.count)
+}
+
+fn exhausted_retry(result: Result<Vec<Charge>, Denial>) -> (usize, u64) {
+    match result {
+        Err(Denial::Exhausted {
+            counter,
+            retry_after_seconds,
+        }) => (counter, retry_after_seconds),
+        other => panic!("expected exhaustion, got {other:?}"),
+    }
+}
+
+/// A store whose every set fails (the host refused to write).
+struct FailingStore;
+
+impl SharedStore for FailingStore {
+    fn get(&self, _: &str) -> Option<(Vec<u8>, u32)> {
+        None
+    }
+    fn set(&self, _: &str, _: &[u8], _: u32) -> Result<(), SetError> {
+        Err(SetError::Failed)
+    }
+}
+
+// ---------------------------------------------------------------- exact counting
+
+#[test]
+fn counts_exactly_to_max_then_refuses() {
+    let store = MemoryStore::new();
+    let counters = [counter("c", Window::Minute, 5)];
+    let clock = FixedClock::at_secs(T0 + 10);
+    for i in 1..=5 {
+        assert!(
+            call(&store, &counters, 256, &[0], fp("a"), &clock).is_ok(),
+            "call {i}"
+        );
+    }
+    let (idx, retry) = exhausted_retry(call(&store, &counters, 256, &[0], fp("a"), &clock));
+    assert_eq!(idx, 0);
+    assert_eq!(retry, 50);
+    assert_eq!(stored_count(&store, &counters[0], 256, fp("a"), T0 + 10), 5);
+}
+
+#[test]
+fn refused_call_does_not_count() {
+    let store = MemoryStore::new();
+    let counters = [counter("c", Window::Minute, 2)];
+    let clock = FixedClock::at_secs(T0);
+    assert_eq!(allowed_calls(&store, &counters, fp("a"), &clock, 100), 2);
+    for _ in 0..10 {
+        assert!(call(&store, &counters, 256, &[0], fp("a"), &clock).is_err());
+    }
+    assert_eq!(stored_count(&store, &counters[0], 256, fp("a"), T0), 2);
+}
+
+#[test]
+fn max_of_one_allows_exactly_one() {
+    let store = MemoryStore::new();
+    let counters = [counter("c", Window::Day, 1)];
+    let clock = FixedClock::at_secs(T0);
+    assert_eq!(allowed_calls(&store, &counters, fp("a"), &clock, 100), 1);
+}
+
+#[test]
+fn charge_describes_what_was_taken() {
+    let store = MemoryStore::new();
+    let counters = [counter("c", Window::Minute, 5)];
+    let clock = FixedClock::at_secs(T0 + 61);
+    let charges = call(&store, &counters, 256, &[0], fp("a"), &clock).unwrap();
+    assert_eq!(
+        charges,
+        [Charge {
+            key: slot_key(&counters[0], fp("a"), 256),
+            fingerprint: fp("a"),
+            window: (T0 + 61) / 60,
+            amount: 1,
+            overflow: false,
+        }]
+    );
+}
+
+#[test]
+fn amounts_larger_than_one_are_counted() {
+    let store = MemoryStore::new();
+    let counters = [counter("spend", Window::Day, 10)];
+    let now = T0 * 1000;
+    let big = Take {
+        counter: 0,
+        fingerprint: fp("a"),
+        amount: 7,
+    };
+    assert!(acquire(&store, &counters, 256, &[big], now).is_ok());
+    assert!(acquire(&store, &counters, 256, &[big], now).is_err());
+    let three = Take { amount: 3, ..big };
+    assert!(acquire(&store, &counters, 256, &[three], now).is_ok());
+    assert!(acquire(&store, &counters, 256, &[take(0, fp("a"))], now).is_err());
+}
+
+// ---------------------------------------------------------------- windows
+
+#[test]
+fn minute_window_rolls_over_on_the_utc_minute() {
+    let store = MemoryStore::new();
+    let counters = [counter("c", Window::Minute, 3)];
+    let clock = FixedClock::at_secs(T0 + 59);
+    assert_eq!(allowed_calls(&store, &counters, fp("a"), &clock, 100), 3);
+    let (_, retry) = exhausted_retry(call(&store, &counters, 256, &[0], fp("a"), &clock));
+    assert_eq!(retry, 1);
+    clock.advance_secs(1);
+    assert_eq!(allowed_calls(&store, &counters, fp("a"), &clock, 100), 3);
+}
+
+#[test]
+fn retry_after_counts_to_the_end_of_the_window() {
+    let counters = [counter("c", Window::Minute, 1)];
+    for (offset, expected) in [(0, 60), (1, 59), (30, 30), (58, 2), (59, 1)] {
+        let store = MemoryStore::new();
+        let clock = FixedClock::at_secs(T0 + offset);
+        call(&store, &counters, 256, &[0], fp("a"), &clock).unwrap();
+        let (_, retry) = exhausted_retry(call(&store, &counters, 256, &[0], fp("a"), &clock));
+        assert_eq!(retry, expected, "{offset} s into the minute");
+    }
+}
+
+#[test]
+fn retry_after_is_at_least_one_second_in_the_last_millisecond() {
+    let store = MemoryStore::new();
+    let counters = [counter("c", Window::Minute, 1)];
+    let clock = FixedClock(Cell::new((T0 + 59) * 1000 + 999));
+    call(&store, &counters, 256, &[0], fp("a"), &clock).unwrap();
+    let (_, retry) = exhausted_retry(call(&store, &counters, 256, &[0], fp("a"), &clock));
+    assert_eq!(retry, 1);
+}
+
+#[test]
+fn second_window_rolls_over_every_second() {
+    let store = MemoryStore::new();
+    let counters = [counter("c", Window::Second, 2)];
+    let clock = FixedClock(Cell::new(T0 * 1000 + 999));
+    assert_eq!(allowed_calls(&store, &counters, fp("a"), &clock, 100), 2);
+    let (_, retry) = exhausted_retry(call(&store, &counters, 256, &[0], fp("a"), &clock));
+    assert_eq!(retry, 1);
+    clock.0.set((T0 + 1) * 1000);
+    assert_eq!(allowed_calls(&store, &counters, fp("a"), &clock, 100), 2);
+}
+
+#[test]
+fn milliseconds_do_not_open_a_new_window() {
+    let store = MemoryStore::new();
+    let counters = [counter("c", Window::Minute, 1)];
+    let clock = FixedClock(Cell::new(T0 * 1000));
+    call(&store, &counters, 256, &[0], fp("a"), &clock).unwrap();
+    clock.0.set((T0 + 59) * 1000 + 999);
+    assert!(call(&store, &counters, 256, &[0], fp("a"), &clock).is_err());
+    clock.0.set((T0 + 60) * 1000);
+    assert!(call(&store, &counters, 256, &[0], fp("a"), &clock).is_ok());
+}
+
+#[test]
+fn hour_and_day_windows_align_to_utc() {
+    let store = MemoryStore::new();
+    let counters = [counter("h", Window::Hour, 1), counter("d", Window::Day, 1)];
+    let clock = FixedClock::at_secs(T0 + 86_400 - 1);
+    call(&store, &counters, 256, &[0], fp("a"), &clock).unwrap();
+    call(&store, &counters, 256, &[1], fp("a"), &clock).unwrap();
+    assert_eq!(
+        exhausted_retry(call(&store, &counters, 256, &[0], fp("a"), &clock)),
+        (0, 1)
+    );
+    assert_eq!(
+        exhausted_retry(call(&store, &counters, 256, &[1], fp("a"), &clock)),
+        (1, 1)
+    );
+    clock.advance_secs(1);
+    assert!(call(&store, &counters, 256, &[0, 1], fp("a"), &clock).is_ok());
+}
+
+#[test]
+fn old_window_counts_do_not_carry_over() {
+    let store = MemoryStore::new();
+    let counters = [counter("c", Window::Minute, 3)];
+    let clock = FixedClock::at_secs(T0);
+    assert_eq!(allowed_calls(&store, &counters, fp("a"), &clock, 100), 3);
+    clock.advance_secs(3600);
+    assert_eq!(allowed_calls(&store, &counters, fp("a"), &clock, 100), 3);
+}
+
+// ---------------------------------------------------------------- scopes and sharing
+
+#[test]
+fn different_fingerprints_have_independent_budgets() {
+    let store = MemoryStore::new();
+    let counters = [counter("c", Window::Minute, 2)];
+    let clock = FixedClock::at_secs(T0);
+    assert_eq!(allowed_calls(&store, &counters, fp("a"), &clock, 100), 2);
+    assert_eq!(allowed_calls(&store, &counters, fp("b"), &clock, 100), 2);
+    assert!(call(&store, &counters, 256, &[0], fp("a"), &clock).is_err());
+}
+
+#[test]
+fn fingerprints_sharing_one_slot_are_still_independent() {
+    let store = MemoryStore::new();
+    let counters = [counter("c", Window::Minute, 2)];
+    let clock = FixedClock::at_secs(T0);
+    for who in ["a", "b", "c", "d"] {
+        for _ in 0..2 {
+            call(&store, &counters, 1, &[0], fp(who), &clock).unwrap();
+        }
+        assert!(call(&store, &counters, 1, &[0], fp(who), &clock).is_err());
+    }
+    assert_eq!(store.keys(), 1);
+}
+
+#[test]
+fn one_counter_is_one_budget_whoever_names_it() {
+    // Two tools naming the same counter take from the same index.
+    let store = MemoryStore::new();
+    let counters = [counter("shared", Window::Minute, 3)];
+    let clock = FixedClock::at_secs(T0);
+    let tool_a = [0];
+    let tool_b = [0];
+    call(&store, &counters, 256, &tool_a, fp("a"), &clock).unwrap();
+    call(&store, &counters, 256, &tool_b, fp("a"), &clock).unwrap();
+    call(&store, &counters, 256, &tool_a, fp("a"), &clock).unwrap();
+    assert!(call(&store, &counters, 256, &tool_b, fp("a"), &clock).is_err());
+    assert!(call(&store, &counters, 256, &tool_a, fp("a"), &clock).is_err());
+}
+
+#[test]
+fn counters_with_different_names_use_different_keys() {
+    let store = MemoryStore::new();
+    let counters = [
+        counter("x", Window::Minute, 1),
+        counter("y", Window::Minute, 1),
+    ];
+    let clock = FixedClock::at_secs(T0);
+    call(&store, &counters, 256, &[0], fp("a"), &clock).unwrap();
+    call(&store, &counters, 256, &[1], fp("a"), &clock).unwrap();
+    assert_eq!(store.keys(), 2);
+}
+
+#[test]
+fn missing_scope_value_maps_to_one_anonymous_bucket() {
+    let anonymous = fingerprint(KEY, Scope::Grant, None);
+    assert_eq!(fingerprint(KEY, Scope::Grant, Some(b"")), anonymous);
+    assert_ne!(fingerprint(KEY, Scope::Grant, Some(b"x")), anonymous);
+    let store = MemoryStore::new();
+    let counters = [counter("c", Window::Minute, 2)];
+    let clock = FixedClock::at_secs(T0);
+    call(
+        &store,
+        &counters,
+        256,
+        &[0],
+        fingerprint(KEY, Scope::Grant, None),
+        &clock,
+    )
+    .unwrap();
+    call(
+        &store,
+        &counters,
+        256,
+        &[0],
+        fingerprint(KEY, Scope::Grant, Some(b"")),
+        &clock,
+    )
+    .unwrap();
+    assert!(call(&store, &counters, 256, &[0], anonymous, &clock).is_err());
+    assert!(call(&store, &counters, 256, &[0], fp("named"), &clock).is_ok());
+}
+
+#[test]
+fn fingerprints_depend_on_key_scope_and_value() {
+    let base = fingerprint(KEY, Scope::Grant, Some(b"v"));
+    assert_eq!(base, fingerprint(KEY, Scope::Grant, Some(b"v")));
+    assert_ne!(base, fingerprint(b"other-key", Scope::Grant, Some(b"v")));
+    assert_ne!(base, fingerprint(KEY, Scope::Session, Some(b"v")));
+    assert_ne!(base, fingerprint(KEY, Scope::Grant, Some(b"w")));
+    assert_ne!(
+        fingerprint(KEY, Scope::Grant, None),
+        fingerprint(KEY, Scope::Session, None)
+    );
+}
+
+#[test]
+fn slot_keys_are_namespaced_by_counter_and_bounded_by_slots() {
+    let c = counter("rate", Window::Minute, 1);
+    assert_eq!(slot_key(&c, 0, 256), "mcp_policy/v1/rate/0");
+    assert_eq!(slot_key(&c, 257, 256), "mcp_policy/v1/rate/1");
+    assert_eq!(slot_key(&c, u64::MAX, 1), "mcp_policy/v1/rate/0");
+    // Zero slots cannot divide by zero.
+    assert_eq!(slot_key(&c, 12345, 0), "mcp_policy/v1/rate/0");
+}
+
+// ---------------------------------------------------------------- several limits on one call
+
+#[test]
+fn refusal_on_a_later_limit_gives_back_the_earlier_ones() {
+    let store = MemoryStore::new();
+    let counters = [
+        counter("wide", Window::Minute, 5),
+        counter("narrow", Window::Minute, 1),
+    ];
+    let clock = FixedClock::at_secs(T0);
+    call(&store, &counters, 256, &[0, 1], fp("a"), &clock).unwrap();
+    assert_eq!(stored_count(&store, &counters[0], 256, fp("a"), T0), 1);
+    let (idx, _) = exhausted_retry(call(&store, &counters, 256, &[0, 1], fp("a"), &clock));
+    assert_eq!(idx, 1);
+    // The unit taken from "wide" before "narrow" refused was given back.
+    assert_eq!(stored_count(&store, &counters[0], 256, fp("a"), T0), 1);
+    assert_eq!(allowed_calls(&store, &counters, fp("a"), &clock, 100), 4);
+}
+
+#[test]
+fn refusal_on_the_first_limit_touches_nothing_else() {
+    let store = MemoryStore::new();
+    let counters = [
+        counter("narrow", Window::Minute, 1),
+        counter("wide", Window::Minute, 5),
+    ];
+    let clock = FixedClock::at_secs(T0);
+    call(&store, &counters, 256, &[0, 1], fp("a"), &clock).unwrap();
+    assert_eq!(
+        exhausted_retry(call(&store, &counters, 256, &[0, 1], fp("a"), &clock)).0,
+        0
+    );
+    assert_eq!(stored_count(&store, &counters[1], 256, fp("a"), T0), 1);
+}
+
+#[test]
+fn unknown_counter_index_is_unavailable_and_gives_back() {
+    let store = MemoryStore::new();
+    let counters = [counter("c", Window::Minute, 5)];
+    let clock = FixedClock::at_secs(T0);
+    assert_eq!(
+        call(&store, &counters, 256, &[0, 9], fp("a"), &clock),
+        Err(Denial::Unavailable { counter: 9 })
+    );
+    assert_eq!(stored_count(&store, &counters[0], 256, fp("a"), T0), 0);
+}
+
+// ---------------------------------------------------------------- contention
+
+#[test]
+fn injected_conflicts_still_count_exactly() {
+    let store = MemoryStore::new();
+    let counters = [counter("c", Window::Minute, 10)];
+    let clock = FixedClock::at_secs(T0);
+    // Create the key first: a missing key never conflicts in Envoy.
+    call(&store, &counters, 256, &[0], fp("a"), &clock).unwrap();
+    for _ in 0..9 {
+        store.inject_conflicts.set(5);
+        call(&store, &counters, 256, &[0], fp("a"), &clock).unwrap();
+        assert_eq!(store.inject_conflicts.get(), 0);
+    }
+    assert_eq!(stored_count(&store, &counters[0], 256, fp("a"), T0), 10);
+    store.inject_conflicts.set(3);
+    assert!(call(&store, &counters, 256, &[0], fp("a"), &clock).is_err());
+}
+
+#[test]
+fn endless_conflicts_fail_closed_without_counting() {
+    let store = MemoryStore::new();
+    let counters = [counter("c", Window::Minute, 10)];
+    let clock = FixedClock::at_secs(T0);
+    call(&store, &counters, 256, &[0], fp("a"), &clock).unwrap();
+    store.inject_conflicts.set(1_000);
+    assert_eq!(
+        call(&store, &counters, 256, &[0], fp("a"), &clock),
+        Err(Denial::Unavailable { counter: 0 })
+    );
+    store.inject_conflicts.set(0);
+    assert_eq!(stored_count(&store, &counters[0], 256, fp("a"), T0), 1);
+}
+
+#[test]
+fn store_failure_fails_closed() {
+    let counters = [counter("c", Window::Minute, 10)];
+    assert_eq!(
+        acquire(
+            &FailingStore,
+            &counters,
+            256,
+            &[take(0, fp("a"))],
+            T0 * 1000
+        ),
+        Err(Denial::Unavailable { counter: 0 })
+    );
+}
+
+/// Installs a hook that, before each of our next `times` sets, lets
+/// "another worker" make a complete call on the same counter and scope.
+fn other_worker_before_our_sets(
+    store: &MemoryStore,
+    counters: &[Counter],
+    who: u64,
+    now_ms: u64,
+    times: u32,
+) -> Rc<Cell<u32>> {
+    let done = Rc::new(Cell::new(0));
+    let seen = Rc::clone(&done);
+    let counters = counters.to_vec();
+    *store.before_set.borrow_mut() = Some(Box::new(move |s: &MemoryStore, _key: &str| {
+        if seen.get() < times {
+            seen.set(seen.get() + 1);
+            acquire(s, &counters, 256, &[take(0, who)], now_ms).unwrap();
+        }
+    }));
+    done
+}
+
+#[test]
+fn creation_race_loses_no_increment() {
+    let store = MemoryStore::new();
+    let counters = [counter("c", Window::Minute, 10)];
+    let now = T0 * 1000;
+    // Our get finds no key; before our create-only set, the other worker
+    // creates the key and counts its call.
+    let others = other_worker_before_our_sets(&store, &counters, fp("a"), now, 1);
+    acquire(&store, &counters, 256, &[take(0, fp("a"))], now).unwrap();
+    assert_eq!(others.get(), 1);
+    assert_eq!(stored_count(&store, &counters[0], 256, fp("a"), T0), 2);
+}
+
+#[test]
+fn increment_race_loses_no_increment() {
+    let store = MemoryStore::new();
+    let counters = [counter("c", Window::Minute, 100)];
+    let now = T0 * 1000;
+    acquire(&store, &counters, 256, &[take(0, fp("a"))], now).unwrap();
+    let others = other_worker_before_our_sets(&store, &counters, fp("a"), now, 5);
+    acquire(&store, &counters, 256, &[take(0, fp("a"))], now).unwrap();
+    assert_eq!(others.get(), 5);
+    assert_eq!(stored_count(&store, &counters[0], 256, fp("a"), T0), 7);
+}
+
+#[test]
+fn racing_workers_never_exceed_max() {
+    let store = MemoryStore::new();
+    let counters = [counter("c", Window::Minute, 3)];
+    let now = T0 * 1000;
+    // Two other calls land while we try; ours is the third and last unit.
+    other_worker_before_our_sets(&store, &counters, fp("a"), now, 2);
+    acquire(&store, &counters, 256, &[take(0, fp("a"))], now).unwrap();
+    assert!(acquire(&store, &counters, 256, &[take(0, fp("a"))], now).is_err());
+    assert_eq!(stored_count(&store, &counters[0], 256, fp("a"), T0), 3);
+}
+
+#[test]
+fn race_for_the_last_unit_refuses_the_loser() {
+    let store = MemoryStore::new();
+    let counters = [counter("c", Window::Minute, 2)];
+    let now = T0 * 1000;
+    acquire(&store, &counters, 256, &[take(0, fp("a"))], now).unwrap();
+    // The other worker takes the last unit between our read and our write.
+    other_worker_before_our_sets(&store, &counters, fp("a"), now, 1);
+    assert!(matches!(
+        acquire(&store, &counters, 256, &[take(0, fp("a"))], now),
+        Err(Denial::Exhausted { .. })
+    ));
+    assert_eq!(stored_count(&store, &counters[0], 256, fp("a"), T0), 2);
+}
+
+#[test]
+fn creation_never_overwrites_an_existing_slot() {
+    let store = MemoryStore::new();
+    let counters = [counter("c", Window::Minute, 10)];
+    let now = T0 * 1000;
+    let key = slot_key(&counters[0], fp("a"), 256);
+    acquire(&store, &counters, 256, &[take(0, fp("a"))], now).unwrap();
+    let before = store.get(&key).unwrap().0;
+    // A read that creates must leave an existing value alone.
+    let (slot, _) = read_slot(&store, &key).unwrap();
+    assert_eq!(slot.encode(), before);
+    assert_eq!(store.get(&key).unwrap().0, before);
+}
+
+// ---------------------------------------------------------------- bounded memory
+
+#[test]
+fn distinct_fingerprints_never_grow_the_key_count_past_the_slots() {
+    let store = MemoryStore::new();
+    let counters = [counter(
+        "claude_code_session_rate",
+        Window::Minute,
+        1_000_000_000,
+    )];
+    let slots = 256;
+    let now = T0 * 1000;
+    for i in 0..100_000u32 {
+        let who = fingerprint(KEY, Scope::Grant, Some(&i.to_le_bytes()));
+        acquire(&store, &counters, slots, &[take(0, who)], now).unwrap();
+    }
+    assert!(store.keys() <= slots as usize, "{} keys", store.keys());
+    let longest_key = slot_key(&counters[0], u64::from(slots - 1), slots).len();
+    assert!(store.bytes() <= slots as usize * (SLOT_BYTES + longest_key));
+}
+
+#[test]
+fn one_slot_configuration_keeps_a_single_key() {
+    let store = MemoryStore::new();
+    let counters = [counter("c", Window::Second, 1_000)];
+    let clock = FixedClock::at_secs(T0);
+    for i in 0..2_000u32 {
+        let who = fingerprint(KEY, Scope::Source, Some(&i.to_le_bytes()));
+        let _ = call(&store, &counters, 1, &[0], who, &clock);
+        clock.0.set(clock.0.get() + 7);
+    }
+    assert_eq!(store.keys(), 1);
+    assert_eq!(store.bytes(), SLOT_BYTES + "mcp_policy/v1/c/0".len());
+}
+
+#[test]
+fn slot_values_have_a_fixed_size() {
+    let store = MemoryStore::new();
+    let counters = [counter("c", Window::Minute, 100)];
+    let clock = FixedClock::at_secs(T0);
+    for who in ["a", "b", "c"] {
+        call(&store, &counters, 256, &[0], fp(who), &clock).unwrap();
+        let (bytes, _) = store.get(&slot_key(&counters[0], fp(who), 256)).unwrap();
+        assert_eq!(bytes.len(), SLOT_BYTES);
+    }
+}
+
+// ---------------------------------------------------------------- overflow
+
+#[test]
+fn more_live_values_than_entries_share_the_capped_overflow_budget() {
+    let store = MemoryStore::new();
+    let counters = [counter("c", Window::Minute, 2)];
+    let clock = FixedClock::at_secs(T0);
+    // Fill every regular entry of the only slot with one call each.
+    for i in 0..ENTRIES {
+        let charges = call(&store, &counters, 1, &[0], fp(&format!("r{i}")), &clock).unwrap();
+        assert!(!charges[0].overflow);
+    }
+    // Newcomers share the overflow entry: two units in all, not two each.
+    let c1 = call(&store, &counters, 1, &[0], fp("n1"), &clock).unwrap();
+    let c2 = call(&store, &counters, 1, &[0], fp("n2"), &clock).unwrap();
+    assert!(c1[0].overflow && c2[0].overflow);
+    assert!(matches!(
+        call(&store, &counters, 1, &[0], fp("n3"), &clock),
+        Err(Denial::Exhausted { .. })
+    ));
+    assert!(call(&store, &counters, 1, &[0], fp("n1"), &clock).is_err());
+    // Values with their own entry keep their own budget.
+    for i in 0..ENTRIES {
+        assert!(call(&store, &counters, 1, &[0], fp(&format!("r{i}")), &clock).is_ok());
+    }
+}
+
+#[test]
+fn entries_of_ended_windows_are_reused() {
+    let store = MemoryStore::new();
+    let counters = [counter("c", Window::Minute, 1)];
+    let clock = FixedClock::at_secs(T0);
+    for i in 0..ENTRIES {
+        call(&store, &counters, 1, &[0], fp(&format!("old{i}")), &clock).unwrap();
+    }
+    clock.advance_secs(60);
+    for i in 0..ENTRIES {
+        let charges = call(&store, &counters, 1, &[0], fp(&format!("new{i}")), &clock).unwrap();
+        assert!(!charges[0].overflow, "new{i} should get a regular entry");
+    }
+}
+
+#[test]
+fn overflow_budget_resets_with_the_window() {
+    let store = MemoryStore::new();
+    let counters = [counter("c", Window::Minute, 1)];
+    let clock = FixedClock::at_secs(T0);
+    for i in 0..ENTRIES {
+        call(&store, &counters, 1, &[0], fp(&format!("r{i}")), &clock).unwrap();
+    }
+    assert!(call(&store, &counters, 1, &[0], fp("n"), &clock).unwrap()[0].overflow);
+    assert!(call(&store, &counters, 1, &[0], fp("m"), &clock).is_err());
+    clock.advance_secs(60);
+    for i in 0..ENTRIES {
+        call(&store, &counters, 1, &[0], fp(&format!("r{i}")), &clock).unwrap();
+    }
+    assert!(call(&store, &counters, 1, &[0], fp("m"), &clock).unwrap()[0].overflow);
+}
+
+// ---------------------------------------------------------------- release
+
+#[test]
+fn release_gives_a_unit_back_in_the_same_window() {
+    let store = MemoryStore::new();
+    let counters = [counter("c", Window::Minute, 2)];
+    let clock = FixedClock::at_secs(T0);
+    let first = call(&store, &counters, 256, &[0], fp("a"), &clock).unwrap();
+    call(&store, &counters, 256, &[0], fp("a"), &clock).unwrap();
+    assert!(call(&store, &counters, 256, &[0], fp("a"), &clock).is_err());
+    release(&store, &first);
+    assert!(call(&store, &counters, 256, &[0], fp("a"), &clock).is_ok());
+    assert!(call(&store, &counters, 256, &[0], fp("a"), &clock).is_err());
+}
+
+#[test]
+fn release_after_the_window_ended_changes_nothing() {
+    let store = MemoryStore::new();
+    let counters = [counter("c", Window::Minute, 2)];
+    let clock = FixedClock::at_secs(T0);
+    let old = call(&store, &counters, 256, &[0], fp("a"), &clock).unwrap();
+    clock.advance_secs(60);
+    assert_eq!(allowed_calls(&store, &counters, fp("a"), &clock, 100), 2);
+    release(&store, &old);
+    assert!(call(&store, &counters, 256, &[0], fp("a"), &clock).is_err());
+    assert_eq!(stored_count(&store, &counters[0], 256, fp("a"), T0 + 60), 2);
+}
+
+#[test]
+fn release_of_an_overflow_charge_gives_back_to_the_overflow() {
+    let store = MemoryStore::new();
+    let counters = [counter("c", Window::Minute, 1)];
+    let clock = FixedClock::at_secs(T0);
+    for i in 0..ENTRIES {
+        call(&store, &counters, 1, &[0], fp(&format!("r{i}")), &clock).unwrap();
+    }
+    let over = call(&store, &counters, 1, &[0], fp("n"), &clock).unwrap();
+    assert!(over[0].overflow);
+    assert!(call(&store, &counters, 1, &[0], fp("m"), &clock).is_err());
+    release(&store, &over);
+    assert!(call(&store, &counters, 1, &[0], fp("m"), &clock).is_ok());
+}
+
+#[test]
+fn release_survives_conflicts() {
+    let store = MemoryStore::new();
+    let counters = [counter("c", Window::Minute, 1)];
+    let clock = FixedClock::at_secs(T0);
+    let charges = call(&store, &counters, 256, &[0], fp("a"), &clock).unwrap();
+    store.inject_conflicts.set(10);
+    release(&store, &charges);
+    assert_eq!(stored_count(&store, &counters[0], 256, fp("a"), T0), 0);
+}
+
+#[test]
+fn release_never_goes_below_zero_or_touches_other_values() {
+    let store = MemoryStore::new();
+    let counters = [counter("c", Window::Minute, 3)];
+    let clock = FixedClock::at_secs(T0);
+    let a = call(&store, &counters, 1, &[0], fp("a"), &clock).unwrap();
+    call(&store, &counters, 1, &[0], fp("b"), &clock).unwrap();
+    release(&store, &a);
+    release(&store, &a);
+    assert_eq!(stored_count(&store, &counters[0], 1, fp("a"), T0), 0);
+    assert_eq!(stored_count(&store, &counters[0], 1, fp("b"), T0), 1);
+}
+
+// ---------------------------------------------------------------- encoding
+
+#[test]
+fn slot_encoding_round_trips() {
+    let mut slot = Slot::default();
+    slot.entries[0] = Entry {
+        fingerprint: u64::MAX,
+        window: 29_000_000,
+        count: 7,
+    };
+    slot.entries[ENTRIES] = Entry {
+        fingerprint: 0,
+        window: 29_000_000,
+        count: 3,
+    };
+    let bytes = slot.encode();
+    assert_eq!(bytes.len(), SLOT_BYTES);
+    assert!(bytes.starts_with(b"MPv1"));
+    assert_eq!(Slot::decode(&bytes), slot);
+}
+
+#[test]
+fn unreadable_slot_values_decode_as_empty() {
+    let good = Slot::default().encode();
+    let mut bad_magic = good.clone();
+    bad_magic[0] = b'X';
+    for bytes in [
+        Vec::new(),
+        vec![0; SLOT_BYTES - 1],
+        bad_magic,
+        vec![0xFF; SLOT_BYTES + 1],
+    ] {
+        assert_eq!(Slot::decode(&bytes), Slot::default());
+    }
+}
+
+#[test]
+fn acquire_indexed_names_the_take_that_failed() {
+    let store = MemoryStore::new();
+    let counters = [
+        counter("wide", Window::Minute, 5),
+        counter("narrow", Window::Minute, 1),
+    ];
+    let now = T0 * 1000;
+    let takes = [take(0, fp("a")), take(1, fp("a")), take(1, fp("a"))];
+    match acquire_indexed(&store, &counters, 256, &takes, now) {
+        Err((index, Denial::Exhausted { counter, .. })) => {
+            assert_eq!((index, counter), (2, 1));
+        }
+        other => panic!("{other:?}"),
+    }
+    // Everything taken before the failure was given back.
+    assert_eq!(stored_count(&store, &counters[0], 256, fp("a"), T0), 0);
+    assert_eq!(stored_count(&store, &counters[1], 256, fp("a"), T0), 0);
+}

@@ -1,1 +1,428 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
 use super::*;
+
+// ---------------------------------------------------------------- helpers
+
+/// Keeps every tool except `secret` and `evil`.
+fn keep(name: &str) -> bool {
+    name != "secret" && name != "evil"
+}
+
+fn num(n: f64) -> ListId {
+    ListId::Num(n)
+}
+
+fn text_id(s: &str) -> ListId {
+    ListId::Str(s.to_string())
+}
+
+fn json_filtered(body: &str, ids: &[ListId]) -> Option<String> {
+    filter_json(body.as_bytes(), ids, &keep).unwrap_or_else(|e| panic!("{body}: {e:?}"))
+}
+
+fn sse_filtered(body: &str, ids: &[ListId]) -> Option<String> {
+    filter_sse(body.as_bytes(), ids, &keep).unwrap_or_else(|e| panic!("{body:?}: {e:?}"))
+}
+
+/// A tools/list answer with the given id and tools (raw JSON list items).
+fn answer(id: &str, tools: &str) -> String {
+    format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{"tools":[{tools}]}}}}"#)
+}
+
+const ECHO: &str = r#"{"name":"echo","inputSchema":{"type":"object"}}"#;
+const SECRET: &str = r#"{"name":"secret","inputSchema":{"type":"object"}}"#;
+
+/// Names of the tools in every message of a JSON body, in order.
+fn tool_names(body: &str) -> Vec<String> {
+    let doc = json::parse(body.as_bytes()).unwrap();
+    let messages: Vec<&Node<'_>> = match &doc.root.value {
+        Value::Array(items) => items.iter().collect(),
+        _ => vec![&doc.root],
+    };
+    messages
+        .iter()
+        .filter_map(|m| m.get("result")?.get("tools")?.as_array())
+        .flatten()
+        .map(|t| {
+            t.get("name")
+                .and_then(Node::as_str)
+                .unwrap_or("<none>")
+                .to_string()
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------- ids
+
+#[test]
+fn list_ids_normalise_numbers_and_keep_strings() {
+    let doc = json::parse(br#"[1, 1.0, 1e0, "1", -2, null, true]"#).unwrap();
+    let ids: Vec<Option<ListId>> = doc
+        .root
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(ListId::of)
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            Some(num(1.0)),
+            Some(num(1.0)),
+            Some(num(1.0)),
+            Some(text_id("1")),
+            Some(num(-2.0)),
+            None,
+            None
+        ]
+    );
+}
+
+#[test]
+fn string_ids_are_unescaped() {
+    let doc = json::parse(br#""a\u0062""#).unwrap();
+    assert_eq!(ListId::of(&doc.root), Some(text_id("ab")));
+}
+
+// ---------------------------------------------------------------- JSON answers
+
+#[test]
+fn single_answer_loses_refused_tools() {
+    let body = answer("1", &format!("{ECHO},{SECRET}"));
+    assert_eq!(
+        json_filtered(&body, &[num(1.0)]).unwrap(),
+        answer("1", ECHO)
+    );
+}
+
+#[test]
+fn string_id_answer_is_filtered() {
+    let body = answer(r#""list-1""#, &format!("{SECRET},{ECHO}"));
+    assert_eq!(
+        json_filtered(&body, &[text_id("list-1")]).unwrap(),
+        answer(r#""list-1""#, ECHO)
+    );
+}
+
+#[test]
+fn number_id_matches_whatever_its_spelling() {
+    let body = answer("1.0", &format!("{ECHO},{SECRET}"));
+    assert_eq!(
+        tool_names(&json_filtered(&body, &[num(1.0)]).unwrap()),
+        ["echo"]
+    );
+}
+
+#[test]
+fn string_and_number_ids_are_different_ids() {
+    let body = answer(r#""1""#, &format!("{ECHO},{SECRET}"));
+    assert_eq!(json_filtered(&body, &[num(1.0)]), None);
+    let body = answer("1", &format!("{ECHO},{SECRET}"));
+    assert_eq!(json_filtered(&body, &[text_id("1")]), None);
+}
+
+#[test]
+fn answers_to_other_ids_are_untouched() {
+    let body = answer("2", &format!("{ECHO},{SECRET}"));
+    assert_eq!(json_filtered(&body, &[num(1.0)]), None);
+    assert_eq!(json_filtered(&body, &[]), None);
+}
+
+#[test]
+fn nothing_to_remove_means_no_rewrite() {
+    let body = answer("1", ECHO);
+    assert_eq!(json_filtered(&body, &[num(1.0)]), None);
+}
+
+#[test]
+fn every_tool_removed_leaves_an_empty_list() {
+    let body = answer("1", &format!("{SECRET},{}", r#"{"name":"evil"}"#));
+    assert_eq!(json_filtered(&body, &[num(1.0)]).unwrap(), answer("1", ""));
+}
+
+#[test]
+fn tools_without_a_string_name_are_removed() {
+    let body = answer(
+        "1",
+        &format!(r#"{ECHO},{{}},{{"name":5}},{{"name":null}},"echo",7,{{"Name":"echo"}}"#),
+    );
+    assert_eq!(
+        json_filtered(&body, &[num(1.0)]).unwrap(),
+        answer("1", ECHO)
+    );
+}
+
+#[test]
+fn escaped_tool_names_are_judged_unescaped() {
+    let body = answer("1", &format!(r#"{ECHO},{{"name":"s\u0065cret"}}"#));
+    assert_eq!(
+        tool_names(&json_filtered(&body, &[num(1.0)]).unwrap()),
+        ["echo"]
+    );
+}
+
+#[test]
+fn formatting_and_other_fields_are_preserved_byte_for_byte() {
+    let body = "{\n  \"jsonrpc\": \"2.0\",\n  \"id\": 7,\n  \"result\": {\n    \"tools\": [\n      {\"name\": \"secret\"},\n      {\n        \"name\": \"echo\",\n        \"description\": \"Echo \\u00e9 back\",\n        \"annotations\": {\"readOnlyHint\": true}\n      },\n      {\"name\": \"evil\", \"x\": [1, 2]}\n    ],\n    \"nextCursor\": \"abc==\",\n    \"_meta\": {\"k\": 1.50}\n  },\n  \"unknown\": [true, null]\n}\n";
+    let out = json_filtered(body, &[num(7.0)]).unwrap();
+    let kept = "{\n        \"name\": \"echo\",\n        \"description\": \"Echo \\u00e9 back\",\n        \"annotations\": {\"readOnlyHint\": true}\n      }";
+    let expected = format!(
+        "{{\n  \"jsonrpc\": \"2.0\",\n  \"id\": 7,\n  \"result\": {{\n    \"tools\": [{kept}],\n    \"nextCursor\": \"abc==\",\n    \"_meta\": {{\"k\": 1.50}}\n  }},\n  \"unknown\": [true, null]\n}}\n"
+    );
+    assert_eq!(out, expected);
+}
+
+#[test]
+fn kept_tools_keep_their_order() {
+    let body = answer(
+        "1",
+        r#"{"name":"c"},{"name":"secret"},{"name":"a"},{"name":"evil"},{"name":"b"}"#,
+    );
+    assert_eq!(
+        tool_names(&json_filtered(&body, &[num(1.0)]).unwrap()),
+        ["c", "a", "b"]
+    );
+}
+
+#[test]
+fn batch_answers_filter_only_the_listed_ids() {
+    let body = format!(
+        "[{},{},{}]",
+        answer("1", &format!("{ECHO},{SECRET}")),
+        answer(r#""x""#, &format!("{SECRET},{ECHO}")),
+        answer("3", &format!("{ECHO},{SECRET}")),
+    );
+    let out = json_filtered(&body, &[num(1.0), text_id("x")]).unwrap();
+    assert_eq!(
+        out,
+        format!(
+            "[{},{},{}]",
+            answer("1", ECHO),
+            answer(r#""x""#, ECHO),
+            answer("3", &format!("{ECHO},{SECRET}")),
+        )
+    );
+}
+
+#[test]
+fn batch_with_errors_and_other_results_is_kept_around_the_filtered_answer() {
+    let body = format!(
+        r#"[{{"jsonrpc":"2.0","id":9,"error":{{"code":-32601,"message":"nope"}}}},{},{{"jsonrpc":"2.0","id":2,"result":{{}}}}]"#,
+        answer("1", &format!("{SECRET},{ECHO}"))
+    );
+    let out = json_filtered(&body, &[num(1.0), num(9.0), num(2.0)]).unwrap();
+    assert_eq!(out, body.replace(&format!("{SECRET},{ECHO}"), ECHO));
+}
+
+#[test]
+fn answer_without_tools_is_untouched() {
+    for body in [
+        r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"no"}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"result":{}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"result":{"Tools":[{"name":"secret"}]}}"#,
+    ] {
+        assert_eq!(json_filtered(body, &[num(1.0)]), None, "{body}");
+    }
+}
+
+#[test]
+fn non_array_tools_is_unfilterable() {
+    for tools in [r#"{"name":"secret"}"#, "null", r#""secret""#, "5"] {
+        let body = format!(r#"{{"jsonrpc":"2.0","id":1,"result":{{"tools":{tools}}}}}"#);
+        let e = filter_json(body.as_bytes(), &[num(1.0)], &keep).unwrap_err();
+        assert!(e.0.contains("not an array"), "{tools}: {e:?}");
+    }
+}
+
+#[test]
+fn invalid_upstream_json_is_unfilterable() {
+    for body in [
+        "not json",
+        r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[]},"result":{"tools":[{"name":"secret"}]}}"#,
+        "",
+    ] {
+        let e = filter_json(body.as_bytes(), &[num(1.0)], &keep).unwrap_err();
+        assert!(e.0.starts_with("upstream answer:"), "{e:?}");
+    }
+}
+
+// ---------------------------------------------------------------- event streams
+
+fn event(data: &str) -> String {
+    format!("event: message\ndata: {data}\n\n")
+}
+
+#[test]
+fn sse_message_event_is_filtered() {
+    let body = event(&answer("1", &format!("{ECHO},{SECRET}")));
+    assert_eq!(
+        sse_filtered(&body, &[num(1.0)]).unwrap(),
+        event(&answer("1", ECHO))
+    );
+}
+
+#[test]
+fn sse_id_lines_are_kept() {
+    let body = format!(
+        "id: 42\nevent: message\ndata: {}\n\n",
+        answer("1", &format!("{ECHO},{SECRET}"))
+    );
+    assert_eq!(
+        sse_filtered(&body, &[num(1.0)]).unwrap(),
+        format!("id: 42\nevent: message\ndata: {}\n\n", answer("1", ECHO))
+    );
+}
+
+#[test]
+fn sse_comment_and_retry_lines_are_kept() {
+    let body = format!(
+        ": keep-alive\nretry: 1000\ndata: {}\n\n",
+        answer("1", &format!("{ECHO},{SECRET}"))
+    );
+    let out = sse_filtered(&body, &[num(1.0)]).unwrap();
+    assert!(out.starts_with(": keep-alive\nretry: 1000\n"), "{out}");
+    assert!(!out.contains("secret"));
+}
+
+#[test]
+fn sse_data_without_a_space_is_read() {
+    let body = format!("data:{}\n\n", answer("1", &format!("{ECHO},{SECRET}")));
+    assert_eq!(
+        sse_filtered(&body, &[num(1.0)]).unwrap(),
+        format!("data: {}\n\n", answer("1", ECHO))
+    );
+}
+
+#[test]
+fn sse_crlf_event_is_filtered() {
+    let body = format!(
+        "event: message\r\nid: 5\r\ndata: {}\r\n\r\n",
+        answer("1", &format!("{SECRET},{ECHO}"))
+    );
+    let out = sse_filtered(&body, &[num(1.0)]).unwrap();
+    assert!(!out.contains("secret"), "{out:?}");
+    assert!(out.contains("event: message"));
+    assert!(out.contains("id: 5"));
+    assert!(out.contains(&answer("1", ECHO)));
+    assert!(out.ends_with("\n\n"));
+}
+
+#[test]
+fn sse_untouched_crlf_events_keep_their_bytes() {
+    let priming = "id: 0\r\ndata: \r\n\r\n";
+    let other = format!("event: message\r\ndata: {}\r\n\r\n", answer("2", SECRET));
+    let listed = format!("event: message\r\ndata: {}\r\n\r\n", answer("1", SECRET));
+    let body = format!("{priming}{other}{listed}");
+    let out = sse_filtered(&body, &[num(1.0)]).unwrap();
+    assert!(out.starts_with(&format!("{priming}{other}")), "{out:?}");
+    assert!(!out[priming.len() + other.len()..].contains("secret"));
+}
+
+#[test]
+
+fn sse_cr_only_event_is_filtered() {
+    let body = format!(
+        "event: message\rdata: {}\r\r",
+        answer("1", &format!("{ECHO},{SECRET}"))
+    );
+    match filter_sse(body.as_bytes(), &[num(1.0)], &keep) {
+        Ok(Some(out)) => assert!(!out.contains("secret"), "{out:?}"),
+        Ok(None) => panic!("hidden tool forwarded unfiltered: {body:?}"),
+        Err(_) => {} // withholding the answer is also fail-closed
+    }
+}
+
+#[test]
+fn sse_multi_line_data_is_joined_then_filtered() {
+    let body = format!(
+        "event: message\ndata: {{\"jsonrpc\":\"2.0\",\ndata: \"id\":1,\ndata: \"result\":{{\"tools\":[{SECRET},\ndata: {ECHO}]}}}}\n\n"
+    );
+    let out = sse_filtered(&body, &[num(1.0)]).unwrap();
+    let data: String = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_eq!(tool_names(&data), ["echo"]);
+    assert!(out.starts_with("event: message\n"));
+    assert!(out.ends_with("\n\n"));
+}
+
+#[test]
+fn sse_priming_events_with_empty_data_are_untouched() {
+    let body = "id: 0\ndata: \n\nid: 1\ndata:\n\n: comment only\n\n";
+    assert_eq!(sse_filtered(body, &[num(1.0)]), None);
+}
+
+#[test]
+fn sse_several_events_only_the_listed_answer_changes() {
+    let priming = "id: p\ndata: \n\n";
+    let notification =
+        event(r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"data":"x"}}"#);
+    let other = event(&answer("2", &format!("{ECHO},{SECRET}")));
+    let listed = event(&answer("1", &format!("{ECHO},{SECRET}")));
+    let body = format!("{priming}{notification}{other}{listed}");
+    assert_eq!(
+        sse_filtered(&body, &[num(1.0)]).unwrap(),
+        format!(
+            "{priming}{notification}{other}{}",
+            event(&answer("1", ECHO))
+        )
+    );
+}
+
+#[test]
+fn sse_last_event_without_a_blank_line_is_still_filtered() {
+    let body = format!(
+        "event: message\ndata: {}\n",
+        answer("1", &format!("{ECHO},{SECRET}"))
+    );
+    let out = sse_filtered(&body, &[num(1.0)]).unwrap();
+    assert!(!out.contains("secret"));
+}
+
+#[test]
+fn sse_without_listed_answers_is_untouched() {
+    let body = event(&answer("2", &format!("{ECHO},{SECRET}")));
+    assert_eq!(sse_filtered(&body, &[num(1.0)]), None);
+}
+
+#[test]
+fn sse_event_with_invalid_json_is_unfilterable() {
+    let body = "event: message\ndata: {not json\n\n";
+    assert!(filter_sse(body.as_bytes(), &[num(1.0)], &keep).is_err());
+}
+
+#[test]
+fn sse_non_utf8_is_unfilterable() {
+    let e = filter_sse(b"data: \xff\n\n", &[num(1.0)], &keep).unwrap_err();
+    assert!(e.0.contains("UTF-8"));
+}
+
+#[test]
+fn sse_events_split_back_into_the_input() {
+    for body in [
+        "a\n\nb\r\n\r\nc\r\rd",
+        "\n\n\n",
+        "data: x\n\ndata: y\n",
+        "",
+        "no terminator",
+    ] {
+        let events = split_events(body);
+        assert_eq!(events.concat(), body);
+    }
+    assert_eq!(split_events("a\n\nb\n\n"), ["a\n\n", "b\n\n"]);
+    assert_eq!(
+        split_events("a\r\n\r\nb\r\n\r\n"),
+        ["a\r\n\r\n", "b\r\n\r\n"]
+    );
+}

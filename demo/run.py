@@ -1,0 +1,171 @@
+"""`make run`: the demo MCP server behind Envoy + mcp-policy, in the foreground.
+
+Starts demo/claude_code_server.py, then Envoy with the filter
+(dist/mcp_policy.wasm) and the seed policy (envoy/seed-policy.json), prints
+how to try it, and stops both on Ctrl-C (or when either one dies).
+
+Ports (environment): ENVOY_PORT 10000, ENVOY_ADMIN_PORT 9901, DEMO_PORT 8000.
+Envoy binary: $ENVOY_BIN, default .venv/bin/envoy. Policy: $POLICY_FILE,
+default envoy/seed-policy.json. Module: $MCP_POLICY_WASM, default
+dist/mcp_policy.wasm. The Envoy config is rendered from the same
+template as envoy/envoy.yaml (demo/envoy_config.py) with these values.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import envoy_config  # noqa: E402
+
+REPO = envoy_config.REPO
+WASM = Path(os.environ.get("MCP_POLICY_WASM") or REPO / envoy_config.DEFAULT_WASM).resolve()
+
+
+def _port(name: str, default: int) -> int:
+    return int(os.environ.get(name) or default)
+
+
+def _wait(check, what: str, process: subprocess.Popen, timeout: float = 30.0) -> None:
+    """Poll `check()` until true; fail early if `process` exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"{what} exited with code {process.returncode} while starting")
+        if check():
+            return
+        time.sleep(0.1)
+    raise SystemExit(f"{what} not ready after {timeout:.0f}s")
+
+
+def _tcp_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _envoy_ready(admin_port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/ready", timeout=1) as response:
+            return response.read().strip() == b"LIVE"
+    except OSError:
+        return False
+
+
+def _usage(port: int, admin_port: int, policy_file: Path) -> str:
+    url = f"http://127.0.0.1:{port}/mcp"
+    h = "-H 'content-type: application/json' -H 'accept: application/json, text/event-stream'"
+    return f"""
+mcp-policy is up: {url}  (policy: {policy_file.relative_to(REPO) if policy_file.is_relative_to(REPO) else policy_file})
+
+Try it (each line is one JSON-RPC message):
+
+  # initialize (note the mcp-session-id answer header)
+  curl -si {h} {url} -d '{{"jsonrpc":"2.0","id":1,"method":"initialize","params":{{"protocolVersion":"2025-06-18","capabilities":{{}},"clientInfo":{{"name":"curl","version":"1"}}}}}}'
+
+  # tools/list: only claude_code_session is left
+  curl -s {h} {url} -d '{{"jsonrpc":"2.0","id":2,"method":"tools/list"}}'
+
+  # allowed: claude_code_session
+  curl -s {h} {url} -d '{{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{{"name":"claude_code_session","arguments":{{"action":"list"}}}}}}'
+
+  # denied: claude_code (JSON-RPC error -31001; the server never sees it)
+  curl -s {h} {url} -d '{{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{{"name":"claude_code","arguments":{{"prompt":"hello"}}}}}}'
+
+  # the same over HTTP/2 (h2c, prior knowledge)
+  curl -s --http2-prior-knowledge {h} {url} -d '{{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{{"name":"claude_code","arguments":{{"prompt":"hello"}}}}}}'
+
+Point an MCP client at it (Streamable HTTP transport):
+  URL: {url}
+  e.g. npx @modelcontextprotocol/inspector --cli {url} --transport http --method tools/list
+       claude mcp add --transport http claude-code-demo {url}
+
+Filter counters: curl -s http://127.0.0.1:{admin_port}/stats | grep -i wasm
+Ctrl-C stops Envoy and the demo server.
+"""
+
+
+def main() -> int:
+    port = _port("ENVOY_PORT", envoy_config.DEFAULT_LISTEN_PORT)
+    admin_port = _port("ENVOY_ADMIN_PORT", envoy_config.DEFAULT_ADMIN_PORT)
+    demo_port = _port("DEMO_PORT", envoy_config.DEFAULT_UPSTREAM_PORT)
+    envoy_bin = os.environ.get("ENVOY_BIN") or str(REPO / ".venv" / "bin" / "envoy")
+    policy_file = Path(os.environ.get("POLICY_FILE") or envoy_config.SEED_POLICY).resolve()
+    if not WASM.exists():
+        raise SystemExit(f"{WASM} is missing: run `make build` (or just `make run`)")
+
+    workdir = Path(tempfile.mkdtemp(prefix="mcp-policy-run-"))
+    config = workdir / "envoy.yaml"
+    config.write_text(
+        envoy_config.render(
+            policy_file.read_text(encoding="utf-8"),
+            listen_port=port,
+            admin_port=admin_port,
+            upstream_port=demo_port,
+            wasm_path=WASM,
+            vm_settings=envoy_config.COMMITTED_VM_SETTINGS,
+            header=f"# rendered by demo/run.py from demo/envoy_config.py, policy {policy_file}\n",
+        ),
+        encoding="utf-8",
+    )
+
+    children: list[subprocess.Popen] = []
+
+    def stop(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        demo = subprocess.Popen([sys.executable, str(REPO / "demo" / "claude_code_server.py"), "--port", str(demo_port)])
+        children.append(demo)
+        _wait(lambda: _tcp_open(demo_port), "demo MCP server", demo)
+
+        envoy_log = workdir / "envoy.log"
+        envoy = subprocess.Popen(
+            [envoy_bin, "-c", str(config), "--disable-hot-restart", "--log-level", "info",
+             "--component-log-level", "wasm:info", "--log-path", str(envoy_log)],
+            cwd=REPO,
+        )  # fmt: skip
+        children.append(envoy)
+        try:
+            _wait(lambda: _envoy_ready(admin_port) and _tcp_open(port), "Envoy", envoy)
+        except SystemExit:
+            sys.stderr.write(envoy_log.read_text(errors="replace")[-4000:] if envoy_log.exists() else "")
+            raise
+        print(_usage(port, admin_port, policy_file), flush=True)
+        print(f"Envoy config: {config}\nEnvoy log:    {envoy_log}\n", flush=True)
+
+        while all(child.poll() is None for child in children):
+            time.sleep(0.5)
+        dead = next(child for child in children if child.poll() is not None)
+        name = "Envoy" if dead is envoy else "demo MCP server"
+        print(f"{name} exited with code {dead.returncode}; stopping", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nstopping", flush=True)
+        return 0
+    finally:
+        for child in reversed(children):
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in reversed(children):
+            try:
+                child.wait(10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
