@@ -421,7 +421,7 @@ fn tool_calls_that_cannot_be_judged_are_invalid_requests() {
 }
 
 #[test]
-fn name_key_in_another_case_is_a_missing_name() {
+fn name_key_in_another_case_is_refused() {
     let h = harness(DENY_ALL_BUT_ECHO);
     let message = assert_invalid(
         &h,
@@ -429,7 +429,19 @@ fn name_key_in_another_case_is_a_missing_name() {
         400,
         CODE_INVALID_REQUEST,
     );
-    assert!(message.contains("params.name"), "{message}");
+    assert!(message.contains("\"Name\""), "{message}");
+}
+
+#[test]
+fn case_variant_name_next_to_an_allowed_name_is_refused() {
+    // A case-folding server could run "rm" while we judged "echo".
+    let h = harness(DENY_ALL_BUT_ECHO);
+    assert_invalid(
+        &h,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","NAME":"rm"}}"#,
+        400,
+        CODE_INVALID_REQUEST,
+    );
 }
 
 #[test]

@@ -146,13 +146,43 @@ fn tool_call_without_a_string_name_is_refused() {
 }
 
 #[test]
-fn name_key_in_another_case_is_not_the_name() {
-    for params in [
-        r#"{"Name":"echo"}"#,
-        r#"{"NAME":"echo"}"#,
-        r#"{"name ":"echo"}"#,
+fn name_key_in_another_case_is_refused_as_ambiguous() {
+    for (params, key) in [
+        (r#"{"Name":"echo"}"#, "Name"),
+        (r#"{"NAME":"echo"}"#, "NAME"),
+        (r#"{"name":"echo","Name":"rm"}"#, "Name"),
+        (r#"{"name":"echo","Arguments":{}}"#, "Arguments"),
     ] {
-        assert!(refused(&tool_call("1", params)).contains("params.name"));
+        let reason = refused(&tool_call("1", params));
+        assert!(reason.contains(&format!("key \"{key}\"")), "{reason}");
+        assert!(reason.contains("only in case"), "{reason}");
+    }
+}
+
+#[test]
+fn keys_that_go_case_folding_maps_onto_significant_keys_are_refused() {
+    // U+017F (long s) folds to 's' in Go's strings.EqualFold.
+    let reason = refused(&tool_call(
+        "1",
+        "{\"name\":\"echo\",\"argument\u{17f}\":{}}",
+    ));
+    assert!(reason.contains("only in case"), "{reason}");
+    let reason =
+        refused("{\"j\u{17f}onrpc\":\"2.0\",\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}");
+    assert!(reason.contains("only in case"), "{reason}");
+}
+
+#[test]
+fn name_key_with_other_characters_is_not_the_name() {
+    for params in [
+        r#"{"name ":"echo"}"#,
+        r#"{" name":"echo"}"#,
+        r#"{"nam":"echo"}"#,
+    ] {
+        assert!(
+            refused(&tool_call("1", params)).contains("params.name"),
+            "{params}"
+        );
     }
 }
 
@@ -197,9 +227,16 @@ fn escaped_method_notification_is_still_refused() {
 }
 
 #[test]
-fn method_key_in_another_case_is_not_the_method() {
+fn method_key_in_another_case_is_refused_as_ambiguous() {
+    for key in ["Method", "METHOD", "ID", "Params", "JsonRpc"] {
+        let text = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"x"}},"{key}":0}}"#
+        );
+        let reason = refused(&text);
+        assert!(reason.contains(&format!("key \"{key}\"")), "{reason}");
+    }
     let reason = refused(r#"{"jsonrpc":"2.0","id":1,"Method":"tools/call","params":{"name":"x"}}"#);
-    assert!(reason.contains("without \"method\""), "{reason}");
+    assert!(reason.contains("only in case"), "{reason}");
 }
 
 #[test]
