@@ -717,11 +717,14 @@ impl Engine {
         event_stream: bool,
         ids: &[ListId],
     ) -> Result<Option<String>, Unfilterable> {
-        let keep = |name: &str| self.lists(name);
+        let keep = |name: &str, entry: &Node<'_>| {
+            self.policy
+                .lists_with_hint(name, Some(risk::from_annotations(entry)))
+        };
         if event_stream {
-            tools_list::filter_sse(body, ids, &keep)
+            tools_list::filter_sse_with(body, ids, &keep)
         } else {
-            tools_list::filter_json(body, ids, &keep)
+            tools_list::filter_json_with(body, ids, &keep)
         }
     }
 

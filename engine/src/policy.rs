@@ -395,7 +395,26 @@ impl Policy {
     /// Whether `tools/list` answers keep this tool: hidden and always-refused
     /// tools are removed, so agents don't waste turns on them.
     pub fn lists(&self, tool: &str) -> bool {
-        !matches!(self.decide(tool), ToolVerdict::Deny { .. })
+        self.lists_with_hint(tool, None)
+    }
+
+    /// [`Policy::lists`] knowing the server's category for the tool (from
+    /// the very answer being filtered): a tool whose category is always
+    /// denied is removed too. Argument rules can only raise a category, so
+    /// the base category decides.
+    pub fn lists_with_hint(&self, tool: &str, hint: Option<Risk>) -> bool {
+        if matches!(self.decide(tool), ToolVerdict::Deny { .. }) {
+            return false;
+        }
+        if self.risk_actions.is_empty() {
+            return true;
+        }
+        let own = self.tools.get(tool).and_then(|r| r.risk);
+        let base = own
+            .max(self.wildcard.risk)
+            .or(hint)
+            .unwrap_or(Risk::Destructive);
+        self.risk_actions.get(&base) != Some(&Action::Deny)
     }
 }
 

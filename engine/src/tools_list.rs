@@ -36,12 +36,25 @@ impl ListId {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unfilterable(pub String);
 
+/// Decides whether a listed tool stays: its name and its whole entry (for
+/// the server's annotations).
+pub type KeepTool<'k> = dyn Fn(&str, &Node<'_>) -> bool + 'k;
+
 /// Filters a JSON body (one message or a batch). Returns the new body, or
 /// None if nothing needed to change.
 pub fn filter_json(
     body: &[u8],
     ids: &[ListId],
     keep: &dyn Fn(&str) -> bool,
+) -> Result<Option<String>, Unfilterable> {
+    filter_json_with(body, ids, &|name, _| keep(name))
+}
+
+/// [`filter_json`] with a decision that may read each tool's entry.
+pub fn filter_json_with(
+    body: &[u8],
+    ids: &[ListId],
+    keep: &KeepTool<'_>,
 ) -> Result<Option<String>, Unfilterable> {
     let doc = json::parse(body).map_err(|e| Unfilterable(format!("upstream answer: {e}")))?;
     let mut cuts: Vec<(usize, usize, String)> = Vec::new();
@@ -65,7 +78,11 @@ pub fn filter_json(
         };
         let kept: Vec<&str> = items
             .iter()
-            .filter(|t| t.get("name").and_then(Node::as_str).is_some_and(keep))
+            .filter(|t| {
+                t.get("name")
+                    .and_then(Node::as_str)
+                    .is_some_and(|name| keep(name, t))
+            })
             .map(|t| t.raw(doc.source))
             .collect();
         if kept.len() != items.len() {
@@ -98,6 +115,15 @@ pub fn filter_sse(
     body: &[u8],
     ids: &[ListId],
     keep: &dyn Fn(&str) -> bool,
+) -> Result<Option<String>, Unfilterable> {
+    filter_sse_with(body, ids, &|name, _| keep(name))
+}
+
+/// [`filter_sse`] with a decision that may read each tool's entry.
+pub fn filter_sse_with(
+    body: &[u8],
+    ids: &[ListId],
+    keep: &KeepTool<'_>,
 ) -> Result<Option<String>, Unfilterable> {
     let text = std::str::from_utf8(body)
         .map_err(|_| Unfilterable("upstream event stream is not UTF-8".to_string()))?;
@@ -178,13 +204,13 @@ pub(crate) fn event_data(event: &str) -> (Option<String>, Vec<&str>) {
 fn rewrite_event(
     event: &str,
     ids: &[ListId],
-    keep: &dyn Fn(&str) -> bool,
+    keep: &KeepTool<'_>,
 ) -> Result<Option<String>, Unfilterable> {
     let (data, other_lines) = event_data(event);
     let Some(data) = data.filter(|d| !d.trim().is_empty()) else {
         return Ok(None);
     };
-    let Some(new_data) = filter_json(data.as_bytes(), ids, keep)? else {
+    let Some(new_data) = filter_json_with(data.as_bytes(), ids, keep)? else {
         return Ok(None);
     };
     let mut out = String::new();

@@ -505,7 +505,7 @@ fn tools_needing_approval_are_still_listed() {
 }
 
 #[test]
-#[ignore = "BUG: lists() ignores risk_actions, so a tool whose declared risk is always denied stays in tools/list answers"]
+
 fn tools_always_refused_by_their_declared_risk_are_not_listed() {
     let p = policy(
         r#"{"version":"1","risk_actions":{"destructive":"deny"},"tools":{"rm":{"risk":"destructive"},"ls":{"risk":"read"}}}"#,
