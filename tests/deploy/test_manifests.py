@@ -1,0 +1,462 @@
+"""The deployment artefacts under deploy/ are valid and consistent.
+
+Run by `make deploy-check`, which first builds the module (dist/mcp_policy.wasm),
+the CLI (MCP_POLICY_BIN, target/release/mcp-policy) and the OCI layout
+(dist/oci). Every Envoy configuration found in the manifests goes through
+`envoy --mode validate` with the real module: validation mode starts the
+Wasm VM and runs the filter's on_configure, so an invalid embedded policy
+fails here exactly as it would fail in a pod.
+"""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import hashlib
+import io
+import json
+import os
+import subprocess
+import tarfile
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy"
+ENVOY = Path(os.environ.get("ENVOY_BIN", REPO / ".venv" / "bin" / "envoy"))
+CLI = Path(os.environ.get("MCP_POLICY_BIN", REPO / "target" / "release" / "mcp-policy"))
+WASM = REPO / "dist" / "mcp_policy.wasm"
+OCI = REPO / "dist" / "oci"
+SEED = REPO / "envoy" / "seed-policy.json"
+EXAMPLES = sorted((REPO / "envoy" / "examples").glob("*.json"))
+BUILD_LAYOUT = DEPLOY / "oci" / "build_layout.py"
+
+WASM_TYPE = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
+STRING_VALUE = "type.googleapis.com/google.protobuf.StringValue"
+HCM_TYPE = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+ROUTER_TYPE = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+# Where the Kubernetes example mounts the module.
+K8S_WASM = "/opt/mcp-policy/plugin.wasm"
+DEFAULT_IMAGE = "oci://ghcr.io/OWNER/mcp-policy:0.1.0"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prerequisites():
+    missing = [str(p) for p in (ENVOY, CLI, WASM, OCI / "index.json") if not p.exists()]
+    if missing:
+        pytest.fail(f"missing {', '.join(missing)}: run `make deploy-check` (it builds them)")
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def load_all(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8") as f:
+        return [d for d in yaml.safe_load_all(f) if d is not None]
+
+
+def manifest(kind: str) -> dict:
+    found = [
+        d
+        for p in sorted(DEPLOY.rglob("*.yaml"))
+        for d in load_all(p)
+        if isinstance(d, dict) and d.get("kind") == kind
+    ]
+    assert len(found) == 1, f"expected one {kind} under deploy/, found {len(found)}"
+    return found[0]
+
+
+def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(CLI), *args], input=stdin, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def cli_validate(policy_text: str, tmp_path: Path, name: str = "policy.json") -> None:
+    f = tmp_path / name
+    f.write_text(policy_text, encoding="utf-8")
+    r = cli("validate", str(f))
+    assert r.returncode == 0, f"mcp-policy validate refused the policy:\n{r.stdout}{r.stderr}"
+
+
+def envoy_validate(config: str | dict, tmp_path: Path, name: str = "envoy.yaml") -> subprocess.CompletedProcess:
+    text = config if isinstance(config, str) else yaml.safe_dump(config, sort_keys=False)
+    f = tmp_path / name
+    f.write_text(text, encoding="utf-8")
+    return subprocess.run(
+        [str(ENVOY), "--mode", "validate", "-c", str(f)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def assert_envoy_accepts(config: str | dict, tmp_path: Path, name: str = "envoy.yaml") -> None:
+    r = envoy_validate(config, tmp_path, name)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0 and "OK" in out, f"envoy --mode validate refused {name}:\n{out[-4000:]}"
+    # The filter really ran on_configure on the policy.
+    assert "mcp-policy: policy loaded" in out, out[-4000:]
+
+
+def http_filters(bootstrap: dict) -> list[dict]:
+    listener = bootstrap["static_resources"]["listeners"][0]
+    hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    assert hcm["@type"] == HCM_TYPE
+    return hcm["http_filters"]
+
+
+def wasm_config(bootstrap: dict) -> dict:
+    filters = http_filters(bootstrap)
+    wasm = [f for f in filters if f["typed_config"]["@type"] == WASM_TYPE]
+    assert len(wasm) == 1
+    assert filters[-1]["typed_config"]["@type"] == ROUTER_TYPE
+    return wasm[0]["typed_config"]["config"]
+
+
+def minimal_bootstrap(http_filter: dict) -> dict:
+    """A listener whose HTTP chain is `http_filter` then the router."""
+    return {
+        "static_resources": {
+            "listeners": [
+                {
+                    "name": "inbound",
+                    "address": {"socket_address": {"address": "127.0.0.1", "port_value": 15006}},
+                    "filter_chains": [
+                        {
+                            "filters": [
+                                {
+                                    "name": "envoy.filters.network.http_connection_manager",
+                                    "typed_config": {
+                                        "@type": HCM_TYPE,
+                                        "stat_prefix": "inbound",
+                                        "route_config": {
+                                            "virtual_hosts": [
+                                                {
+                                                    "name": "app",
+                                                    "domains": ["*"],
+                                                    "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "app"}}],
+                                                }
+                                            ]
+                                        },
+                                        "http_filters": [
+                                            http_filter,
+                                            {"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER_TYPE}},
+                                        ],
+                                    },
+                                }
+                            ]
+                        }
+                    ],
+                }
+            ],
+            "clusters": [
+                {
+                    "name": "app",
+                    "type": "STATIC",
+                    "load_assignment": {
+                        "cluster_name": "app",
+                        "endpoints": [
+                            {"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 8000}}}}]}
+                        ],
+                    },
+                }
+            ],
+        }
+    }
+
+
+def local_code() -> dict:
+    return {"local": {"filename": str(WASM)}}
+
+
+# ---------------------------------------------------------------- every manifest
+
+
+def test_every_manifest_parses_as_yaml():
+    files = sorted(DEPLOY.rglob("*.yaml"))
+    assert files, "no manifests under deploy/"
+    kinds = []
+    for path in files:
+        docs = load_all(path)
+        assert docs, f"{path}: empty"
+        for d in docs:
+            assert isinstance(d, dict) and d.get("apiVersion") and d.get("kind"), f"{path}: not a Kubernetes object"
+            assert d.get("metadata", {}).get("name"), f"{path}: {d['kind']} without metadata.name"
+            kinds.append(d["kind"])
+    assert sorted(kinds) == sorted(["ConfigMap", "Deployment", "Service", "WasmPlugin", "EnvoyFilter"])
+
+
+# ---------------------------------------------------------------- plain Kubernetes
+
+
+def configmap() -> dict:
+    cm = manifest("ConfigMap")
+    assert set(cm["data"]) == {"envoy.yaml", "policy.json"}
+    return cm
+
+
+def test_configmap_envoy_yaml_passes_envoy_validate(tmp_path):
+    text = configmap()["data"]["envoy.yaml"]
+    assert f"filename: \"{K8S_WASM}\"" in text
+    assert_envoy_accepts(text.replace(K8S_WASM, str(WASM)), tmp_path)
+
+
+def test_configmap_policy_is_the_seed_policy_and_is_what_envoy_yaml_embeds(tmp_path):
+    cm = configmap()
+    policy = cm["data"]["policy.json"]
+    assert policy == SEED.read_text(encoding="utf-8")
+    config = wasm_config(yaml.safe_load(cm["data"]["envoy.yaml"]))
+    assert config["configuration"]["@type"] == STRING_VALUE
+    assert config["configuration"]["value"] == policy
+    assert config["allow_on_headers_stop_iteration"] is True
+    assert config["fail_open"] is False
+    assert json.loads(config["vm_config"]["configuration"]["value"]) == {"header_mode": "hold"}
+    cli_validate(policy, tmp_path)
+
+
+def test_configmap_envoy_yaml_is_the_cli_rendering_of_policy_json(tmp_path):
+    cm = configmap()
+    (tmp_path / "policy.json").write_text(cm["data"]["policy.json"], encoding="utf-8")
+    r = cli(
+        "render", "envoy", str(tmp_path / "policy.json"),
+        "--wasm", K8S_WASM, "--upstream", "127.0.0.1:8000", "--port", "10000",
+    )
+    assert r.returncode == 0, r.stderr
+    assert yaml.safe_load(r.stdout) == yaml.safe_load(cm["data"]["envoy.yaml"]), (
+        "deploy/kubernetes/configmap.yaml envoy.yaml is stale: re-render it (see the comment at its top)"
+    )
+
+
+def test_deployment_service_and_configmap_fit_together():
+    cm = configmap()
+    bootstrap = yaml.safe_load(cm["data"]["envoy.yaml"])
+    deploy = manifest("Deployment")
+    service = manifest("Service")
+    pod = deploy["spec"]["template"]["spec"]
+    labels = deploy["spec"]["template"]["metadata"]["labels"]
+    assert deploy["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert service["spec"]["selector"].items() <= labels.items()
+
+    containers = {c["name"]: c for c in pod["containers"]}
+    envoy = containers["envoy"]
+    assert envoy["image"] == "envoyproxy/envoy:v1.40.0"
+    assert envoy["args"][:2] == ["-c", "/etc/envoy/envoy.yaml"]
+    mounts = {m["name"]: m["mountPath"] for m in envoy["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes[next(n for n, p in mounts.items() if p == "/etc/envoy")]["configMap"]["name"] == cm["metadata"]["name"]
+    wasm_volume = next(n for n, p in mounts.items() if K8S_WASM.startswith(p + "/"))
+    # The init container fills the same volume with plugin.wasm.
+    init = pod["initContainers"][0]
+    assert any(m["name"] == wasm_volume and K8S_WASM.startswith(m["mountPath"] + "/") for m in init["volumeMounts"])
+    assert "plugin.wasm" in " ".join(init["args"]) and "mcp-policy:0.1.0" in " ".join(init["args"])
+
+    # Envoy's listener port is the container port the Service targets.
+    listen = bootstrap["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"]
+    port = next(p for p in envoy["ports"] if p["containerPort"] == listen)
+    assert service["spec"]["ports"][0]["targetPort"] in (port["name"], listen)
+    # Envoy's upstream is the MCP server container on loopback.
+    endpoint = bootstrap["static_resources"]["clusters"][0]["load_assignment"]["endpoints"][0]
+    address = endpoint["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
+    server_env = {e["name"]: e["value"] for e in containers["mcp-server"]["env"]}
+    assert address["address"] == "127.0.0.1" == server_env["HOST"]
+    assert str(address["port_value"]) == server_env["PORT"]
+    assert "ports" not in containers["mcp-server"], "the MCP server must only be reachable through Envoy"
+
+
+# ---------------------------------------------------------------- Istio
+
+
+def test_envoyfilter_patch_in_a_minimal_bootstrap_passes_envoy_validate(tmp_path):
+    ef = manifest("EnvoyFilter")
+    patches = ef["spec"]["configPatches"]
+    ext = next(p for p in patches if p["applyTo"] == "EXTENSION_CONFIG")
+    http = next(p for p in patches if p["applyTo"] == "HTTP_FILTER")
+
+    assert ext["match"]["context"] == http["match"]["context"] == "SIDECAR_INBOUND"
+    assert ext["patch"]["operation"] == "ADD"
+    assert http["patch"]["operation"] == "INSERT_BEFORE"
+    assert http["match"]["listener"]["filterChain"]["filter"]["name"] == "envoy.filters.network.http_connection_manager"
+    assert http["match"]["listener"]["filterChain"]["filter"]["subFilter"]["name"] == "envoy.filters.http.router"
+    discovery = http["patch"]["value"]["config_discovery"]
+    assert http["patch"]["value"]["name"] == ext["patch"]["value"]["name"]
+    assert discovery["type_urls"] == [WASM_TYPE]
+    assert discovery["config_source"]["initial_fetch_timeout"] == "0s"
+
+    typed = ext["patch"]["value"]["typed_config"]
+    assert typed["@type"] == WASM_TYPE
+    config = typed["config"]
+    assert config["allow_on_headers_stop_iteration"] is True
+    assert config["fail_open"] is False
+    assert json.loads(config["vm_config"]["configuration"]["value"]) == {"header_mode": "hold"}
+    assert config["vm_config"]["code"]["remote"]["http_uri"]["uri"] == DEFAULT_IMAGE
+
+    # What Envoy gets once istio-agent has fetched the module: the same
+    # filter with code.local pointing at the downloaded file.
+    fetched = copy.deepcopy(typed)
+    fetched["config"]["vm_config"]["code"] = local_code()
+    assert_envoy_accepts(minimal_bootstrap({"name": http["patch"]["value"]["name"], "typed_config": fetched}), tmp_path)
+
+
+def test_wasmplugin_fields_and_its_istio_translation_pass_envoy_validate(tmp_path):
+    wp = manifest("WasmPlugin")
+    spec = wp["spec"]
+    assert wp["apiVersion"] == "extensions.istio.io/v1alpha1"
+    assert spec["url"] == DEFAULT_IMAGE
+    assert spec["phase"] == "AUTHZ"
+    assert spec["failStrategy"] == "FAIL_CLOSE"
+    assert spec["selector"]["matchLabels"] == {"app": "mcp-server"}
+    assert spec["pluginConfig"] == json.loads(SEED.read_text(encoding="utf-8"))
+
+    # Istio hands pluginConfig to the filter as JSON, without
+    # allow_on_headers_stop_iteration and without VM settings: the
+    # filter's default header_mode "stream".
+    plugin_json = json.dumps(spec["pluginConfig"])
+    cli_validate(plugin_json, tmp_path)
+    translated = {
+        "name": "mcp-policy",
+        "typed_config": {
+            "@type": WASM_TYPE,
+            "config": {
+                "name": "mcp-policy",
+                "root_id": spec["pluginName"],
+                "fail_open": False,
+                "vm_config": {"runtime": "envoy.wasm.runtime.v8", "code": local_code()},
+                "configuration": {"@type": STRING_VALUE, "value": plugin_json},
+            },
+        },
+    }
+    assert_envoy_accepts(minimal_bootstrap(translated), tmp_path)
+
+
+def test_istio_manifests_are_the_cli_rendering_of_the_seed_policy():
+    for kind, only, path in [
+        ("WasmPlugin", "wasmplugin", DEPLOY / "istio" / "wasmplugin.yaml"),
+        ("EnvoyFilter", "envoyfilter", DEPLOY / "istio" / "envoyfilter.yaml"),
+    ]:
+        r = cli("render", "istio", str(SEED), "--only", only)
+        assert r.returncode == 0, r.stderr
+        rendered = list(yaml.safe_load_all(r.stdout))
+        assert len(rendered) == 1 and rendered[0]["kind"] == kind
+        assert load_all(path) == rendered, (
+            f"{path.relative_to(REPO)} is stale: mcp-policy render istio envoy/seed-policy.json --only {only} > {path.relative_to(REPO)}"
+        )
+
+
+def test_envoyfilter_embeds_the_seed_policy_byte_for_byte(tmp_path):
+    ef = manifest("EnvoyFilter")
+    ext = next(p for p in ef["spec"]["configPatches"] if p["applyTo"] == "EXTENSION_CONFIG")
+    value = ext["patch"]["value"]["typed_config"]["config"]["configuration"]["value"]
+    assert value == SEED.read_text(encoding="utf-8")
+    cli_validate(value, tmp_path)
+
+
+# ---------------------------------------------------------------- mcp-policy render envoy
+
+
+@pytest.mark.parametrize("policy", [SEED, *EXAMPLES], ids=lambda p: p.name)
+def test_cli_render_envoy_passes_envoy_validate(policy, tmp_path):
+    r = cli("render", "envoy", str(policy), "--wasm", str(WASM))
+    assert r.returncode == 0, r.stderr
+    config = wasm_config(yaml.safe_load(r.stdout))
+    assert config["configuration"]["value"] == policy.read_text(encoding="utf-8")
+    assert_envoy_accepts(r.stdout, tmp_path)
+
+
+def test_cli_render_envoy_with_a_dns_upstream_and_a_hard_to_quote_policy(tmp_path):
+    policy = (
+        '{"version":"1","description":"quotes \\" backslash \\\\ newline \\n tab \\t '
+        'yaml: # & * ! | > % @ ` non-ascii \u00e9\u2713\U0001f980 \\u2028",'
+        '"default":"deny","tools":{"a b:c":{"action":"deny","reason":"it\'s \\"no\\""},"yes":{}}}'
+    )
+    src = tmp_path / "policy.json"
+    src.write_text(policy, encoding="utf-8")
+    r = cli("render", "envoy", str(src), "--wasm", str(WASM), "--upstream", "mcp.example.internal:8080")
+    assert r.returncode == 0, r.stderr
+    bootstrap = yaml.safe_load(r.stdout)
+    assert wasm_config(bootstrap)["configuration"]["value"] == policy
+    assert bootstrap["static_resources"]["clusters"][0]["type"] == "STRICT_DNS"
+    assert_envoy_accepts(r.stdout, tmp_path)
+
+
+def test_envoy_validate_refuses_an_invalid_embedded_policy(tmp_path):
+    """The check has teeth: the filter's own validation runs in Envoy."""
+    text = configmap()["data"]["envoy.yaml"].replace(K8S_WASM, str(WASM))
+    broken = text.replace('\\"default\\": \\"deny\\"', '\\"default\\": \\"maybe\\"')
+    assert broken != text
+    r = envoy_validate(broken, tmp_path)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0, out[-3000:]
+    assert 'policy.default: got "maybe", expected one of "allow", "deny"' in out, out[-3000:]
+
+
+# ---------------------------------------------------------------- OCI image layout
+
+
+def blob(digest: str) -> bytes:
+    algo, _, hexd = digest.partition(":")
+    assert algo == "sha256"
+    data = (OCI / "blobs" / "sha256" / hexd).read_bytes()
+    assert hashlib.sha256(data).hexdigest() == hexd, f"blob {digest} does not match its digest"
+    return data
+
+
+def check_descriptor(desc: dict) -> bytes:
+    data = blob(desc["digest"])
+    assert len(data) == desc["size"], f"{desc['digest']}: size {len(data)} != {desc['size']}"
+    return data
+
+
+def test_oci_layout_is_well_formed_and_holds_the_module():
+    assert json.loads((OCI / "oci-layout").read_text()) == {"imageLayoutVersion": "1.0.0"}
+    index = json.loads((OCI / "index.json").read_text())
+    assert index["schemaVersion"] == 2
+    assert index["mediaType"] == "application/vnd.oci.image.index.v1+json"
+    assert len(index["manifests"]) == 1
+    mdesc = index["manifests"][0]
+    assert mdesc["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
+    with open(REPO / "Cargo.toml", "rb") as f:
+        version = tomllib.load(f)["workspace"]["package"]["version"]
+    assert mdesc["annotations"]["org.opencontainers.image.ref.name"] == version
+
+    manifest_doc = json.loads(check_descriptor(mdesc))
+    assert manifest_doc["schemaVersion"] == 2
+    assert manifest_doc["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
+    assert manifest_doc["config"]["mediaType"] == "application/vnd.oci.image.config.v1+json"
+    config = json.loads(check_descriptor(manifest_doc["config"]))
+    # Istio's "compat" variant: exactly one tar+gzip layer with plugin.wasm.
+    assert len(manifest_doc["layers"]) == 1
+    ldesc = manifest_doc["layers"][0]
+    assert ldesc["mediaType"] == "application/vnd.oci.image.layer.v1.tar+gzip"
+    layer = check_descriptor(ldesc)
+    tar_bytes = gzip.decompress(layer)
+    assert config["rootfs"] == {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(tar_bytes).hexdigest()]}
+    assert config["os"] and config["architecture"]
+    with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as tar:
+        members = tar.getmembers()
+        assert [m.name for m in members] == ["plugin.wasm"]
+        assert members[0].isfile()
+        extracted = tar.extractfile(members[0])
+        assert extracted is not None
+        assert extracted.read() == WASM.read_bytes(), "plugin.wasm differs from dist/mcp_policy.wasm"
+
+    # Nothing else in the blob store.
+    stored = {p.name for p in (OCI / "blobs" / "sha256").iterdir()}
+    referenced = {d["digest"].split(":")[1] for d in (mdesc, manifest_doc["config"], ldesc)}
+    assert stored == referenced
+
+
+def test_oci_layout_is_deterministic(tmp_path):
+    out = tmp_path / "oci"
+    r = subprocess.run(
+        ["python3", str(BUILD_LAYOUT), "--wasm", str(WASM), "--out", str(out)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert r.returncode == 0, r.stderr
+    rebuilt = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    current = {p.relative_to(OCI): p.read_bytes() for p in OCI.rglob("*") if p.is_file()}
+    assert rebuilt == current
