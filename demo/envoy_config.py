@@ -115,6 +115,14 @@ static_resources:
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: mcp
+          # One access-log line per request, with the filter's decision
+          # (it sets these filter-state keys on every judged tools/call).
+          access_log:
+          - name: envoy.access_loggers.stdout
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog
+              log_format:
+                text_format: "[%START_TIME%] %REQ(:METHOD)% %REQ(:PATH)% %RESPONSE_CODE% mcp_decision=%FILTER_STATE(wasm.mcp_policy.decision:PLAIN)% mcp_tool=%FILTER_STATE(wasm.mcp_policy.tool:PLAIN)% mcp_rule=%FILTER_STATE(wasm.mcp_policy.rule:PLAIN)%\\n"
           # AUTO: HTTP/1.1, and HTTP/2 with prior knowledge (h2c) on the same
           # port. Both reach the filter; both must be inspected.
           codec_type: AUTO
