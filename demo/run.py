@@ -69,22 +69,24 @@ def _usage(port: int, admin_port: int, policy_file: Path) -> str:
     return f"""
 mcp-policy is up: {url}  (policy: {policy_file.relative_to(REPO) if policy_file.is_relative_to(REPO) else policy_file})
 
-Try it (each line is one JSON-RPC message):
+Try it (paste into a shell; the demo server keeps MCP sessions, so the
+first line opens one and the others send its id):
 
-  # initialize (note the mcp-session-id answer header)
-  curl -si {h} {url} -d '{{"jsonrpc":"2.0","id":1,"method":"initialize","params":{{"protocolVersion":"2025-06-18","capabilities":{{}},"clientInfo":{{"name":"curl","version":"1"}}}}}}'
+  # initialize: keep the Mcp-Session-Id the server answers with
+  SID=$(curl -si {h} {url} -d '{{"jsonrpc":"2.0","id":1,"method":"initialize","params":{{"protocolVersion":"2025-06-18","capabilities":{{}},"clientInfo":{{"name":"curl","version":"1"}}}}}}' | tr -d '\r' | awk -F': ' 'tolower($1)=="mcp-session-id" {{print $2}}'); echo "session $SID"
+  curl -s {h} -H "mcp-session-id: $SID" {url} -d '{{"jsonrpc":"2.0","method":"notifications/initialized"}}'
 
   # tools/list: only claude_code_session is left
-  curl -s {h} {url} -d '{{"jsonrpc":"2.0","id":2,"method":"tools/list"}}'
+  curl -s {h} -H "mcp-session-id: $SID" {url} -d '{{"jsonrpc":"2.0","id":2,"method":"tools/list"}}'
 
-  # allowed: claude_code_session
-  curl -s {h} {url} -d '{{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{{"name":"claude_code_session","arguments":{{"action":"list"}}}}}}'
+  # allowed: claude_code_session (10 calls a minute per Authorization value)
+  curl -s {h} -H "mcp-session-id: $SID" {url} -d '{{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{{"name":"claude_code_session","arguments":{{"action":"list"}}}}}}'
 
   # denied: claude_code (JSON-RPC error -31001; the server never sees it)
-  curl -s {h} {url} -d '{{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{{"name":"claude_code","arguments":{{"prompt":"hello"}}}}}}'
+  curl -s {h} -H "mcp-session-id: $SID" {url} -d '{{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{{"name":"claude_code","arguments":{{"prompt":"hello"}}}}}}'
 
   # the same over HTTP/2 (h2c, prior knowledge)
-  curl -s --http2-prior-knowledge {h} {url} -d '{{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{{"name":"claude_code","arguments":{{"prompt":"hello"}}}}}}'
+  curl -s --http2-prior-knowledge {h} -H "mcp-session-id: $SID" {url} -d '{{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{{"name":"claude_code","arguments":{{"prompt":"hello"}}}}}}'
 
 Point an MCP client at it (Streamable HTTP transport):
   URL: {url}
