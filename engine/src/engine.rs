@@ -76,11 +76,11 @@ pub struct PendingApproval {
     pub service: ApprovalService,
     /// The JSON body to POST to the approval service.
     pub body: String,
-    tool: String,
-    rule: String,
-    reason: String,
+    pub tool: String,
+    pub rule: String,
+    pub reason: String,
     /// The JSON-RPC id (raw) to answer with if refused.
-    id: String,
+    pub id: String,
     /// What forwarding leaves to do, if approved (units are already taken).
     pub forwarded: Forwarded,
 }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -45,6 +46,34 @@ class EnvoyOptions:
     vm_settings: dict | None = None  # vm_config.configuration (deployment-side settings)
     label: str = ""  # not rendered: tells apart otherwise identical Envoys that need fresh state
     wasm_path: Path = WASM
+    # Extra static clusters (name, port on 127.0.0.1), e.g. the approval
+    # service a policy names in approval.cluster.
+    extra_clusters: tuple[tuple[str, int], ...] = ()
+
+
+_CLUSTERS_ANCHOR = "\n  clusters:\n"
+
+
+def with_extra_clusters(config: str, clusters: tuple[tuple[str, int], ...]) -> str:
+    """`config` with a STATIC cluster per (name, port) added to static_resources.clusters."""
+    if not clusters:
+        return config
+    assert config.count(_CLUSTERS_ANCHOR) == 1, "template changed: cannot place extra clusters"
+    added = "".join(
+        f"""  - name: {name}
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: {name}
+      endpoints:
+      - lb_endpoints:
+        - endpoint:
+            address:
+              socket_address: {{ address: 127.0.0.1, port_value: {port} }}
+"""
+        for name, port in clusters
+    )
+    return config.replace(_CLUSTERS_ANCHOR, _CLUSTERS_ANCHOR + added)
 
 
 class EnvoyStartError(RuntimeError):
@@ -77,21 +106,19 @@ class Envoy:
 
     def spawn(self) -> None:
         """Write the config and start the process, without waiting for it."""
-        self.config_path.write_text(
-            envoy_config.render(
-                self.policy,
-                listen_port=0,
-                listen_address="127.0.0.1",
-                admin_port=0,
-                upstream_port=self.options.upstream_port,
-                wasm_path=self.options.wasm_path,
-                runtime=self.options.runtime,
-                allow_on_headers_stop_iteration=self.options.allow_on_headers_stop_iteration,
-                vm_settings=self.options.vm_settings,
-                header="# rendered by tests/e2e/envoy_process.py\n",
-            ),
-            encoding="utf-8",
+        config = envoy_config.render(
+            self.policy,
+            listen_port=0,
+            listen_address="127.0.0.1",
+            admin_port=0,
+            upstream_port=self.options.upstream_port,
+            wasm_path=self.options.wasm_path,
+            runtime=self.options.runtime,
+            allow_on_headers_stop_iteration=self.options.allow_on_headers_stop_iteration,
+            vm_settings=self.options.vm_settings,
+            header="# rendered by tests/e2e/envoy_process.py\n",
         )
+        self.config_path.write_text(with_extra_clusters(config, self.options.extra_clusters), encoding="utf-8")
         self.admin_address_path.unlink(missing_ok=True)
         command = [
             envoy_bin(),
@@ -170,6 +197,15 @@ class Envoy:
             if name.startswith(prefix) and value.strip().lstrip("-").isdigit():
                 stats[name] = int(value)
         return stats
+
+    def worker_connections(self) -> dict[int, int]:
+        """Connections each worker thread accepted on the MCP listener so far."""
+        counts: dict[int, int] = {}
+        for name, value in self.stats("listener.").items():
+            match = re.fullmatch(r"listener\.(?!admin\.).+\.worker_(\d+)\.downstream_cx_total", name)
+            if match:
+                counts[int(match[1])] = counts.get(int(match[1]), 0) + value
+        return counts
 
     def _wait_ready(self, timeout: float) -> None:
         """Poll until the admin API says LIVE and the listener has its port."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -131,6 +132,40 @@ def http1_request(
     writes += [b"%x\r\n%s\r\n" % (len(chunk), chunk) for chunk in chunks if chunk]
     writes.append(b"0\r\n\r\n")
     return writes
+
+
+def simultaneous_posts(
+    port: int, requests: list[tuple[list[tuple[str, str]], bytes]], *, path: str = "/mcp", timeout: float = 20.0
+) -> list[RawResponse | str]:
+    """POST each (headers, body) on its own connection, all released at the same instant.
+
+    Every connection is open before any request is written; a barrier then
+    lets all writers go at once, so the requests meet on Envoy's workers (the
+    kernel spreads connections over them). `Connection: close`: no reuse.
+    Returns, in order, each answer or a text saying what went wrong.
+    """
+    results: list[RawResponse | str] = ["not run"] * len(requests)
+    barrier = threading.Barrier(len(requests), timeout=timeout)
+
+    def one(index: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                wire = b"".join(http1_request("POST", path, [*headers, ("Connection", "close")], body))
+                barrier.wait()
+                sock.sendall(wire)
+                answer = _read_response(sock.makefile("rb"))
+                results[index] = answer if answer is not None else "connection closed without an answer"
+        except Exception as error:  # noqa: BLE001 - reported in the results
+            barrier.abort()
+            results[index] = f"{type(error).__name__}: {error}"
+
+    threads = [threading.Thread(target=one, args=(i, h, b), daemon=True) for i, (h, b) in enumerate(requests)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout + 5)
+    return results
 
 
 # -- HTTP/2 (h2c, prior knowledge) ------------------------------------------

@@ -61,6 +61,18 @@ EXTRA_TOOLS: list[dict[str, Any]] = [
         "inputSchema": {"type": "object", "properties": {}},
     },
     {
+        "name": "read_notes",
+        "description": "Read the notes (read-only by its annotations).",
+        "inputSchema": {"type": "object", "properties": {}},
+        "annotations": {"readOnlyHint": True, "destructiveHint": False},
+    },
+    {
+        "name": "edit_note",
+        "description": "Change a note: writes, but destroys nothing (by its annotations).",
+        "inputSchema": {"type": "object", "properties": {}},
+        "annotations": {"readOnlyHint": False, "destructiveHint": False},
+    },
+    {
         # Differs from an allowed tool only in case: must not pass as it.
         "name": "Claude_Code_Session",
         "description": "Case variant of claude_code_session.",
