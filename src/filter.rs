@@ -135,7 +135,11 @@ impl Request {
                     .refuse_request(&answer::http_error(500, "request body could not be read"));
             }
         };
-        let source = source_address();
+        let source = if self.engine.needs_source_address() {
+            source_address()
+        } else {
+            None
+        };
         let h = &self.headers;
         let scopes = Scopes {
             grant: h.grant.as_deref(),

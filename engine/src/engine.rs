@@ -705,6 +705,12 @@ impl Engine {
         format!("{:016x}", self.fingerprint(Scope::Grant, grant))
     }
 
+    /// Whether any counter is scoped by the downstream address, so the host
+    /// only looks the address up when a decision can use it.
+    pub fn needs_source_address(&self) -> bool {
+        self.policy.counters.iter().any(|c| c.scope == Scope::Source)
+    }
+
     /// Whether `tools/list` answers keep `tool`.
     pub fn lists(&self, tool: &str) -> bool {
         self.policy.lists(tool)
