@@ -574,7 +574,12 @@ impl Validator<'_> {
             Some(a) => self.boolean(a, &child(path, "all_limits")),
             None => Some(false),
         };
+        let include_tool = match obj.get("include_tool") {
+            Some(a) => self.boolean(a, &child(path, "include_tool")),
+            None => Some(true),
+        };
         Some(RateLimitService {
+            include_tool: include_tool?,
             cluster: cluster?,
             domain: domain?,
             timeout_ms: timeout_ms?,

@@ -349,6 +349,7 @@ impl Engine {
                     &service.domain,
                     &self.policy.counters,
                     &only,
+                    service.include_tool,
                 ),
                 takes: global,
                 ids: raw_ids(source, messages)
@@ -708,7 +709,10 @@ impl Engine {
     /// Whether any counter is scoped by the downstream address, so the host
     /// only looks the address up when a decision can use it.
     pub fn needs_source_address(&self) -> bool {
-        self.policy.counters.iter().any(|c| c.scope == Scope::Source)
+        self.policy
+            .counters
+            .iter()
+            .any(|c| c.scope == Scope::Source)
     }
 
     /// Whether `tools/list` answers keep `tool`.

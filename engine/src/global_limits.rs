@@ -34,6 +34,10 @@ pub struct RateLimitService {
     pub failure_mode: FailureMode,
     /// Treat every limit as global, not only those marked `"global": true`.
     pub all_limits: bool,
+    /// Send the `tool` descriptor entry (informational). Services that key
+    /// counters on every entry (envoyproxy/ratelimit) need it off for
+    /// counters shared by several tools.
+    pub include_tool: bool,
 }
 
 // The subset of the Envoy protos the filter sends and reads (field numbers
@@ -133,18 +137,26 @@ pub struct GlobalTake {
 }
 
 /// Encodes the `ShouldRateLimit` request for `takes`.
-pub fn encode_request(domain: &str, counters: &[Counter], takes: &[GlobalTake]) -> Vec<u8> {
+pub fn encode_request(
+    domain: &str,
+    counters: &[Counter],
+    takes: &[GlobalTake],
+    include_tool: bool,
+) -> Vec<u8> {
     let descriptors = takes
         .iter()
         .filter_map(|t| {
             let c = counters.get(t.counter)?;
+            let mut entries = vec![
+                entry("counter", &c.name),
+                entry("scope", c.scope.name()),
+                entry("scope_value", &format!("{:016x}", t.fingerprint)),
+            ];
+            if include_tool {
+                entries.push(entry("tool", &t.tool));
+            }
             Some(RateLimitDescriptor {
-                entries: vec![
-                    entry("counter", &c.name),
-                    entry("scope", c.scope.name()),
-                    entry("scope_value", &format!("{:016x}", t.fingerprint)),
-                    entry("tool", &t.tool),
-                ],
+                entries,
                 limit: Some(RateLimitOverride {
                     requests_per_unit: u32::try_from(c.max).unwrap_or(u32::MAX),
                     unit: unit(c.window),
@@ -247,7 +259,7 @@ mod tests {
             amount: 1,
             tool: "t".into(),
         }];
-        let bytes = encode_request("d", &[counter()], &takes);
+        let bytes = encode_request("d", &[counter()], &takes, true);
         let req = RateLimitRequest::decode(bytes.as_slice()).unwrap();
         assert_eq!(req.domain, "d");
         assert_eq!(req.hits_addend, 1);
