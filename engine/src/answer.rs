@@ -150,9 +150,12 @@ impl Refusal {
                         .str("text", &text)
                         .finish()
                 );
+                // resultType: required by MCP 2026-07-28 clients (Python
+                // mcp 2.x validates it); older clients ignore it.
                 let result = ObjectWriter::new()
                     .raw("content", &content)
                     .raw("isError", "true")
+                    .str("resultType", "complete")
                     .finish();
                 envelope(id).raw("result", &result).finish()
             }
