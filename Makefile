@@ -127,7 +127,7 @@ test-matrix: build clients-deps $(VENV_ENVOY_OLDEST)/.stamp
 	  ENVOY_BIN=$$bin $(PY) -m pytest -q tests/clients; \
 	done
 
-test: lint unit wasm-unit e2e clients cli-test deploy-check
+test: lint unit wasm-unit e2e clients cli-test deploy-check test-global
 
 run: build venv
 	$(PY) demo/run.py
