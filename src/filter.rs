@@ -11,7 +11,7 @@ use mcp_policy_engine::global_limits;
 use mcp_policy_engine::policy::{AuditLevel, GrantSource, HeaderMode};
 use mcp_policy_engine::ratelimit::{Charge, Clock};
 use mcp_policy_engine::routing_headers::RoutingHeaders;
-use mcp_policy_engine::tools_list::ListId;
+use mcp_policy_engine::tools_list::{EventStreamFilter, ListId};
 use mcp_policy_engine::{CallRecord, Engine, Scopes, Verdict};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
@@ -31,15 +31,22 @@ struct RequestHeaders {
 }
 
 /// How the answer must be buffered and read, decided on its headers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 enum ResponseWork {
     /// Pass it through untouched.
     None,
-    /// Filter a tools/list result (`sse` selects event-stream framing).
-    FilterList { sse: bool },
-    /// Look for a JSON-RPC error to give back the rate-limit units.
-    CheckForRefund { sse: bool },
-    /// A tools/list answer we cannot read (compressed): replace it.
+    /// A JSON tools/list answer: buffer it, filter it.
+    FilterList,
+    /// A JSON answer to a limited call: look for a JSON-RPC error to give
+    /// the rate-limit units back.
+    CheckForRefund,
+    /// An event stream (any request, any path): filter it event by event as
+    /// it flows; `refund` also watches for an error answer.
+    Stream {
+        filter: EventStreamFilter,
+        refund: bool,
+    },
+    /// An answer we cannot read (compressed) that may list tools: replace it.
     Withhold { sse: bool, why: &'static str },
 }
 
@@ -271,15 +278,15 @@ impl Request {
     }
 
     /// Replaces a buffered tools/list answer with its filtered version.
-    fn filter_list(&self, body: &[u8], body_size: usize, sse: bool) {
-        self.engine.learn_hints(body, sse, &SharedData);
-        match self.engine.filter_tools_list(body, sse, &self.list_ids) {
+    fn filter_list(&self, body: &[u8], body_size: usize) {
+        self.engine.learn_hints(body, false, &SharedData);
+        match self.engine.filter_tools_list(body, false, &self.list_ids) {
             Ok(Some(new_body)) => {
                 let _ =
                     abi::set_buffer(abi::BUFFER_RESPONSE_BODY, 0, body_size, new_body.as_bytes());
             }
             Ok(None) => {}
-            Err(e) => self.withhold_list(body_size, sse, &e.0),
+            Err(e) => self.withhold_list(body_size, false, &e.0),
         }
     }
 
@@ -438,25 +445,30 @@ impl HttpContext for Request {
             .unwrap_or_default()
             .to_ascii_lowercase();
         let sse = content_type.starts_with("text/event-stream");
-        let readable = sse || content_type.starts_with("application/json");
-        self.response = if !readable {
-            ResponseWork::None
-        } else if !self.list_ids.is_empty() {
-            // The body will change length: let Envoy re-frame it.
+        let json = content_type.starts_with("application/json");
+        let encoding = abi::header_text(MAP_RESPONSE_HEADERS, "content-encoding");
+        let compressed = encoding.is_some_and(|e| !e.trim().eq_ignore_ascii_case("identity"));
+        let lists = sse || !self.list_ids.is_empty();
+        self.response = if compressed && (sse || (json && lists)) {
+            // Unreadable, so unfilterable: never pass it on.
+            abi::remove_header(MAP_RESPONSE_HEADERS, "content-encoding");
             abi::remove_header(MAP_RESPONSE_HEADERS, "content-length");
-            let encoding = abi::header_text(MAP_RESPONSE_HEADERS, "content-encoding");
-            if encoding.is_some_and(|e| !e.trim().eq_ignore_ascii_case("identity")) {
-                // Unreadable, so unfilterable: never pass it on.
-                abi::remove_header(MAP_RESPONSE_HEADERS, "content-encoding");
-                ResponseWork::Withhold {
-                    sse,
-                    why: "the server compressed it (Content-Encoding), so it cannot be filtered",
-                }
-            } else {
-                ResponseWork::FilterList { sse }
+            ResponseWork::Withhold {
+                sse,
+                why: "the server compressed it (Content-Encoding), so it cannot be filtered",
             }
-        } else if refund {
-            ResponseWork::CheckForRefund { sse }
+        } else if sse {
+            // Events may change length: let Envoy re-frame the stream.
+            abi::remove_header(MAP_RESPONSE_HEADERS, "content-length");
+            ResponseWork::Stream {
+                filter: self.engine.event_stream_filter(),
+                refund,
+            }
+        } else if json && lists {
+            abi::remove_header(MAP_RESPONSE_HEADERS, "content-length");
+            ResponseWork::FilterList
+        } else if json && refund {
+            ResponseWork::CheckForRefund
         } else {
             ResponseWork::None
         };
@@ -464,7 +476,28 @@ impl HttpContext for Request {
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if self.response == ResponseWork::None {
+        if let ResponseWork::Stream { filter, refund } = &mut self.response {
+            let chunk = abi::get_buffer(abi::BUFFER_RESPONSE_BODY, 0, body_size)
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            let out = self
+                .engine
+                .filter_event_chunk(filter, &chunk, end_of_stream, &SharedData);
+            if let Some(why) = &out.withheld {
+                log::warn!("mcp-policy: part of an event stream withheld: {why}");
+            }
+            let refund_now = *refund && self.engine.answer_is_error(&out.bytes, true);
+            if refund_now {
+                *refund = false;
+            }
+            let _ = abi::set_buffer(abi::BUFFER_RESPONSE_BODY, 0, body_size, &out.bytes);
+            if refund_now {
+                self.refund();
+            }
+            return Action::Continue;
+        }
+        if matches!(self.response, ResponseWork::None) {
             return Action::Continue;
         }
         if !end_of_stream {
@@ -476,14 +509,14 @@ impl HttpContext for Request {
             _ => return Action::Continue,
         };
         match work {
-            ResponseWork::FilterList { sse } => self.filter_list(&body, body_size, sse),
+            ResponseWork::FilterList => self.filter_list(&body, body_size),
             ResponseWork::Withhold { sse, why } => self.withhold_list(body_size, sse, why),
-            ResponseWork::CheckForRefund { sse } => {
-                if self.engine.answer_is_error(&body, sse) {
+            ResponseWork::CheckForRefund => {
+                if self.engine.answer_is_error(&body, false) {
                     self.refund();
                 }
             }
-            ResponseWork::None => {}
+            ResponseWork::None | ResponseWork::Stream { .. } => {}
         }
         Action::Continue
     }

@@ -10,7 +10,7 @@ use crate::policy::{ApprovalService, CallVerdict, Counter, Policy, Scope};
 use crate::ratelimit::{self, Charge, Clock, Denial, SharedStore, Take};
 use crate::risk;
 use crate::routing_headers::{self, RoutingHeaders};
-use crate::tools_list::{self, ListId, Unfilterable};
+use crate::tools_list::{self, EventStreamFilter, ListId, StreamOutput, Unfilterable};
 use crate::write::ObjectWriter;
 
 /// Default key for scope fingerprints; `settings.grant_hash_key` replaces it.
@@ -736,6 +736,39 @@ impl Engine {
         } else {
             tools_list::filter_json_with(body, ids, &keep)
         }
+    }
+
+    /// A filter for one `text/event-stream` answer, bounded like bodies.
+    pub fn event_stream_filter(&self) -> EventStreamFilter {
+        EventStreamFilter::new(
+            usize::try_from(self.policy.settings.max_body_bytes).unwrap_or(usize::MAX),
+        )
+    }
+
+    /// Filters the next chunk of an event-stream answer: every `tools/list`
+    /// answer in it (recognised by shape) loses hidden and refused tools,
+    /// and the server's risk hints are learned on the way.
+    pub fn filter_event_chunk(
+        &self,
+        filter: &mut EventStreamFilter,
+        chunk: &[u8],
+        end: bool,
+        store: &dyn SharedStore,
+    ) -> StreamOutput {
+        let learning = !self.policy.risk_actions.is_empty();
+        let seen = std::cell::RefCell::new(Vec::new());
+        let keep = |name: &str, entry: &Node<'_>| {
+            let hint = risk::from_annotations(entry);
+            if learning {
+                seen.borrow_mut().push((name.to_string(), hint));
+            }
+            self.policy.lists_with_hint(name, Some(hint))
+        };
+        let out = filter.push(chunk, end, &keep);
+        if learning {
+            risk::learn(store, &seen.into_inner());
+        }
+        out
     }
 
     /// Whether an upstream answer (JSON or event stream) carries a JSON-RPC

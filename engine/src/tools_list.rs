@@ -56,6 +56,29 @@ pub fn filter_json_with(
     ids: &[ListId],
     keep: &KeepTool<'_>,
 ) -> Result<Option<String>, Unfilterable> {
+    let answers = |msg: &Node<'_>| {
+        msg.get("id")
+            .and_then(ListId::of)
+            .is_some_and(|id| ids.contains(&id))
+    };
+    filter_messages(body, &answers, keep)
+}
+
+/// Filters every message shaped like a `tools/list` answer (`result.tools`
+/// is present), whatever its id: for streams where the request ids are not
+/// known (the legacy HTTP+SSE transport answers on a separate GET stream).
+pub fn filter_json_by_shape(
+    body: &[u8],
+    keep: &KeepTool<'_>,
+) -> Result<Option<String>, Unfilterable> {
+    filter_messages(body, &|_| true, keep)
+}
+
+fn filter_messages(
+    body: &[u8],
+    answers_list: &dyn Fn(&Node<'_>) -> bool,
+    keep: &KeepTool<'_>,
+) -> Result<Option<String>, Unfilterable> {
     let doc = json::parse(body).map_err(|e| Unfilterable(format!("upstream answer: {e}")))?;
     let mut cuts: Vec<(usize, usize, String)> = Vec::new();
     let messages: Vec<&Node<'_>> = match &doc.root.value {
@@ -63,11 +86,7 @@ pub fn filter_json_with(
         _ => vec![&doc.root],
     };
     for msg in messages {
-        let answers_list = msg
-            .get("id")
-            .and_then(ListId::of)
-            .is_some_and(|id| ids.contains(&id));
-        if !answers_list {
+        if !answers_list(msg) {
             continue;
         }
         let Some(tools) = msg.get("result").and_then(|r| r.get("tools")) else {
@@ -211,6 +230,144 @@ fn rewrite_event(
         return Ok(None);
     };
     let Some(new_data) = filter_json_with(data.as_bytes(), ids, keep)? else {
+        return Ok(None);
+    };
+    let mut out = String::new();
+    for line in other_lines {
+        out.push_str(line);
+        out.push('\n');
+    }
+    for line in new_data.split('\n') {
+        out.push_str("data: ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.push('\n');
+    Ok(Some(out))
+}
+
+/// Filters an event stream as it flows, one complete event at a time, so
+/// long-lived streams (the legacy `GET /sse`, Streamable HTTP's `GET /mcp`)
+/// are filtered without buffering them whole. An incomplete event waits in
+/// `carry` for the next chunk; `limit` bounds it.
+#[derive(Debug, Default)]
+pub struct EventStreamFilter {
+    carry: Vec<u8>,
+    limit: usize,
+    /// The stream was cut off (an event too large or unreadable): the rest
+    /// is dropped.
+    poisoned: bool,
+}
+
+/// What one chunk produced.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct StreamOutput {
+    /// Bytes to send on now (complete, filtered events).
+    pub bytes: Vec<u8>,
+    /// Why part of the stream was withheld, if it was.
+    pub withheld: Option<String>,
+}
+
+impl EventStreamFilter {
+    pub fn new(limit: usize) -> Self {
+        Self {
+            carry: Vec::new(),
+            limit,
+            poisoned: false,
+        }
+    }
+
+    /// Feeds a chunk; `end` flushes whatever is left.
+    pub fn push(&mut self, chunk: &[u8], end: bool, keep: &KeepTool<'_>) -> StreamOutput {
+        let mut out = StreamOutput::default();
+        if self.poisoned {
+            return out;
+        }
+        self.carry.extend_from_slice(chunk);
+        let complete = if end {
+            self.carry.len()
+        } else {
+            last_event_end(&self.carry)
+        };
+        let ready: Vec<u8> = self.carry.drain(..complete).collect();
+        if self.carry.len() > self.limit {
+            self.poison(&mut out, "an event is larger than the filter's limit");
+            return out;
+        }
+        if ready.is_empty() {
+            return out;
+        }
+        let Ok(text) = std::str::from_utf8(&ready) else {
+            self.poison(&mut out, "the event stream is not UTF-8");
+            return out;
+        };
+        for event in split_events(text) {
+            match filter_event(event, keep) {
+                Ok(Some(new_event)) => out.bytes.extend_from_slice(new_event.as_bytes()),
+                Ok(None) => out.bytes.extend_from_slice(event.as_bytes()),
+                Err(Unfilterable(why)) => {
+                    // Replace just this event: the stream stays usable.
+                    let msg = crate::answer::error_message(
+                        "null",
+                        -32603,
+                        &format!("an answer was withheld by the MCP policy filter: {why}"),
+                    );
+                    out.bytes
+                        .extend_from_slice(format!("event: message\ndata: {msg}\n\n").as_bytes());
+                    out.withheld = Some(why);
+                }
+            }
+        }
+        out
+    }
+
+    fn poison(&mut self, out: &mut StreamOutput, why: &str) {
+        self.poisoned = true;
+        self.carry.clear();
+        out.withheld = Some(why.to_string());
+    }
+}
+
+/// Where the last complete event of `bytes` ends (after its blank line).
+fn last_event_end(bytes: &[u8]) -> usize {
+    let mut end = 0;
+    let mut i = 0;
+    let mut line_start = 0;
+    while i < bytes.len() {
+        let eol = match (bytes.get(i), bytes.get(i + 1)) {
+            (Some(b'\r'), Some(b'\n')) => 2,
+            // A lone CR at the very end may be half of a CRLF: wait for more.
+            (Some(b'\r'), None) => return end,
+            (Some(b'\r' | b'\n'), _) => 1,
+            _ => 0,
+        };
+        if eol == 0 {
+            i += 1;
+            continue;
+        }
+        let blank = i == line_start;
+        i += eol;
+        line_start = i;
+        if blank {
+            end = i;
+        }
+    }
+    end
+}
+
+/// Filters one event by shape; None when it is unchanged.
+fn filter_event(event: &str, keep: &KeepTool<'_>) -> Result<Option<String>, Unfilterable> {
+    let (data, other_lines) = event_data(event);
+    let Some(data) = data.filter(|d| !d.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let filtered = match filter_json_by_shape(data.as_bytes(), keep) {
+        Ok(f) => f,
+        // Not JSON we can read: harmless unless it could be a tool list.
+        Err(_) if !data.contains("tools") => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let Some(new_data) = filtered else {
         return Ok(None);
     };
     let mut out = String::new();

@@ -426,3 +426,86 @@ fn sse_events_split_back_into_the_input() {
         ["a\r\n\r\n", "b\r\n\r\n"]
     );
 }
+
+// ---------------------------------------------------------------- streaming event filter
+
+const LIST_EVENT: &str = "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":9,\"result\":{\"tools\":[{\"name\":\"ok\"},{\"name\":\"secret\"}]}}\n\n";
+
+fn stream(chunks: &[&[u8]], end: bool) -> (String, Option<String>) {
+    let mut f = EventStreamFilter::new(1 << 20);
+    let keep2 = |name: &str, _: &Node<'_>| keep(name);
+    let mut out = Vec::new();
+    let mut withheld = None;
+    let last = chunks.len().saturating_sub(1);
+    for (i, c) in chunks.iter().enumerate() {
+        let o = f.push(c, end && i == last, &keep2);
+        out.extend(o.bytes);
+        withheld = withheld.or(o.withheld);
+    }
+    (String::from_utf8(out).unwrap(), withheld)
+}
+
+#[test]
+fn stream_filters_list_answers_by_shape_whatever_the_id() {
+    let (out, withheld) = stream(&[LIST_EVENT.as_bytes()], false);
+    assert!(out.contains("\"ok\"") && !out.contains("secret"), "{out}");
+    assert_eq!(withheld, None);
+}
+
+#[test]
+fn stream_holds_an_incomplete_event_until_its_blank_line() {
+    let bytes = LIST_EVENT.as_bytes();
+    for cut in 1..bytes.len() {
+        let (first, rest) = bytes.split_at(cut);
+        let mut f = EventStreamFilter::new(1 << 20);
+        let keep2 = |name: &str, _: &Node<'_>| keep(name);
+        let a = f.push(first, false, &keep2);
+        assert!(a.bytes.is_empty(), "emitted before the event was complete (cut {cut})");
+        let b = f.push(rest, false, &keep2);
+        let text = String::from_utf8(b.bytes).unwrap();
+        assert!(text.contains("\"ok\"") && !text.contains("secret"), "cut {cut}: {text}");
+    }
+}
+
+#[test]
+fn stream_waits_when_a_chunk_ends_between_cr_and_lf() {
+    let event = "data: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"tools\":[{\"name\":\"secret\"}]}}\r\n\r";
+    let (out, _) = stream(&[event.as_bytes()], false);
+    assert_eq!(out, "", "a trailing CR may be half of CRLF");
+    let (out, _) = stream(&[event.as_bytes(), b"\n"], false);
+    assert!(!out.contains("secret") && out.contains("\"tools\":[]"), "{out}");
+}
+
+#[test]
+fn stream_passes_other_events_byte_for_byte() {
+    let events = ": keep-alive\n\nevent: endpoint\ndata: /message?sessionId=abc\n\nid: 7\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{}}\n\n";
+    let (out, withheld) = stream(&[events.as_bytes()], false);
+    assert_eq!(out, events);
+    assert_eq!(withheld, None);
+}
+
+#[test]
+fn stream_withholds_an_unreadable_event_that_mentions_tools() {
+    let event = "data: {\"result\":{\"tools\":[{\"name\":\"secret\"}],\"tools\":[]}}\n\n";
+    let (out, withheld) = stream(&[event.as_bytes()], false);
+    assert!(!out.contains("secret"), "{out}");
+    assert!(withheld.unwrap().contains("duplicate key"));
+}
+
+#[test]
+fn stream_flushes_the_tail_at_end_of_stream() {
+    let event = "data: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"tools\":[{\"name\":\"secret\"}]}}";
+    let (out, _) = stream(&[event.as_bytes()], true);
+    assert!(!out.contains("secret") && out.contains("\"tools\":[]"), "{out}");
+}
+
+#[test]
+fn stream_cuts_off_an_event_larger_than_the_limit() {
+    let mut f = EventStreamFilter::new(64);
+    let keep2 = |name: &str, _: &Node<'_>| keep(name);
+    let out = f.push(&[b'x'; 100], false, &keep2);
+    assert!(out.bytes.is_empty());
+    assert!(out.withheld.is_some());
+    let later = f.push(LIST_EVENT.as_bytes(), false, &keep2);
+    assert!(later.bytes.is_empty(), "a cut-off stream stays cut off");
+}
