@@ -125,6 +125,27 @@ class PolicyProxy:
         self.assert_still_serves()
         self.assert_not_forwarded(marker)
 
+    def assert_outcomes_since(self, since: int, forwarded: list[str], refused: list[str]) -> None:
+        """For many calls at once, among what the upstream received from record `since` on:
+        each `forwarded` marker arrived complete, and no `refused` one did (one scan for all).
+
+        Same meaning as assert_forwarded / assert_not_forwarded per marker, at
+        the cost of one pass over the new records rather than one over all
+        records per marker (which grows with the whole session's traffic).
+        """
+        records = self.upstream.requests()[since:]
+        complete = {r.marker for r in records if r.complete}
+        missing = [m for m in forwarded if m not in complete]
+        assert not missing, f"{len(missing)} allowed calls never reached the upstream, e.g. {missing[:3]}"
+        refused_set = set(refused)
+        for r in records:
+            if r.marker in refused_set:
+                assert self.mode != "hold", f"upstream saw a refused request in hold mode: {r.method} {r.path} {r.body[:200]!r}"
+                assert not r.complete and r.body == b"", f"upstream received the body of a refused request: {r.body[:200]!r}"
+        bodies = b"\n".join(r.body for r in records)
+        leaked = [m for m in refused if m.encode() in bodies]
+        assert not leaked, f"refused calls leaked into upstream bodies: {leaked[:3]}"
+
     def assert_upstream_answered(self, response: httpx.Response, marker: str, request_id: Any = ...) -> Any:
         """The answer came from the upstream (a JSON-RPC result), not from the filter."""
         message = assert_json_answer(response, 200)

@@ -153,22 +153,43 @@ def test_exact_under_concurrency(rate_proxy: PolicyProxy) -> None:
 
 
 def test_seed_policy_caps_claude_code_session_at_ten_a_minute(envoys: EnvoyPool, mode: str) -> None:
-    """The product's headline: the 11th call within a minute, same credential, is refused."""
+    """The product's headline: per credential, the 11th call within a minute is refused.
+
+    Each of two grants gets exactly 10 calls through and then -31002 with
+    `retry_after_seconds` and a Retry-After header; every other tool stays
+    denied whatever budget is left.
+    """
     now = time.time()
-    if now % 60 > 45:  # 11 calls take well under a second; keep them inside one minute window
+    if now % 60 > 45:  # 22 calls take well under a second; keep them inside one minute window
         time.sleep(60 - now % 60 + 0.5)
     hold = mode == "hold"
     envoy = envoys.envoy(SEED_POLICY_TEXT, allow_on_headers_stop_iteration=True if hold else None,
                          vm_settings={"header_mode": "hold"} if hold else None, label="fresh-seed-counters")  # fmt: skip
     proxy = PolicyProxy(envoy, envoys.upstream, mode, "claude_code_session", {"action": "list"})
     try:
-        grant = "seed-" + new_marker()
-        for _ in range(SEED_RATE_LIMIT):
+        grants = ["seed-" + new_marker(), "seed-other-" + new_marker()]
+        for grant in grants:  # the second grant's budget is untouched by the first one's calls
+            for _ in range(SEED_RATE_LIMIT):
+                response, marker = _call(proxy, "claude_code_session", grant=grant)
+                proxy.assert_upstream_answered(response, marker)
             response, marker = _call(proxy, "claude_code_session", grant=grant)
+            error = assert_policy_refusal(response, request_id=marker, tool="claude_code_session", code=RATE_LIMITED)
+            data = error["data"]
+            assert data.get("max") == SEED_RATE_LIMIT and data.get("window") == "minute", response.text
+            assert data.get("counter") == "claude_code_session_rate", response.text
+            seconds = data.get("retry_after_seconds")
+            assert isinstance(seconds, int) and 1 <= seconds <= 60, response.text
+            assert response.headers.get("retry-after") == str(seconds), dict(response.headers)
+            proxy.assert_not_forwarded(marker)
+        # Other tools stay denied, for a grant with its whole budget left too,
+        # and refusing them spends nothing: that grant still has all ten calls.
+        fresh = "seed-fresh-" + new_marker()
+        for grant in (grants[0], fresh):
+            response, marker = _call(proxy, "claude_code", grant=grant)
+            assert_policy_refusal(response, request_id=marker, tool="claude_code")
+            proxy.assert_not_forwarded(marker)
+        for _ in range(SEED_RATE_LIMIT):
+            response, marker = _call(proxy, "claude_code_session", grant=fresh)
             proxy.assert_upstream_answered(response, marker)
-        response, marker = _call(proxy, "claude_code_session", grant=grant)
-        error = assert_policy_refusal(response, request_id=marker, tool="claude_code_session", code=RATE_LIMITED)
-        assert error["data"].get("max") == SEED_RATE_LIMIT and error["data"].get("window") == "minute", response.text
-        proxy.assert_not_forwarded(marker)
     finally:
         proxy.close()
