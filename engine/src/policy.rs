@@ -364,20 +364,20 @@ impl Policy {
         }
         if !self.risk_actions.is_empty() {
             // Policy first; else the server's hint; else never seen: worst.
-            let risk = policy_risk
-                .or_else(|| hint(tool))
-                .unwrap_or(Risk::Destructive);
+            let (risk, source) = match (policy_risk, hint(tool)) {
+                (Some(r), _) => (r, "by policy"),
+                (None, Some(r)) => (r, "by the server's annotations"),
+                (None, None) => (
+                    Risk::Destructive,
+                    "by default: the server never listed it, so the worst is assumed",
+                ),
+            };
             if let Some(action) = self.risk_actions.get(&risk) {
-                let source = if policy_risk.is_some() {
-                    "policy"
-                } else {
-                    "server annotations"
-                };
                 verdict = verdict.escalate(
                     *action,
                     format!("risk_actions.{}", risk.name()),
                     format!(
-                        "tool \"{shown}\" is classified {} (by {source}); {} calls {} by policy",
+                        "tool \"{shown}\" is classified {} ({source}); {} calls {} by policy",
                         risk.name(),
                         risk.name(),
                         match action {

@@ -113,6 +113,8 @@ def test_guarded_allows_safe_uses(guarded: PolicyProxy, tool: str, arguments: di
 
 TURNS = ("bounded-turns", "set maxTurns to 20 or less")
 WORKSPACE = ("workspace-only", "cwd must be a folder under /work")
+KNOWN_ACTIONS = ("known-actions", 'action must be exactly "list", "get" or "cancel"')
+
 GUARDED_REFUSED = [
     # tool, arguments, (rule name, reason)
     pytest.param("claude_code_session", {"action": "cancel", "sessionId": "s-1"}, ("no-cancel", NO_CANCEL_REASON), id="session-cancel"),
@@ -127,6 +129,15 @@ GUARDED_REFUSED = [
     pytest.param("claude_code", {"prompt": "x", "maxTurns": 5, "cwd": "/work/app\n/etc"}, WORKSPACE, id="code-cwd-newline"),
     pytest.param("claude_code", {"prompt": "x", "maxTurns": 5, "cwd": "/work/../etc"}, WORKSPACE, id="code-cwd-dotdot"),
     pytest.param("claude_code", {"prompt": "x", "maxTurns": 5, "cwd": "/work/app/../../etc"}, WORKSPACE, id="code-cwd-app-dotdot"),
+    # Type and padding tricks a lenient server might still read as cancel / interrupt: allow-lists catch them.
+    pytest.param("claude_code_session", {"action": ["cancel"], "sessionId": "s-1"}, KNOWN_ACTIONS, id="session-action-array"),
+    pytest.param("claude_code_session", {"action": "cancel ", "sessionId": "s-1"}, KNOWN_ACTIONS, id="session-action-padded"),
+    pytest.param("claude_code_session", {"action": "Cancel", "sessionId": "s-1"}, KNOWN_ACTIONS, id="session-action-case"),
+    pytest.param("claude_code_session", {}, KNOWN_ACTIONS, id="session-no-action"),
+    pytest.param("claude_code_check", {"action": "respond_permission", "sessionId": "s-1", "interrupt": "true"},
+                 ("no-interrupt", "interrupting a session is destructive"), id="check-interrupt-string"),
+    pytest.param("claude_code_check", {"action": "respond_permission", "sessionId": "s-1", "interrupt": 1},
+                 ("no-interrupt", "interrupting a session is destructive"), id="check-interrupt-number"),
 ]  # fmt: skip
 
 

@@ -72,7 +72,7 @@ def assert_risk_refused(proxy: PolicyProxy, tool: str, arguments: Any = None, *,
     response = proxy.call(tool, arguments or {}, request_id=marker, marker=marker)
     error = assert_policy_refusal(response, request_id=marker, tool=tool)
     assert error["data"]["rule"] == DESTRUCTIVE_RULE, response.text
-    assert f"classified destructive (by {source})" in error["data"]["reason"], response.text
+    assert f"classified destructive ({source})" in error["data"]["reason"], response.text
     proxy.assert_refused_and_alive(marker)
 
 
@@ -83,12 +83,12 @@ def assert_allowed(proxy: PolicyProxy, tool: str, arguments: Any = None) -> None
 
 
 def test_policy_risk_refuses_a_tool_the_server_never_listed(risk_proxy: PolicyProxy) -> None:
-    assert_risk_refused(risk_proxy, "wipe", source="policy")
+    assert_risk_refused(risk_proxy, "wipe", source="by policy")
 
 
 def test_when_rule_classifies_by_arguments(risk_proxy: PolicyProxy) -> None:
     assert_allowed(risk_proxy, "claude_code_session", {"action": "list"})
-    assert_risk_refused(risk_proxy, "claude_code_session", {"action": "cancel", "sessionId": "s-1"}, source="policy")
+    assert_risk_refused(risk_proxy, "claude_code_session", {"action": "cancel", "sessionId": "s-1"}, source="by policy")
     # Written with an escape, still cancel.
     marker = new_marker()
     body = b'{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"claude_code_session","arguments":{"action":"\\u0063ancel"}}}'
@@ -102,13 +102,19 @@ def test_server_annotations_allow_read_and_write_tools(risk_proxy: PolicyProxy, 
     assert_allowed(risk_proxy, tool)
 
 
-@pytest.mark.parametrize("tool", sorted(REFUSED_ONCE_LISTED - set(RISK_POLICY["tools"])) + ["never_listed_tool"])
-def test_server_annotations_refuse_destructive_and_unknown_tools(risk_proxy: PolicyProxy, tool: str) -> None:
-    assert_risk_refused(risk_proxy, tool, source="server annotations")
+@pytest.mark.parametrize("tool", sorted(REFUSED_ONCE_LISTED - set(RISK_POLICY["tools"])))
+def test_server_annotations_refuse_destructive_tools(risk_proxy: PolicyProxy, tool: str) -> None:
+    assert_risk_refused(risk_proxy, tool, source="by the server's annotations")
+
+
+def test_never_listed_tools_are_assumed_destructive(risk_proxy: PolicyProxy) -> None:
+    assert_risk_refused(
+        risk_proxy, "never_listed_tool", source="by default: the server never listed it, so the worst is assumed"
+    )
 
 
 def test_policy_risk_wins_over_the_server_both_ways(risk_proxy: PolicyProxy) -> None:
-    assert_risk_refused(risk_proxy, "read_notes", source="policy")  # server: read-only
+    assert_risk_refused(risk_proxy, "read_notes", source="by policy")  # server: read-only
     assert_allowed(risk_proxy, "delete_everything")  # server: destructive
 
 

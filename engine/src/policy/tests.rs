@@ -444,7 +444,7 @@ fn risk_actions_fall_back_to_the_server_hint() {
     match p.decide_call("tool", None, &write_hint) {
         CallVerdict::Deny { rule, reason } => {
             assert_eq!(rule, "risk_actions.write");
-            assert!(reason.contains("server annotations"), "{reason}");
+            assert!(reason.contains("by the server's annotations"), "{reason}");
         }
         other => panic!("{other:?}"),
     }
