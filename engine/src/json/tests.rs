@@ -833,3 +833,25 @@ fn pseudo_random_json_like_text_never_panics() {
     // Some inputs happen to be valid JSON, so both outcomes were exercised.
     assert!(accepted_count > 0);
 }
+
+// ---------------------------------------------------------------- the 8-byte string scanner
+
+#[test]
+fn string_scanner_finds_specials_at_every_offset() {
+    for len in 0..40 {
+        let plain: String = "é".repeat(len % 3) + &"a".repeat(len);
+        // A plain string of every length borrows and round-trips.
+        let quoted = format!("\"{plain}\"");
+        let doc = parse(quoted.as_bytes()).unwrap();
+        assert_eq!(doc.root.as_str(), Some(plain.as_str()));
+        // An escape at every offset decodes exactly.
+        let escaped = format!("\"{plain}\\n{plain}\"");
+        let doc = parse(escaped.as_bytes()).unwrap();
+        assert_eq!(doc.root.as_str().unwrap(), format!("{plain}\n{plain}"));
+        // A raw control character at every offset is refused.
+        let control = format!("\"{plain}\u{1}{plain}\"");
+        assert!(parse(control.as_bytes()).is_err(), "len {len}");
+        // An unterminated string at every length is refused.
+        assert!(parse(format!("\"{plain}").as_bytes()).is_err());
+    }
+}
