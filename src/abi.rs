@@ -60,6 +60,11 @@ extern "C" {
         return_value_size: *mut usize,
     ) -> u32;
     fn proxy_remove_header_map_value(map_type: u32, key_data: *const u8, key_size: usize) -> u32;
+    fn proxy_get_header_map_pairs(
+        map_type: u32,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> u32;
     fn proxy_get_property(
         path_data: *const u8,
         path_size: usize,
@@ -173,6 +178,68 @@ pub fn header(map: u32, name: &str) -> Option<Vec<u8>> {
 /// A header as text, if present and UTF-8.
 pub fn header_text(map: u32, name: &str) -> Option<String> {
     header(map, name).and_then(|b| String::from_utf8(b).ok())
+}
+
+/// A whole header map fetched in one host call (each single-header lookup
+/// is a host call of its own; a request needs about ten).
+#[derive(Default)]
+pub struct HeaderMap {
+    raw: Vec<u8>,
+    /// (name range, value range) into `raw`.
+    entries: Vec<(std::ops::Range<usize>, std::ops::Range<usize>)>,
+}
+
+impl HeaderMap {
+    /// The map, or an empty one when the host cannot give it now.
+    pub fn fetch(map: u32) -> HeaderMap {
+        // SAFETY: out-pointers to locals.
+        let raw = fetch(|d, s| unsafe { proxy_get_header_map_pairs(map, d, s) })
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let entries = parse_pairs(&raw).unwrap_or_default();
+        HeaderMap { raw, entries }
+    }
+
+    /// The value of header `name` (lowercase, as Envoy stores names).
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
+        self.entries
+            .iter()
+            .find(|(k, _)| self.raw.get(k.clone()) == Some(name.as_bytes()))
+            .and_then(|(_, v)| self.raw.get(v.clone()))
+    }
+
+    pub fn text(&self, name: &str) -> Option<&str> {
+        self.get(name).and_then(|v| std::str::from_utf8(v).ok())
+    }
+}
+
+/// Reads the serialized map: count, (key len, value len) pairs, then
+/// NUL-terminated keys and values. None if it is malformed.
+fn parse_pairs(raw: &[u8]) -> Option<Vec<(std::ops::Range<usize>, std::ops::Range<usize>)>> {
+    let word = |at: usize| -> Option<usize> {
+        let bytes = raw.get(at..at + 4)?;
+        usize::try_from(u32::from_le_bytes(<[u8; 4]>::try_from(bytes).ok()?)).ok()
+    };
+    if raw.is_empty() {
+        return Some(Vec::new());
+    }
+    let count = word(0)?;
+    let mut at = count.checked_mul(8)?.checked_add(4)?;
+    let mut entries = Vec::with_capacity(count.min(256));
+    for n in 0..count {
+        let key_len = word(4 + n * 8)?;
+        let value_len = word(8 + n * 8)?;
+        let key = at..at.checked_add(key_len)?;
+        at = key.end.checked_add(1)?;
+        let value = at..at.checked_add(value_len)?;
+        at = value.end.checked_add(1)?;
+        if value.end > raw.len() {
+            return None;
+        }
+        entries.push((key, value));
+    }
+    Some(entries)
 }
 
 pub fn remove_header(map: u32, name: &str) {

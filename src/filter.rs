@@ -16,7 +16,7 @@ use mcp_policy_engine::{CallRecord, Engine, Scopes, Verdict};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
-use crate::abi::{self, MAP_REQUEST_HEADERS, MAP_RESPONSE_HEADERS};
+use crate::abi::{self, HeaderMap, MAP_REQUEST_HEADERS, MAP_RESPONSE_HEADERS};
 use crate::host::{HostClock, Metrics, SharedData};
 
 /// The request headers the decision needs, read once in the headers
@@ -86,10 +86,10 @@ impl Request {
         }
     }
 
-    fn read_headers(&self) -> RequestHeaders {
-        let text = |name| abi::header_text(MAP_REQUEST_HEADERS, name);
+    fn read_headers(&self, map: &HeaderMap) -> RequestHeaders {
+        let text = |name| map.text(name).map(str::to_string);
         let grant = match &self.engine.policy.settings.grant {
-            GrantSource::Header(name) => abi::header(MAP_REQUEST_HEADERS, name),
+            GrantSource::Header(name) => map.get(name).map(<[u8]>::to_vec),
             GrantSource::Property(path) => {
                 let parts: Vec<&str> = path.iter().map(String::as_str).collect();
                 abi::get_property(&parts)
@@ -383,19 +383,19 @@ impl HttpContext for Request {
         if end_of_stream {
             return Action::Continue; // no body: nothing to judge
         }
-        let length = abi::header_text(MAP_REQUEST_HEADERS, "content-length");
-        let encoding = abi::header_text(MAP_REQUEST_HEADERS, "content-encoding");
-        if let Some(reply) = self
-            .engine
-            .check_headers(length.as_deref(), encoding.as_deref())
-        {
+        let map = HeaderMap::fetch(MAP_REQUEST_HEADERS);
+        let length = map.text("content-length");
+        let encoding = map.get("content-encoding").map(String::from_utf8_lossy);
+        if let Some(reply) = self.engine.check_headers(length, encoding.as_deref()) {
             return self.refuse_request(&reply);
         }
-        self.headers = self.read_headers();
+        self.headers = self.read_headers(&map);
         self.inspecting = true;
         // Answers the filter may have to read (tools/list) must not come
         // back compressed; identity is always acceptable to a server.
-        abi::remove_header(MAP_REQUEST_HEADERS, "accept-encoding");
+        if map.get("accept-encoding").is_some() {
+            abi::remove_header(MAP_REQUEST_HEADERS, "accept-encoding");
+        }
         match self.engine.policy.settings.header_mode {
             HeaderMode::Hold => Action::Pause,
             HeaderMode::Stream => Action::Continue,
@@ -435,19 +435,23 @@ impl HttpContext for Request {
             return Action::Continue;
         }
         let refund = self.engine.policy.settings.refund_on_error && !self.charges.is_empty();
-        let status = abi::header_text(MAP_RESPONSE_HEADERS, ":status")
+        let map = HeaderMap::fetch(MAP_RESPONSE_HEADERS);
+        let status = map
+            .text(":status")
             .and_then(|s| s.parse::<u32>().ok())
             .unwrap_or(0);
         if refund && status >= 500 {
             self.refund();
         }
-        let content_type = abi::header_text(MAP_RESPONSE_HEADERS, "content-type")
+        let content_type = map
+            .text("content-type")
             .unwrap_or_default()
             .to_ascii_lowercase();
         let sse = content_type.starts_with("text/event-stream");
         let json = content_type.starts_with("application/json");
-        let encoding = abi::header_text(MAP_RESPONSE_HEADERS, "content-encoding");
-        let compressed = encoding.is_some_and(|e| !e.trim().eq_ignore_ascii_case("identity"));
+        let compressed = map
+            .get("content-encoding")
+            .is_some_and(|e| !e.trim_ascii().eq_ignore_ascii_case(b"identity"));
         let lists = sse || !self.list_ids.is_empty();
         self.response = if compressed && (sse || (json && lists)) {
             // Unreadable, so unfilterable: never pass it on.
