@@ -460,20 +460,30 @@ fn stream_holds_an_incomplete_event_until_its_blank_line() {
         let mut f = EventStreamFilter::new(1 << 20);
         let keep2 = |name: &str, _: &Node<'_>| keep(name);
         let a = f.push(first, false, &keep2);
-        assert!(a.bytes.is_empty(), "emitted before the event was complete (cut {cut})");
+        assert!(
+            a.bytes.is_empty(),
+            "emitted before the event was complete (cut {cut})"
+        );
         let b = f.push(rest, false, &keep2);
         let text = String::from_utf8(b.bytes).unwrap();
-        assert!(text.contains("\"ok\"") && !text.contains("secret"), "cut {cut}: {text}");
+        assert!(
+            text.contains("\"ok\"") && !text.contains("secret"),
+            "cut {cut}: {text}"
+        );
     }
 }
 
 #[test]
 fn stream_waits_when_a_chunk_ends_between_cr_and_lf() {
-    let event = "data: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"tools\":[{\"name\":\"secret\"}]}}\r\n\r";
+    let event =
+        "data: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"tools\":[{\"name\":\"secret\"}]}}\r\n\r";
     let (out, _) = stream(&[event.as_bytes()], false);
     assert_eq!(out, "", "a trailing CR may be half of CRLF");
     let (out, _) = stream(&[event.as_bytes(), b"\n"], false);
-    assert!(!out.contains("secret") && out.contains("\"tools\":[]"), "{out}");
+    assert!(
+        !out.contains("secret") && out.contains("\"tools\":[]"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -494,9 +504,13 @@ fn stream_withholds_an_unreadable_event_that_mentions_tools() {
 
 #[test]
 fn stream_flushes_the_tail_at_end_of_stream() {
-    let event = "data: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"tools\":[{\"name\":\"secret\"}]}}";
+    let event =
+        "data: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"tools\":[{\"name\":\"secret\"}]}}";
     let (out, _) = stream(&[event.as_bytes()], true);
-    assert!(!out.contains("secret") && out.contains("\"tools\":[]"), "{out}");
+    assert!(
+        !out.contains("secret") && out.contains("\"tools\":[]"),
+        "{out}"
+    );
 }
 
 #[test]
