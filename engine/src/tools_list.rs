@@ -232,18 +232,7 @@ fn rewrite_event(
     let Some(new_data) = filter_json_with(data.as_bytes(), ids, keep)? else {
         return Ok(None);
     };
-    let mut out = String::new();
-    for line in other_lines {
-        out.push_str(line);
-        out.push('\n');
-    }
-    for line in new_data.split('\n') {
-        out.push_str("data: ");
-        out.push_str(line);
-        out.push('\n');
-    }
-    out.push('\n');
-    Ok(Some(out))
+    Ok(Some(render_event(&other_lines, &new_data)))
 }
 
 /// Filters an event stream as it flows, one complete event at a time, so
@@ -355,6 +344,22 @@ fn last_event_end(bytes: &[u8]) -> usize {
     end
 }
 
+/// An event again: its other fields, then `data` split into lines.
+fn render_event(other_lines: &[&str], data: &str) -> String {
+    let mut out = String::new();
+    for line in other_lines {
+        out.push_str(line);
+        out.push('\n');
+    }
+    for line in data.split('\n') {
+        out.push_str("data: ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.push('\n');
+    out
+}
+
 /// Filters one event by shape; None when it is unchanged.
 fn filter_event(event: &str, keep: &KeepTool<'_>) -> Result<Option<String>, Unfilterable> {
     let (data, other_lines) = event_data(event);
@@ -370,18 +375,7 @@ fn filter_event(event: &str, keep: &KeepTool<'_>) -> Result<Option<String>, Unfi
     let Some(new_data) = filtered else {
         return Ok(None);
     };
-    let mut out = String::new();
-    for line in other_lines {
-        out.push_str(line);
-        out.push('\n');
-    }
-    for line in new_data.split('\n') {
-        out.push_str("data: ");
-        out.push_str(line);
-        out.push('\n');
-    }
-    out.push('\n');
-    Ok(Some(out))
+    Ok(Some(render_event(&other_lines, &new_data)))
 }
 
 #[cfg(test)]
