@@ -110,6 +110,8 @@ extern "C" {
         return_id: *mut u32,
     ) -> u32;
     fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
+    fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
+    fn proxy_set_effective_context(context_id: u32) -> u32;
 }
 
 fn check(status: u32) -> Result<(), HostError> {
@@ -395,6 +397,18 @@ pub fn define_counter(name: &str) -> Option<u32> {
 pub fn increment(metric: u32) {
     // SAFETY: no pointers.
     let _ = unsafe { proxy_increment_metric(metric, 1) };
+}
+
+pub fn set_tick_period_ms(period: u32) {
+    // SAFETY: no pointers.
+    let _ = unsafe { proxy_set_tick_period_milliseconds(period) };
+}
+
+/// Makes later host calls act on the HTTP context `context_id` (from a
+/// root-context callback such as `on_tick`).
+pub fn set_effective_context(context_id: u32) -> bool {
+    // SAFETY: no pointers.
+    unsafe { proxy_set_effective_context(context_id) == OK }
 }
 
 /// A `log` backend on `proxy_log` that never panics (the SDK's unwraps).

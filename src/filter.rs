@@ -18,6 +18,7 @@ use proxy_wasm::types::Action;
 
 use crate::abi::{self, HeaderMap, MAP_REQUEST_HEADERS, MAP_RESPONSE_HEADERS};
 use crate::host::{HostClock, Metrics, SharedData};
+use crate::root::{HeldRequests, HOLD_DEADLINE_MS};
 
 /// The request headers the decision needs, read once in the headers
 /// callback: Envoy makes them unreachable once that callback continues.
@@ -67,11 +68,21 @@ pub struct Request {
     pending_approval: Option<Box<PendingApproval>>,
     /// A request held while the rate limit service decides.
     pending_global: Option<Box<PendingGlobal>>,
+    context_id: u32,
+    /// Held requests waiting for their first body callback (see `Root`).
+    held: HeldRequests,
 }
 
 impl Request {
-    pub fn new(engine: Rc<Engine>, metrics: Rc<Metrics>) -> Self {
+    pub fn new(
+        engine: Rc<Engine>,
+        metrics: Rc<Metrics>,
+        context_id: u32,
+        held: HeldRequests,
+    ) -> Self {
         Self {
+            context_id,
+            held,
             engine,
             metrics,
             headers: RequestHeaders::default(),
@@ -272,6 +283,13 @@ impl Request {
         }
     }
 
+    /// The body callbacks arrive: the request is no longer at risk of
+    /// hanging in `hold` mode.
+    fn release_hold(&self) {
+        let id = self.context_id;
+        self.held.borrow_mut().retain(|(c, _)| *c != id);
+    }
+
     fn refund(&mut self) {
         self.engine.refund(&SharedData, &self.charges);
         self.charges.clear();
@@ -330,6 +348,13 @@ fn source_address() -> Option<String> {
             .trim_end_matches(']')
             .to_string(),
     )
+}
+
+impl Drop for Request {
+    /// A request that ends (e.g. the client went away) stops being watched.
+    fn drop(&mut self) {
+        self.release_hold();
+    }
 }
 
 impl Context for Request {
@@ -397,12 +422,17 @@ impl HttpContext for Request {
             abi::remove_header(MAP_REQUEST_HEADERS, "accept-encoding");
         }
         match self.engine.policy.settings.header_mode {
-            HeaderMode::Hold => Action::Pause,
+            HeaderMode::Hold => {
+                let deadline = HostClock.now_unix_millis() + HOLD_DEADLINE_MS;
+                self.held.borrow_mut().push((self.context_id, deadline));
+                Action::Pause
+            }
             HeaderMode::Stream => Action::Continue,
         }
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.release_hold();
         if self.answered {
             return Action::Pause;
         }
@@ -420,6 +450,7 @@ impl HttpContext for Request {
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        self.release_hold();
         if self.answered {
             return Action::Pause;
         }

@@ -1,6 +1,11 @@
 //! The root context: loads and validates the policy once per VM.
 
+use std::cell::RefCell;
 use std::rc::Rc;
+
+use mcp_policy_engine::answer;
+use mcp_policy_engine::policy::HeaderMode;
+use mcp_policy_engine::ratelimit::Clock;
 
 use mcp_policy_engine::config::{load_settings, load_with_base};
 use mcp_policy_engine::policy::Settings;
@@ -11,10 +16,22 @@ use proxy_wasm::types::ContextType;
 use crate::abi;
 
 use crate::filter::Request;
-use crate::host::Metrics;
+use crate::host::{HostClock, Metrics};
+
+/// Requests held in `hold` mode that have not seen a body callback yet:
+/// (context id, deadline in ms). Shared by the root and its requests.
+pub type HeldRequests = Rc<RefCell<Vec<(u32, u64)>>>;
+
+/// How long a held request may wait for its first body callback. Envoy
+/// without `allow_on_headers_stop_iteration` never delivers it; the filter
+/// then answers instead of letting the request hang.
+pub const HOLD_DEADLINE_MS: u64 = 10_000;
+const TICK_MS: u32 = 500;
 
 #[derive(Default)]
 pub struct Root {
+    held: HeldRequests,
+    warned: bool,
     engine: Option<Rc<Engine>>,
     metrics: Rc<Metrics>,
     /// Filter settings from the Envoy `vm_config.configuration` (optional):
@@ -64,6 +81,9 @@ impl RootContext for Root {
                     p.counters.len(),
                     p.settings.header_mode
                 );
+                if p.settings.header_mode == HeaderMode::Hold {
+                    abi::set_tick_period_ms(TICK_MS);
+                }
                 self.metrics = Rc::new(Metrics::define(p.tools.keys()));
                 self.engine = Some(Rc::new(Engine::new(p)));
                 true
@@ -81,9 +101,47 @@ impl RootContext for Root {
         }
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         let engine = self.engine.clone()?;
-        Some(Box::new(Request::new(engine, self.metrics.clone())))
+        Some(Box::new(Request::new(
+            engine,
+            self.metrics.clone(),
+            context_id,
+            self.held.clone(),
+        )))
+    }
+
+    /// Answers held requests whose body never came: in `hold` mode that
+    /// means Envoy lacks `allow_on_headers_stop_iteration`. Nothing is
+    /// forwarded; the request gets a 500 saying how to fix the config.
+    fn on_tick(&mut self) {
+        let now = HostClock.now_unix_millis();
+        let expired: Vec<u32> = {
+            let mut held = self.held.borrow_mut();
+            let (gone, kept): (Vec<_>, Vec<_>) = held.drain(..).partition(|(_, d)| *d <= now);
+            *held = kept;
+            gone.into_iter().map(|(id, _)| id).collect()
+        };
+        for id in expired {
+            if !self.warned {
+                self.warned = true;
+                log::error!(
+                    "mcp-policy: header_mode \"hold\" but Envoy delivered no request body within {HOLD_DEADLINE_MS} ms: set allow_on_headers_stop_iteration: true in the Wasm plugin config (Envoy >= 1.35), or use header_mode \"stream\"; such requests are answered 500, never forwarded"
+                );
+            }
+            if abi::set_effective_context(id) {
+                let reply = answer::http_error(
+                    500,
+                    "the MCP policy filter is configured with header_mode \"hold\" but this Envoy does not deliver request bodies to it (allow_on_headers_stop_iteration is not set); the request was not forwarded",
+                );
+                let headers: Vec<(&str, &[u8])> = reply
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (*k, v.as_bytes()))
+                    .collect();
+                let _ = abi::send_response(reply.status, &headers, reply.body.as_bytes());
+            }
+        }
     }
 
     fn get_type(&self) -> Option<ContextType> {
