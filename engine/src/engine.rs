@@ -105,6 +105,8 @@ pub struct Engine {
     pub policy: Policy,
     /// The policy's counters with `max` in thousandths.
     scaled_counters: Vec<Counter>,
+    /// Some counter is scoped by the downstream address.
+    needs_source: bool,
 }
 
 impl Engine {
@@ -117,9 +119,11 @@ impl Engine {
                 ..c.clone()
             })
             .collect();
+        let needs_source = policy.counters.iter().any(|c| c.scope == Scope::Source);
         Self {
             policy,
             scaled_counters,
+            needs_source,
         }
     }
 
