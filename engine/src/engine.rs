@@ -713,10 +713,7 @@ impl Engine {
     /// Whether any counter is scoped by the downstream address, so the host
     /// only looks the address up when a decision can use it.
     pub fn needs_source_address(&self) -> bool {
-        self.policy
-            .counters
-            .iter()
-            .any(|c| c.scope == Scope::Source)
+        self.needs_source
     }
 
     /// Whether `tools/list` answers keep `tool`.
