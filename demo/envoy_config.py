@@ -188,6 +188,32 @@ static_resources:
 """
 
 
+_CLUSTERS_ANCHOR = "\n  clusters:\n"
+
+
+def with_extra_clusters(config: str, clusters: tuple[tuple[str, int], ...]) -> str:
+    """`config` with a STATIC cluster per (name, port) added to static_resources.clusters."""
+    if not clusters:
+        return config
+    if config.count(_CLUSTERS_ANCHOR) != 1:
+        raise ValueError("template changed: cannot place extra clusters")
+    added = "".join(
+        f"""  - name: {name}
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: {name}
+      endpoints:
+      - lb_endpoints:
+        - endpoint:
+            address:
+              socket_address: {{ address: 127.0.0.1, port_value: {port} }}
+"""
+        for name, port in clusters
+    )
+    return config.replace(_CLUSTERS_ANCHOR, _CLUSTERS_ANCHOR + added)
+
+
 # The committed config holds refused requests entirely (the upstream sees
 # nothing of them); the seed policy itself stays verbatim.
 COMMITTED_VM_SETTINGS = {"header_mode": "hold"}

@@ -9,10 +9,16 @@ Envoy binary: $ENVOY_BIN, default .venv/bin/envoy. Policy: $POLICY_FILE,
 default envoy/seed-policy.json. Module: $MCP_POLICY_WASM, default
 dist/mcp_policy.wasm. The Envoy config is rendered from the same
 template as envoy/envoy.yaml (demo/envoy_config.py) with these values.
+
+A policy with an `approval` section (e.g. POLICY_FILE=envoy/examples/approval.json)
+also starts the reference approval service demo/approval_service.py on
+$APPROVAL_PORT (8500) in $APPROVAL_MODE (ask: it asks on this terminal), and
+adds the cluster the policy names.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -107,20 +113,30 @@ def main() -> int:
     if not WASM.exists():
         raise SystemExit(f"{WASM} is missing: run `make build` (or just `make run`)")
 
+    # A policy that asks for approval gets the reference approval service
+    # (demo/approval_service.py) behind the cluster it names.
+    policy_text = policy_file.read_text(encoding="utf-8")
+    try:
+        approval = json.loads(policy_text).get("approval") or {}
+    except (ValueError, AttributeError):
+        approval = {}  # let the filter report what is wrong with the policy
+    approval_cluster = approval.get("cluster") if isinstance(approval, dict) else None
+    approval_port = _port("APPROVAL_PORT", 8500)
+
     workdir = Path(tempfile.mkdtemp(prefix="mcp-policy-run-"))
     config = workdir / "envoy.yaml"
-    config.write_text(
-        envoy_config.render(
-            policy_file.read_text(encoding="utf-8"),
+    rendered = envoy_config.render(
+            policy_text,
             listen_port=port,
             admin_port=admin_port,
             upstream_port=demo_port,
             wasm_path=WASM,
             vm_settings=envoy_config.COMMITTED_VM_SETTINGS,
             header=f"# rendered by demo/run.py from demo/envoy_config.py, policy {policy_file}\n",
-        ),
-        encoding="utf-8",
     )
+    if isinstance(approval_cluster, str) and approval_cluster:
+        rendered = envoy_config.with_extra_clusters(rendered, ((approval_cluster, approval_port),))
+    config.write_text(rendered, encoding="utf-8")
 
     children: list[subprocess.Popen] = []
 
@@ -132,6 +148,13 @@ def main() -> int:
         demo = subprocess.Popen([sys.executable, str(REPO / "demo" / "claude_code_server.py"), "--port", str(demo_port)])
         children.append(demo)
         _wait(lambda: _tcp_open(demo_port), "demo MCP server", demo)
+        if isinstance(approval_cluster, str) and approval_cluster:
+            mode = os.environ.get("APPROVAL_MODE", "ask")
+            approver = subprocess.Popen(
+                [sys.executable, str(REPO / "demo" / "approval_service.py"), "--port", str(approval_port), "--mode", mode]
+            )
+            children.append(approver)
+            _wait(lambda: _tcp_open(approval_port), "approval service", approver)
 
         envoy_log = workdir / "envoy.log"
         envoy = subprocess.Popen(

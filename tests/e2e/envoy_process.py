@@ -51,31 +51,6 @@ class EnvoyOptions:
     extra_clusters: tuple[tuple[str, int], ...] = ()
 
 
-_CLUSTERS_ANCHOR = "\n  clusters:\n"
-
-
-def with_extra_clusters(config: str, clusters: tuple[tuple[str, int], ...]) -> str:
-    """`config` with a STATIC cluster per (name, port) added to static_resources.clusters."""
-    if not clusters:
-        return config
-    assert config.count(_CLUSTERS_ANCHOR) == 1, "template changed: cannot place extra clusters"
-    added = "".join(
-        f"""  - name: {name}
-    type: STATIC
-    connect_timeout: 1s
-    load_assignment:
-      cluster_name: {name}
-      endpoints:
-      - lb_endpoints:
-        - endpoint:
-            address:
-              socket_address: {{ address: 127.0.0.1, port_value: {port} }}
-"""
-        for name, port in clusters
-    )
-    return config.replace(_CLUSTERS_ANCHOR, _CLUSTERS_ANCHOR + added)
-
-
 class EnvoyStartError(RuntimeError):
     pass
 
@@ -118,7 +93,9 @@ class Envoy:
             vm_settings=self.options.vm_settings,
             header="# rendered by tests/e2e/envoy_process.py\n",
         )
-        self.config_path.write_text(with_extra_clusters(config, self.options.extra_clusters), encoding="utf-8")
+        self.config_path.write_text(
+            envoy_config.with_extra_clusters(config, self.options.extra_clusters), encoding="utf-8"
+        )
         self.admin_address_path.unlink(missing_ok=True)
         command = [
             envoy_bin(),
