@@ -297,8 +297,8 @@ impl Request {
 
     /// Replaces a buffered tools/list answer with its filtered version.
     fn filter_list(&self, body: &[u8], body_size: usize) {
-        self.engine.learn_hints(body, false, &SharedData);
-        match self.engine.filter_tools_list(body, false, &self.list_ids) {
+        self.engine.learn_hints(body, &SharedData);
+        match self.engine.filter_tools_list(body, &self.list_ids) {
             Ok(Some(new_body)) => {
                 let _ =
                     abi::set_buffer(abi::BUFFER_RESPONSE_BODY, 0, body_size, new_body.as_bytes());

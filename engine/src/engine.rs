@@ -721,22 +721,18 @@ impl Engine {
         self.policy.lists(tool)
     }
 
-    /// Filters a `tools/list` answer body. `event_stream` selects SSE framing.
+    /// Filters a JSON `tools/list` answer by request id (event streams go
+    /// through [`Engine::filter_event_chunk`], event by event).
     pub fn filter_tools_list(
         &self,
         body: &[u8],
-        event_stream: bool,
         ids: &[ListId],
     ) -> Result<Option<String>, Unfilterable> {
         let keep = |name: &str, entry: &Node<'_>| {
             self.policy
                 .lists_with_hint(name, Some(risk::from_annotations(entry)))
         };
-        if event_stream {
-            tools_list::filter_sse_with(body, ids, &keep)
-        } else {
-            tools_list::filter_json_with(body, ids, &keep)
-        }
+        tools_list::filter_json_with(body, ids, &keep)
     }
 
     /// A filter for one `text/event-stream` answer, bounded like bodies.
@@ -795,24 +791,13 @@ impl Engine {
             .any(|data| has_error(data.as_bytes()))
     }
 
-    /// Learns the servers' risk hints from a `tools/list` answer (only when
+    /// Learns the servers' risk hints from a JSON `tools/list` answer (only when
     /// the policy acts on risk categories; otherwise it costs nothing).
-    pub fn learn_hints(&self, body: &[u8], event_stream: bool, store: &dyn SharedStore) {
+    pub fn learn_hints(&self, body: &[u8], store: &dyn SharedStore) {
         if self.policy.risk_actions.is_empty() {
             return;
         }
-        let mut learned = Vec::new();
-        if event_stream {
-            let text = std::str::from_utf8(body).unwrap_or("");
-            for event in tools_list::split_events(text) {
-                if let Some(data) = tools_list::event_data(event).0 {
-                    learned.extend(risk::hints_in_answer(data.as_bytes()));
-                }
-            }
-        } else {
-            learned = risk::hints_in_answer(body);
-        }
-        risk::learn(store, &learned);
+        risk::learn(store, &risk::hints_in_answer(body));
     }
 
     /// Gives back units taken for a call the upstream failed.

@@ -127,39 +127,6 @@ fn splice(source: &str, cuts: &[(usize, usize, String)]) -> String {
     out
 }
 
-/// Filters a `text/event-stream` body: each event's `data` is one JSON-RPC
-/// message; events answering a listed id are rewritten, the rest kept
-/// byte for byte.
-pub fn filter_sse(
-    body: &[u8],
-    ids: &[ListId],
-    keep: &dyn Fn(&str) -> bool,
-) -> Result<Option<String>, Unfilterable> {
-    filter_sse_with(body, ids, &|name, _| keep(name))
-}
-
-/// [`filter_sse`] with a decision that may read each tool's entry.
-pub fn filter_sse_with(
-    body: &[u8],
-    ids: &[ListId],
-    keep: &KeepTool<'_>,
-) -> Result<Option<String>, Unfilterable> {
-    let text = std::str::from_utf8(body)
-        .map_err(|_| Unfilterable("upstream event stream is not UTF-8".to_string()))?;
-    let mut out = String::with_capacity(text.len());
-    let mut changed = false;
-    for event in split_events(text) {
-        match rewrite_event(event, ids, keep)? {
-            Some(new_event) => {
-                out.push_str(&new_event);
-                changed = true;
-            }
-            None => out.push_str(event),
-        }
-    }
-    Ok(changed.then_some(out))
-}
-
 /// Splits an event stream into events, each keeping its terminating blank
 /// line, so that concatenating them gives back the input.
 pub(crate) fn split_events(text: &str) -> Vec<&str> {
@@ -218,21 +185,6 @@ pub(crate) fn event_data(event: &str) -> (Option<String>, Vec<&str>) {
         }
     }
     (has_data.then_some(data), other_lines)
-}
-
-fn rewrite_event(
-    event: &str,
-    ids: &[ListId],
-    keep: &KeepTool<'_>,
-) -> Result<Option<String>, Unfilterable> {
-    let (data, other_lines) = event_data(event);
-    let Some(data) = data.filter(|d| !d.trim().is_empty()) else {
-        return Ok(None);
-    };
-    let Some(new_data) = filter_json_with(data.as_bytes(), ids, keep)? else {
-        return Ok(None);
-    };
-    Ok(Some(render_event(&other_lines, &new_data)))
 }
 
 /// Filters an event stream as it flows, one complete event at a time, so

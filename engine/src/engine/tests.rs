@@ -1145,7 +1145,7 @@ fn tools_list_answers_lose_refused_tools() {
     let body = r#"{"jsonrpc":"2.0","id":4,"result":{"tools":[{"name":"echo"},{"name":"rm"},{"name":"other"}]}}"#;
     let out = h
         .engine
-        .filter_tools_list(body.as_bytes(), false, &[ListId::Num(4.0)])
+        .filter_tools_list(body.as_bytes(), &[ListId::Num(4.0)])
         .unwrap()
         .unwrap();
     assert_eq!(
@@ -1153,11 +1153,11 @@ fn tools_list_answers_lose_refused_tools() {
         r#"{"jsonrpc":"2.0","id":4,"result":{"tools":[{"name":"echo"}]}}"#
     );
     let sse = format!("event: message\ndata: {body}\n\n");
+    let mut stream = h.engine.event_stream_filter();
     let out = h
         .engine
-        .filter_tools_list(sse.as_bytes(), true, &[ListId::Num(4.0)])
-        .unwrap()
-        .unwrap();
+        .filter_event_chunk(&mut stream, sse.as_bytes(), true, &h.store);
+    let out = String::from_utf8(out.bytes).unwrap();
     assert!(!out.contains("\"rm\"") && !out.contains("other"), "{out}");
 }
 

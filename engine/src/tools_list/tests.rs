@@ -29,8 +29,19 @@ fn json_filtered(body: &str, ids: &[ListId]) -> Option<String> {
     filter_json(body.as_bytes(), ids, &keep).unwrap_or_else(|e| panic!("{body}: {e:?}"))
 }
 
-fn sse_filtered(body: &str, ids: &[ListId]) -> Option<String> {
-    filter_sse(body.as_bytes(), ids, &keep).unwrap_or_else(|e| panic!("{body:?}: {e:?}"))
+/// A whole event stream through the incremental filter the adapter uses
+/// (list answers recognised by shape, whatever their id); None if unchanged.
+fn sse_filtered(body: &str) -> Option<String> {
+    let (out, withheld) = sse_run(body.as_bytes());
+    assert_eq!(withheld, None, "{body:?}");
+    (out != body).then_some(out)
+}
+
+fn sse_run(body: &[u8]) -> (String, Option<String>) {
+    let mut f = EventStreamFilter::new(1 << 20);
+    let keep2 = |name: &str, _: &Node<'_>| keep(name);
+    let o = f.push(body, true, &keep2);
+    (String::from_utf8(o.bytes).unwrap(), o.withheld)
 }
 
 /// A tools/list answer with the given id and tools (raw JSON list items).
@@ -264,10 +275,7 @@ fn event(data: &str) -> String {
 #[test]
 fn sse_message_event_is_filtered() {
     let body = event(&answer("1", &format!("{ECHO},{SECRET}")));
-    assert_eq!(
-        sse_filtered(&body, &[num(1.0)]).unwrap(),
-        event(&answer("1", ECHO))
-    );
+    assert_eq!(sse_filtered(&body).unwrap(), event(&answer("1", ECHO)));
 }
 
 #[test]
@@ -277,7 +285,7 @@ fn sse_id_lines_are_kept() {
         answer("1", &format!("{ECHO},{SECRET}"))
     );
     assert_eq!(
-        sse_filtered(&body, &[num(1.0)]).unwrap(),
+        sse_filtered(&body).unwrap(),
         format!("id: 42\nevent: message\ndata: {}\n\n", answer("1", ECHO))
     );
 }
@@ -288,7 +296,7 @@ fn sse_comment_and_retry_lines_are_kept() {
         ": keep-alive\nretry: 1000\ndata: {}\n\n",
         answer("1", &format!("{ECHO},{SECRET}"))
     );
-    let out = sse_filtered(&body, &[num(1.0)]).unwrap();
+    let out = sse_filtered(&body).unwrap();
     assert!(out.starts_with(": keep-alive\nretry: 1000\n"), "{out}");
     assert!(!out.contains("secret"));
 }
@@ -297,7 +305,7 @@ fn sse_comment_and_retry_lines_are_kept() {
 fn sse_data_without_a_space_is_read() {
     let body = format!("data:{}\n\n", answer("1", &format!("{ECHO},{SECRET}")));
     assert_eq!(
-        sse_filtered(&body, &[num(1.0)]).unwrap(),
+        sse_filtered(&body).unwrap(),
         format!("data: {}\n\n", answer("1", ECHO))
     );
 }
@@ -308,7 +316,7 @@ fn sse_crlf_event_is_filtered() {
         "event: message\r\nid: 5\r\ndata: {}\r\n\r\n",
         answer("1", &format!("{SECRET},{ECHO}"))
     );
-    let out = sse_filtered(&body, &[num(1.0)]).unwrap();
+    let out = sse_filtered(&body).unwrap();
     assert!(!out.contains("secret"), "{out:?}");
     assert!(out.contains("event: message"));
     assert!(out.contains("id: 5"));
@@ -319,12 +327,12 @@ fn sse_crlf_event_is_filtered() {
 #[test]
 fn sse_untouched_crlf_events_keep_their_bytes() {
     let priming = "id: 0\r\ndata: \r\n\r\n";
-    let other = format!("event: message\r\ndata: {}\r\n\r\n", answer("2", SECRET));
+    let note = "event: message\r\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"ping\"}\r\n\r\n";
     let listed = format!("event: message\r\ndata: {}\r\n\r\n", answer("1", SECRET));
-    let body = format!("{priming}{other}{listed}");
-    let out = sse_filtered(&body, &[num(1.0)]).unwrap();
-    assert!(out.starts_with(&format!("{priming}{other}")), "{out:?}");
-    assert!(!out[priming.len() + other.len()..].contains("secret"));
+    let body = format!("{priming}{note}{listed}");
+    let out = sse_filtered(&body).unwrap();
+    assert!(out.starts_with(&format!("{priming}{note}")), "{out:?}");
+    assert!(!out.contains("secret"), "{out:?}");
 }
 
 #[test]
@@ -334,11 +342,11 @@ fn sse_cr_only_event_is_filtered() {
         "event: message\rdata: {}\r\r",
         answer("1", &format!("{ECHO},{SECRET}"))
     );
-    match filter_sse(body.as_bytes(), &[num(1.0)], &keep) {
-        Ok(Some(out)) => assert!(!out.contains("secret"), "{out:?}"),
-        Ok(None) => panic!("hidden tool forwarded unfiltered: {body:?}"),
-        Err(_) => {} // withholding the answer is also fail-closed
-    }
+    let (out, _) = sse_run(body.as_bytes());
+    assert!(
+        !out.contains("secret"),
+        "hidden tool forwarded unfiltered: {out:?}"
+    );
 }
 
 #[test]
@@ -346,7 +354,7 @@ fn sse_multi_line_data_is_joined_then_filtered() {
     let body = format!(
         "event: message\ndata: {{\"jsonrpc\":\"2.0\",\ndata: \"id\":1,\ndata: \"result\":{{\"tools\":[{SECRET},\ndata: {ECHO}]}}}}\n\n"
     );
-    let out = sse_filtered(&body, &[num(1.0)]).unwrap();
+    let out = sse_filtered(&body).unwrap();
     let data: String = out
         .lines()
         .filter_map(|l| l.strip_prefix("data: "))
@@ -360,21 +368,24 @@ fn sse_multi_line_data_is_joined_then_filtered() {
 #[test]
 fn sse_priming_events_with_empty_data_are_untouched() {
     let body = "id: 0\ndata: \n\nid: 1\ndata:\n\n: comment only\n\n";
-    assert_eq!(sse_filtered(body, &[num(1.0)]), None);
+    assert_eq!(sse_filtered(body), None);
 }
 
 #[test]
-fn sse_several_events_only_the_listed_answer_changes() {
+fn sse_several_events_only_the_list_answers_change() {
     let priming = "id: p\ndata: \n\n";
     let notification =
         event(r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"data":"x"}}"#);
     let other = event(&answer("2", &format!("{ECHO},{SECRET}")));
     let listed = event(&answer("1", &format!("{ECHO},{SECRET}")));
     let body = format!("{priming}{notification}{other}{listed}");
+    // Every list answer is filtered, whatever its id (the legacy GET stream
+    // carries answers to requests the filter never saw); the rest is kept.
     assert_eq!(
-        sse_filtered(&body, &[num(1.0)]).unwrap(),
+        sse_filtered(&body).unwrap(),
         format!(
-            "{priming}{notification}{other}{}",
+            "{priming}{notification}{}{}",
+            event(&answer("2", ECHO)),
             event(&answer("1", ECHO))
         )
     );
@@ -386,26 +397,33 @@ fn sse_last_event_without_a_blank_line_is_still_filtered() {
         "event: message\ndata: {}\n",
         answer("1", &format!("{ECHO},{SECRET}"))
     );
-    let out = sse_filtered(&body, &[num(1.0)]).unwrap();
+    let out = sse_filtered(&body).unwrap();
     assert!(!out.contains("secret"));
 }
 
 #[test]
-fn sse_without_listed_answers_is_untouched() {
-    let body = event(&answer("2", &format!("{ECHO},{SECRET}")));
-    assert_eq!(sse_filtered(&body, &[num(1.0)]), None);
+fn sse_without_list_answers_is_untouched() {
+    let body =
+        event(r#"{"jsonrpc":"2.0","id":2,"result":{"content":[{"type":"text","text":"secret"}]}}"#);
+    assert_eq!(sse_filtered(&body), None);
 }
 
 #[test]
-fn sse_event_with_invalid_json_is_unfilterable() {
+fn sse_event_with_invalid_json_is_passed_only_if_it_cannot_list_tools() {
+    // Unreadable and no tool list in it: the client cannot read it either.
     let body = "event: message\ndata: {not json\n\n";
-    assert!(filter_sse(body.as_bytes(), &[num(1.0)], &keep).is_err());
+    assert_eq!(sse_run(body.as_bytes()), (body.to_string(), None));
+    // Unreadable and it mentions tools: withheld.
+    let body = "event: message\ndata: {\"result\":{\"tools\":[{\"name\":\"secret\"}]\n\n";
+    let (out, withheld) = sse_run(body.as_bytes());
+    assert!(!out.contains("secret") && withheld.is_some(), "{out:?}");
 }
 
 #[test]
 fn sse_non_utf8_is_unfilterable() {
-    let e = filter_sse(b"data: \xff\n\n", &[num(1.0)], &keep).unwrap_err();
-    assert!(e.0.contains("UTF-8"));
+    let (out, withheld) = sse_run(b"data: \xff\n\n");
+    assert_eq!(out, "");
+    assert!(withheld.unwrap().contains("UTF-8"));
 }
 
 #[test]
