@@ -79,8 +79,8 @@ class Envoy:
 
     # -- life cycle ---------------------------------------------------------
 
-    def spawn(self) -> None:
-        """Write the config and start the process, without waiting for it."""
+    def bootstrap(self) -> str:
+        """The Envoy configuration to run; subclasses with other layouts override it."""
         config = envoy_config.render(
             self.policy,
             listen_port=0,
@@ -93,9 +93,11 @@ class Envoy:
             vm_settings=self.options.vm_settings,
             header="# rendered by tests/e2e/envoy_process.py\n",
         )
-        self.config_path.write_text(
-            envoy_config.with_extra_clusters(config, self.options.extra_clusters), encoding="utf-8"
-        )
+        return envoy_config.with_extra_clusters(config, self.options.extra_clusters)
+
+    def spawn(self) -> None:
+        """Write the config and start the process, without waiting for it."""
+        self.config_path.write_text(self.bootstrap(), encoding="utf-8")
         self.admin_address_path.unlink(missing_ok=True)
         command = [
             envoy_bin(),

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ import yaml
 
 import envoy_config
 from assertions import RATE_LIMITED, assert_policy_refusal
-from envoy_process import Envoy, EnvoyOptions, envoy_bin
+from envoy_process import Envoy, EnvoyOptions
 from policy_proxy import JSON_HEADERS, call_message, new_marker
 from recording_upstream import MARKER_HEADER, RecordingUpstream
 
@@ -76,7 +75,7 @@ class LdsEnvoy(Envoy):
         tmp.write_text(json.dumps({"resources": [listener]}), encoding="utf-8")
         os.replace(tmp, self.lds_path)
 
-    def spawn(self) -> None:
+    def bootstrap(self) -> str:
         self.lds_path.parent.mkdir(parents=True, exist_ok=True)
         self.publish(self.policy)  # type: ignore[arg-type]
         bootstrap = yaml.safe_load(
@@ -99,14 +98,7 @@ class LdsEnvoy(Envoy):
                 },
             }
         }
-        self.config_path.write_text(json.dumps(bootstrap), encoding="utf-8")
-        self.admin_address_path.unlink(missing_ok=True)
-        command = [
-            envoy_bin(), "-c", str(self.config_path), "--concurrency", "2", "--disable-hot-restart",
-            "--admin-address-path", str(self.admin_address_path), "--log-level", "info",
-        ]  # fmt: skip
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        return json.dumps(bootstrap)
 
     def lds_stat(self, name: str) -> int:
         return self.stats("listener_manager.lds.").get(f"listener_manager.lds.{name}", 0)

@@ -22,7 +22,6 @@ gRPC cluster needs the HTTP/2 protocol options, hence the own rendering.)
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 
-from envoy_process import WASM, Envoy, EnvoyOptions, EnvoyStartError, envoy_bin  # noqa: E402
+from envoy_process import WASM, Envoy, EnvoyOptions, EnvoyStartError  # noqa: E402
 from recording_upstream import RecordingUpstream  # noqa: E402
 from services import RlsServer  # noqa: E402
 
@@ -75,16 +74,6 @@ class FilterEnvoy(Envoy):
         self.rls_port = rls_port
         self.rls_cluster = rls_cluster
 
-    def spawn(self) -> None:
-        """envoy_process.Envoy.spawn with the rendered bootstrap extended."""
-        self.config_path.write_text(self.bootstrap(), encoding="utf-8")
-        self.admin_address_path.unlink(missing_ok=True)
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                envoy_command(self.config_path, self.admin_address_path, self.options.concurrency),
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            )  # fmt: skip
-
     def bootstrap(self) -> str:
         text = envoy_config.render(
             self.policy,
@@ -103,19 +92,6 @@ class FilterEnvoy(Envoy):
         return text.rstrip("\n") + "\n" + rls_cluster_yaml(self.rls_cluster, self.rls_port)
 
 
-def envoy_command(config_path: Path, admin_address_path: Path, concurrency: int) -> list[str]:
-    """The command line envoy_process.Envoy uses."""
-    return [
-        envoy_bin(),
-        "-c", str(config_path),
-        "--concurrency", str(concurrency),
-        "--disable-hot-restart",
-        "--admin-address-path", str(admin_address_path),
-        "--log-level", "info",
-        "--component-log-level", "wasm:debug",
-    ]  # fmt: skip
-
-
 class NativeRateLimitEnvoy(Envoy):
     """Envoy with only its own ratelimit filter, asking the service per request.
 
@@ -129,15 +105,6 @@ class NativeRateLimitEnvoy(Envoy):
         super().__init__("", EnvoyOptions(upstream_port=upstream_port), workdir)
         self.rls_port = rls_port
         self.domain = domain
-
-    def spawn(self) -> None:
-        self.config_path.write_text(self.bootstrap(), encoding="utf-8")
-        self.admin_address_path.unlink(missing_ok=True)
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                envoy_command(self.config_path, self.admin_address_path, self.options.concurrency),
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            )  # fmt: skip
 
     def bootstrap(self) -> str:
         return f"""\
