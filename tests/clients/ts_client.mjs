@@ -23,6 +23,7 @@ import { McpError } from "@modelcontextprotocol/sdk/types.js";
 const plan = JSON.parse(process.argv[2] ?? "{}");
 const timeout = plan.timeout_ms ?? 5000;
 const exchanges = [];
+const inFlight = new Set();
 
 // Records each request the SDK makes and the status it gets back.
 async function recordingFetch(input, init = {}) {
@@ -48,10 +49,16 @@ async function recordingFetch(input, init = {}) {
     content_type: null,
   };
   exchanges.push(entry);
-  const response = await fetch(input, init);
-  entry.status = response.status;
-  entry.content_type = response.headers.get("content-type");
-  return response;
+  // On the legacy SSE transport a call's answer can arrive on the stream
+  // before its POST's own answer: remember the fetch so the report waits.
+  const pending = fetch(input, init).then((response) => {
+    entry.status = response.status;
+    entry.content_type = response.headers.get("content-type");
+    return response;
+  });
+  inFlight.add(pending);
+  pending.finally(() => inFlight.delete(pending)).catch(() => {});
+  return await pending;
 }
 
 function describeError(error) {
@@ -115,6 +122,11 @@ async function main() {
       }
     }
   }
+  // Bounded: a fetch that never answers must not hang the report.
+  await Promise.race([
+    Promise.allSettled([...inFlight]),
+    new Promise((resolve) => setTimeout(resolve, 5000)),
+  ]);
   try {
     await client.close();
   } catch {
