@@ -227,6 +227,8 @@ pub enum Op {
     Gte(f64),
     Regex(regex_lite::Regex),
     Contains(Literal),
+    /// Negation of `contains` (a missing value contains nothing: true).
+    NotContains(Literal),
     /// One whitespace-separated word of a string (an OAuth `scope` claim),
     /// or an element of an array of strings (`scp` as a list).
     ContainsWord(String),
@@ -234,7 +236,7 @@ pub enum Op {
 }
 
 impl Op {
-    pub const NAMES: [&'static str; 12] = [
+    pub const NAMES: [&'static str; 13] = [
         "eq",
         "neq",
         "in",
@@ -245,6 +247,7 @@ impl Op {
         "gte",
         "regex",
         "contains",
+        "not_contains",
         "contains_word",
         "exists",
     ];
@@ -282,7 +285,7 @@ impl Condition {
         let Some(node) = found else {
             return truth(matches!(
                 self.op,
-                Op::Neq(_) | Op::NotIn(_) | Op::Exists(false)
+                Op::Neq(_) | Op::NotIn(_) | Op::NotContains(_) | Op::Exists(false)
             ));
         };
         match &self.op {
@@ -299,10 +302,11 @@ impl Condition {
                 Some(s) => truth(re.is_match(s)),
                 None => Truth::Unknown,
             },
-            Op::Contains(lit) => match (&node.value, lit) {
-                (Value::String(s), Literal::String(needle)) => truth(s.contains(needle.as_str())),
-                (Value::Array(items), _) => truth(items.iter().any(|i| lit.equals(i))),
-                _ => Truth::Unknown,
+            Op::Contains(lit) => contains(node, lit),
+            Op::NotContains(lit) => match contains(node, lit) {
+                Truth::True => Truth::False,
+                Truth::False => Truth::True,
+                Truth::Unknown => Truth::Unknown,
             },
             Op::ContainsWord(word) => match &node.value {
                 Value::String(s) => truth(s.split_ascii_whitespace().any(|w| w == word)),
@@ -310,6 +314,15 @@ impl Condition {
                 _ => Truth::Unknown,
             },
         }
+    }
+}
+
+/// A substring of a string, or an element of an array.
+fn contains(node: &Node<'_>, lit: &Literal) -> Truth {
+    match (&node.value, lit) {
+        (Value::String(s), Literal::String(needle)) => truth(s.contains(needle.as_str())),
+        (Value::Array(items), _) => truth(items.iter().any(|i| lit.equals(i))),
+        _ => Truth::Unknown,
     }
 }
 

@@ -847,6 +847,7 @@ impl Validator<'_> {
                 }
             }
             "contains" => Op::Contains(Literal::from_node(value)),
+            "not_contains" => Op::NotContains(Literal::from_node(value)),
             "contains_word" => {
                 let word = value
                     .as_str()
