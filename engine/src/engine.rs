@@ -551,6 +551,7 @@ impl Engine {
             return Err("internal: approval for a non-call".to_string());
         };
         let grant = self.fingerprint(Scope::Grant, scopes.grant);
+        let subject = scopes.caller.and_then(Caller::subject);
         let body = ObjectWriter::new()
             .str("tool", tool)
             .raw(
@@ -563,6 +564,11 @@ impl Engine {
                 scopes.session.and_then(|s| std::str::from_utf8(s).ok()),
             )
             .opt_str("request_id", scopes.request_id)
+            .opt_str("subject", subject.as_deref())
+            .opt_str(
+                "principal",
+                scopes.caller.and_then(|c| c.principal.as_deref()),
+            )
             .raw("jsonrpc_id", id.raw(source))
             .str("rule", rule)
             .str("reason", reason)
