@@ -409,11 +409,11 @@ def mesh(identity_envoys: Any, upstream: Any, tmp_path_factory: pytest.TempPathF
     return envoy, certs
 
 
-def tls_post(envoy: Envoy, certs: Certificates, client: str | None, body: dict, marker: str) -> httpx.Response:
+def tls_post(envoy: Envoy, certs: Certificates, client: str | None, body: dict, marker: str, extra: dict[str, str] | None = None) -> httpx.Response:
     context = ssl.create_default_context(cafile=certs.ca_path)
     if client is not None:
         context.load_cert_chain(*certs.clients[client])
-    headers = {"content-type": "application/json", "accept": "application/json, text/event-stream", "x-test-marker": marker}
+    headers = {"content-type": "application/json", "accept": "application/json, text/event-stream", "x-test-marker": marker, **(extra or {})}
     with httpx.Client(verify=context, timeout=15.0) as c:
         return c.post(f"https://127.0.0.1:{envoy.port}/mcp", json=body, headers=headers)
 
@@ -440,3 +440,27 @@ def test_mtls_principal_decides(mesh: tuple[Envoy, Certificates], upstream: Any)
     names = lambda client: sorted(t["name"] for t in assert_json_answer(tls_post(envoy, certs, client, listing, new_marker()), 200)["result"]["tools"])  # noqa: E731
     assert names("ci") == ["claude_code_session", "echo"]
     assert names("other") == ["echo"]
+
+
+def test_headers_cannot_impersonate_a_verified_identity(mesh: tuple[Envoy, Certificates], proxy: PolicyProxy, keys: Keys, upstream: Any) -> None:
+    """A client-chosen header naming the CI principal or carrying admin claims changes nothing."""
+    envoy, certs = mesh
+    call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "claude_code_session", "arguments": {"action": "list"}}}
+    spoof = {
+        "x-forwarded-client-cert": f"By=spiffe://cluster.local/ns/mcp/sa/server;URI={SPIFFE_CI}",
+        "x-jwt-payload": b64url(json.dumps({"sub": "root", "realm": {"roles": ["admin"]}}).encode()),
+    }
+    marker = new_marker()
+    response = tls_post(envoy, certs, "other", call, marker, spoof)
+    assert_policy_refusal(response, request_id=1, tool="claude_code_session")
+    ok = new_marker()
+    echo = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "x"}}}
+    assert "result" in assert_json_answer(tls_post(envoy, certs, "other", echo, ok), 200)
+    upstream.wait_for(ok)
+    assert not upstream.matching(marker)
+    # Same on the JWT Envoy: a CI token plus a forged payload header is still the CI bot.
+    marker = new_marker()
+    response = proxy.call("claude_code", {"prompt": "x"}, request_id=6, headers={**bearer(people(keys)["ci"]), **spoof}, marker=marker)
+    assert_policy_refusal(response, request_id=6, tool="claude_code")
+    proxy.client.headers.update(bearer(people(keys)["ci"]))
+    proxy.assert_refused_and_alive(marker)
