@@ -17,8 +17,14 @@ import base64
 import datetime
 import hashlib
 import hmac
+import ipaddress
 import json
+import os
+import re
+import signal
 import ssl
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -32,8 +38,11 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
 from assertions import RATE_LIMITED, assert_json_answer, assert_policy_refusal
-from envoy_process import Envoy, EnvoyOptions
+from envoy_process import Envoy, EnvoyOptions, envoy_bin
 from policy_proxy import PolicyProxy, new_marker
+from test_demo import REPO, _free_port
+
+import jwt_demo  # noqa: E402  (demo/, on sys.path through envoy_process)
 
 RSA_ISSUER = "https://issuer.test/rsa"
 HMAC_ISSUER = "https://issuer.test/hmac"
@@ -124,8 +133,6 @@ class Certificates:
     """A CA, a server certificate for 127.0.0.1, and client certificates with SPIFFE URI SANs."""
 
     def __init__(self, directory: Path) -> None:
-        import ipaddress
-
         directory.mkdir(parents=True, exist_ok=True)
         self.ca_key, self.ca = _cert("test-ca", None, None, ca=True, san=[])
         self.ca_path = str(directory / "ca.crt")
@@ -140,7 +147,6 @@ class Certificates:
 
 # -- Envoy with jwt_authn (and optionally mTLS) in front of the filter -------
 
-WASM_FILTER_ANCHOR = "          - name: envoy.filters.http.wasm\n"
 FILTER_CHAIN_ANCHOR = "    filter_chains:\n    - filters:\n"
 
 
@@ -155,23 +161,12 @@ class IdentityEnvoy(Envoy):
     def bootstrap(self) -> str:
         config = super().bootstrap()
         providers = {
-            "rsa": {"issuer": RSA_ISSUER, "audiences": [AUDIENCE], "local_jwks": {"inline_string": self.keys.rsa_jwks()}, "payload_in_metadata": "jwt_payload"},
-            "hmac": {"issuer": HMAC_ISSUER, "audiences": [AUDIENCE], "local_jwks": {"inline_string": self.keys.hmac_jwks()}, "payload_in_metadata": "jwt_payload"},
+            "rsa": {"issuer": RSA_ISSUER, "audiences": [AUDIENCE], "local_jwks": {"inline_string": self.keys.rsa_jwks()}},
+            "hmac": {"issuer": HMAC_ISSUER, "audiences": [AUDIENCE], "local_jwks": {"inline_string": self.keys.hmac_jwks()}},
         }
-        jwt_filter = {
-            "name": "envoy.filters.http.jwt_authn",
-            "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
-                "providers": providers,
-                # A token, if present, must verify; no token reaches the filter
-                # unauthenticated (require_caller decides then).
-                "rules": [{"match": {"prefix": "/"}, "requires": {"requires_any": {"requirements": [
-                    {"provider_name": "rsa"}, {"provider_name": "hmac"}, {"allow_missing": {}},
-                ]}}}],
-            },
-        }  # fmt: skip
-        assert config.count(WASM_FILTER_ANCHOR) == 1, "template changed: cannot place jwt_authn"
-        config = config.replace(WASM_FILTER_ANCHOR, f"          - {json.dumps(jwt_filter)}\n" + WASM_FILTER_ANCHOR)
+        # A token, if present, must verify with one provider; token-less
+        # requests reach the filter (require_caller decides then).
+        config = jwt_demo.insert_before_policy_filter(config, jwt_demo.jwt_authn_filter(providers))
         if self.certs is not None:
             cert, key = self.certs.server
             tls = {
@@ -464,3 +459,58 @@ def test_headers_cannot_impersonate_a_verified_identity(mesh: tuple[Envoy, Certi
     assert_policy_refusal(response, request_id=6, tool="claude_code")
     proxy.client.headers.update(bearer(people(keys)["ci"]))
     proxy.assert_refused_and_alive(marker)
+
+
+# -- make run with a claims policy --------------------------------------------
+
+
+def test_make_run_puts_jwt_authn_in_front_of_a_claims_policy() -> None:
+    """POLICY_FILE=envoy/examples/roles.json make run: tokens per role printed, admin may cancel, ci may not."""
+    ports = {"ENVOY_PORT": _free_port(), "ENVOY_ADMIN_PORT": _free_port(), "DEMO_PORT": _free_port()}
+    env = {**os.environ, **{k: str(v) for k, v in ports.items()}, "ENVOY_BIN": envoy_bin(),
+           "POLICY_FILE": str(REPO / "envoy" / "examples" / "roles.json")}  # fmt: skip
+    process = subprocess.Popen([sys.executable, str(REPO / "demo" / "run.py")], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
+    output: list[str] = []
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            output.append(line)
+            if "Ctrl-C stops" in line:
+                break
+        text = "".join(output)
+        tokens = dict(re.findall(r"^  (ADMIN|CI)=(\S+)", text, re.MULTILINE))
+        assert set(tokens) == {"ADMIN", "CI"}, text
+        url = f"http://127.0.0.1:{ports['ENVOY_PORT']}/mcp"
+        base = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+        init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}  # fmt: skip
+        first = httpx.post(url, headers={**base, **bearer(tokens["ADMIN"])}, json=init)
+        assert first.status_code == 200, first.text
+        session = {**base, "mcp-session-id": first.headers["mcp-session-id"]}
+        httpx.post(url, headers=session, json={"jsonrpc": "2.0", "method": "notifications/initialized"})
+
+        def send(token: str | None, body: dict) -> dict:
+            response = httpx.post(url, headers={**session, **(bearer(token) if token else {})}, json=body)
+            assert response.status_code == 200, response.text
+            data = response.text
+            if response.headers.get("content-type", "").startswith("text/event-stream"):
+                data = next(line[6:] for line in data.splitlines() if line.startswith("data: "))
+            return json.loads(data)
+
+        names = lambda token: sorted(t["name"] for t in send(token, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"})["result"]["tools"])  # noqa: E731
+        assert names(tokens["ADMIN"]) == ["claude_code", "claude_code_check", "claude_code_session"]
+        assert names(tokens["CI"]) == ["claude_code_session"]
+        cancel = {"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+                  "params": {"name": "claude_code_session", "arguments": {"action": "cancel", "sessionId": "s-1"}}}  # fmt: skip
+        assert send(tokens["CI"], cancel)["error"]["data"]["rule"] == "tools.claude_code_session.rules.cancel-is-for-admins"
+        assert "result" in send(tokens["ADMIN"], cancel)
+        assert send(None, cancel)["error"]["data"]["rule"] == "settings.require_caller"
+        tampered = httpx.post(url, headers={**session, **bearer(tokens["CI"] + "x")}, json=cancel)
+        assert tampered.status_code == 401
+        os.killpg(process.pid, signal.SIGINT)
+        assert process.wait(20) == 0
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
