@@ -8,6 +8,7 @@ pub mod answer;
 pub mod audit;
 pub mod conditions;
 pub mod config;
+pub mod credentials;
 pub mod engine;
 pub mod global_limits;
 pub mod json;
