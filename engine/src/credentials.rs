@@ -10,9 +10,10 @@
 //! would take from it.
 
 /// What the request's grant header holds.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Grant {
     /// No such header.
+    #[default]
     Absent,
     /// The canonical key (hashed before it is used or logged).
     Key(Vec<u8>),

@@ -18,6 +18,7 @@ pub mod ratelimit;
 pub mod risk;
 pub mod routing_headers;
 pub mod tools_list;
+pub mod tunnels;
 pub mod write;
 
 #[cfg(any(test, feature = "testing"))]
