@@ -131,10 +131,11 @@ fn credentials(value: &[u8]) -> Result<Vec<u8>, String> {
         return Err("holds a scheme without a token".to_string());
     }
     if !is_token68(token) {
-        let why = if token.iter().any(|b| matches!(b, b' ' | b'\t')) {
+        // Envoy joins repeated Authorization headers with ", ".
+        let why = if token.contains(&b',') {
+            "holds a comma: several credentials (or repeated headers) or parameters are not accepted"
+        } else if token.iter().any(|b| matches!(b, b' ' | b'\t')) {
             "holds more than one word after the scheme (or several spaces)"
-        } else if token.contains(&b',') {
-            "holds a comma: several credentials or parameters are not accepted"
         } else {
             "holds a token with characters outside RFC 9110 token68"
         };

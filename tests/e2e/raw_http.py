@@ -174,7 +174,7 @@ def simultaneous_posts(
 @dataclass
 class H2Request:
     method: str = "POST"
-    path: str = "/mcp"
+    path: str = "/mcp"  # empty: no :scheme and :path (a CONNECT request)
     headers: list[tuple[str, str]] = field(default_factory=list)
     body_parts: list[bytes] = field(default_factory=list)
     trailers: list[tuple[str, str]] | None = None
@@ -207,6 +207,8 @@ def h2_exchange(
             state[stream_id] = RawResponse(0, [], b"")
             pseudo = [(":method", request.method), (":scheme", "http"), (":authority", f"127.0.0.1:{port}"),
                       (":path", request.path)]  # fmt: skip
+            if not request.path:  # CONNECT: only :method and :authority
+                pseudo = [(":method", request.method), (":authority", f"127.0.0.1:{port}")]
             end = not request.body_parts and request.trailers is None
             conn.send_headers(stream_id, pseudo + request.headers, end_stream=end)
         sock.sendall(conn.data_to_send())
