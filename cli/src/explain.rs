@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use mcp_policy_engine::global_limits::{self, GlobalAnswer};
 use mcp_policy_engine::json::{self, Node};
 use mcp_policy_engine::policy::{Counter, ErrorStyle, GrantSource, Risk, Scope};
-use mcp_policy_engine::ratelimit::{Charge, Clock};
+use mcp_policy_engine::ratelimit::{self, Charge, Clock};
 use mcp_policy_engine::testing::MemoryStore;
 use mcp_policy_engine::{risk, Engine, Policy, Scopes, Verdict};
 
@@ -297,11 +297,11 @@ fn charged_limits(policy: &Policy, call: &Call, charges: &[Charge]) -> Vec<Limit
     charges
         .iter()
         .filter_map(|charge| {
-            // Charges name their shared-data key, mcp_policy/v1/<counter>/<slot>.
+            // Charges name their shared-data key, <KEY_PREFIX><counter>/<slot>.
             let counter = policy.counters.iter().find(|c| {
                 charge
                     .key
-                    .strip_prefix(&format!("mcp_policy/v1/{}/", c.name))
+                    .strip_prefix(&format!("{}{}/", ratelimit::KEY_PREFIX, c.name))
                     .is_some_and(|slot| {
                         !slot.is_empty() && slot.bytes().all(|b| b.is_ascii_digit())
                     })

@@ -12,7 +12,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 
 use super::*;
-use crate::policy::Window;
+use crate::policy::{Algorithm, Window};
 use crate::testing::{FixedClock, MemoryStore};
 
 // ---------------------------------------------------------------- helpers
@@ -21,15 +21,25 @@ const KEY: &[u8] = b"test-key";
 /// 2026-11-24T00:00:00Z: a whole day, hour and minute.
 const T0: u64 = 1_795_478_400;
 
+/// A sliding-window counter (the default).
 fn counter(name: &str, window: Window, max: u64) -> Counter {
     Counter {
         name: name.to_string(),
         window,
         max,
         scope: Scope::Grant,
+        algorithm: Algorithm::Sliding,
         increment_from: None,
         default_increment_milli: None,
         global: false,
+    }
+}
+
+/// A counter with fixed windows aligned to UTC.
+fn fixed(name: &str, window: Window, max: u64) -> Counter {
+    Counter {
+        algorithm: Algorithm::Fixed,
+        ..counter(name, window, max)
     }
 }
 
@@ -73,19 +83,20 @@ fn allowed_calls(
     n
 }
 
-/// The count stored for `who` on `counter` in the window of `now_s`
-/// (regular entry, else 0).
+/// The amount that counts for `who` on `counter` at `now_s` (its own
+/// entry, else 0).
 fn stored_count(store: &MemoryStore, counter: &Counter, slots: u32, who: u64, now_s: u64) -> u64 {
-    let window = now_s / counter.window.seconds();
     let Some((bytes, _)) = store.get(&slot_key(counter, who, slots)) else {
         return 0;
     };
+    let rules = Rules::of(counter);
+    let now = (now_s * 1000).max(Slot::decode(&bytes).latest);
     Slot::decode(&bytes)
         .entries
         .iter()
         .take(ENTRIES)
-        .find(|e| e.fingerprint == who && e.window == window && e.count > 0)
-        .map_or(0, |e| e.count)
+        .find(|e| e.fingerprint == who)
+        .map_or(0, |e| e.used(rules, now))
 }
 
 fn exhausted_retry(result: Result<Vec<Charge>, Denial>) -> (usize, u64) {
@@ -125,7 +136,8 @@ fn counts_exactly_to_max_then_refuses() {
     }
     let (idx, retry) = exhausted_retry(call(&store, &counters, 256, &[0], fp("a"), &clock));
     assert_eq!(idx, 0);
-    assert_eq!(retry, 50);
+    // Sliding: the five units leave the window 60 s after they were taken.
+    assert_eq!(retry, 60);
     assert_eq!(stored_count(&store, &counters[0], 256, fp("a"), T0 + 10), 5);
 }
 
@@ -160,9 +172,11 @@ fn charge_describes_what_was_taken() {
         [Charge {
             key: slot_key(&counters[0], fp("a"), 256),
             fingerprint: fp("a"),
-            window: (T0 + 61) / 60,
+            at_ms: (T0 + 61) * 1000,
             amount: 1,
             overflow: false,
+            window_ms: 60_000,
+            algorithm: Algorithm::Sliding,
         }]
     );
 }
@@ -187,9 +201,9 @@ fn amounts_larger_than_one_are_counted() {
 // ---------------------------------------------------------------- windows
 
 #[test]
-fn minute_window_rolls_over_on_the_utc_minute() {
+fn fixed_minute_window_rolls_over_on_the_utc_minute() {
     let store = MemoryStore::new();
-    let counters = [counter("c", Window::Minute, 3)];
+    let counters = [fixed("c", Window::Minute, 3)];
     let clock = FixedClock::at_secs(T0 + 59);
     assert_eq!(allowed_calls(&store, &counters, fp("a"), &clock, 100), 3);
     let (_, retry) = exhausted_retry(call(&store, &counters, 256, &[0], fp("a"), &clock));
@@ -199,8 +213,8 @@ fn minute_window_rolls_over_on_the_utc_minute() {
 }
 
 #[test]
-fn retry_after_counts_to_the_end_of_the_window() {
-    let counters = [counter("c", Window::Minute, 1)];
+fn fixed_retry_after_counts_to_the_end_of_the_window() {
+    let counters = [fixed("c", Window::Minute, 1)];
     for (offset, expected) in [(0, 60), (1, 59), (30, 30), (58, 2), (59, 1)] {
         let store = MemoryStore::new();
         let clock = FixedClock::at_secs(T0 + offset);
@@ -211,9 +225,9 @@ fn retry_after_counts_to_the_end_of_the_window() {
 }
 
 #[test]
-fn retry_after_is_at_least_one_second_in_the_last_millisecond() {
+fn fixed_retry_after_is_at_least_one_second_in_the_last_millisecond() {
     let store = MemoryStore::new();
-    let counters = [counter("c", Window::Minute, 1)];
+    let counters = [fixed("c", Window::Minute, 1)];
     let clock = FixedClock(Cell::new((T0 + 59) * 1000 + 999));
     call(&store, &counters, 256, &[0], fp("a"), &clock).unwrap();
     let (_, retry) = exhausted_retry(call(&store, &counters, 256, &[0], fp("a"), &clock));
@@ -221,9 +235,9 @@ fn retry_after_is_at_least_one_second_in_the_last_millisecond() {
 }
 
 #[test]
-fn second_window_rolls_over_every_second() {
+fn fixed_second_window_rolls_over_every_second() {
     let store = MemoryStore::new();
-    let counters = [counter("c", Window::Second, 2)];
+    let counters = [fixed("c", Window::Second, 2)];
     let clock = FixedClock(Cell::new(T0 * 1000 + 999));
     assert_eq!(allowed_calls(&store, &counters, fp("a"), &clock, 100), 2);
     let (_, retry) = exhausted_retry(call(&store, &counters, 256, &[0], fp("a"), &clock));
@@ -233,9 +247,9 @@ fn second_window_rolls_over_every_second() {
 }
 
 #[test]
-fn milliseconds_do_not_open_a_new_window() {
+fn fixed_milliseconds_do_not_open_a_new_window() {
     let store = MemoryStore::new();
-    let counters = [counter("c", Window::Minute, 1)];
+    let counters = [fixed("c", Window::Minute, 1)];
     let clock = FixedClock(Cell::new(T0 * 1000));
     call(&store, &counters, 256, &[0], fp("a"), &clock).unwrap();
     clock.0.set((T0 + 59) * 1000 + 999);
@@ -245,9 +259,9 @@ fn milliseconds_do_not_open_a_new_window() {
 }
 
 #[test]
-fn hour_and_day_windows_align_to_utc() {
+fn fixed_hour_and_day_windows_align_to_utc() {
     let store = MemoryStore::new();
-    let counters = [counter("h", Window::Hour, 1), counter("d", Window::Day, 1)];
+    let counters = [fixed("h", Window::Hour, 1), fixed("d", Window::Day, 1)];
     let clock = FixedClock::at_secs(T0 + 86_400 - 1);
     call(&store, &counters, 256, &[0], fp("a"), &clock).unwrap();
     call(&store, &counters, 256, &[1], fp("a"), &clock).unwrap();
@@ -373,11 +387,11 @@ fn fingerprints_depend_on_key_scope_and_value() {
 #[test]
 fn slot_keys_are_namespaced_by_counter_and_bounded_by_slots() {
     let c = counter("rate", Window::Minute, 1);
-    assert_eq!(slot_key(&c, 0, 256), "mcp_policy/v1/rate/0");
-    assert_eq!(slot_key(&c, 257, 256), "mcp_policy/v1/rate/1");
-    assert_eq!(slot_key(&c, u64::MAX, 1), "mcp_policy/v1/rate/0");
+    assert_eq!(slot_key(&c, 0, 256), "mcp_policy/v2/rate/0");
+    assert_eq!(slot_key(&c, 257, 256), "mcp_policy/v2/rate/1");
+    assert_eq!(slot_key(&c, u64::MAX, 1), "mcp_policy/v2/rate/0");
     // Zero slots cannot divide by zero.
-    assert_eq!(slot_key(&c, 12345, 0), "mcp_policy/v1/rate/0");
+    assert_eq!(slot_key(&c, 12345, 0), "mcp_policy/v2/rate/0");
 }
 
 // ---------------------------------------------------------------- several limits on one call
@@ -595,7 +609,7 @@ fn one_slot_configuration_keeps_a_single_key() {
         clock.0.set(clock.0.get() + 7);
     }
     assert_eq!(store.keys(), 1);
-    assert_eq!(store.bytes(), SLOT_BYTES + "mcp_policy/v1/c/0".len());
+    assert_eq!(store.bytes(), SLOT_BYTES + "mcp_policy/v2/c/0".len());
 }
 
 #[test]
@@ -740,21 +754,55 @@ fn release_never_goes_below_zero_or_touches_other_values() {
 
 #[test]
 fn slot_encoding_round_trips() {
-    let mut slot = Slot::default();
-    slot.entries[0] = Entry {
-        fingerprint: u64::MAX,
-        window: 29_000_000,
-        count: 7,
+    let latest = (T0 + 30) * 1000 + 7;
+    let mut slot = Slot {
+        latest,
+        ..Slot::default()
     };
-    slot.entries[ENTRIES] = Entry {
-        fingerprint: 0,
-        window: 29_000_000,
-        count: 3,
+    slot.entries[0].fingerprint = u64::MAX;
+    slot.entries[0].records[0] = Record {
+        time: latest - 59_999,
+        amount: 7_000,
+    };
+    slot.entries[0].records[RECORDS - 1] = Record {
+        time: latest,
+        amount: u64::MAX,
+    };
+    slot.entries[ENTRIES].records[3] = Record {
+        time: latest - 86_400_000,
+        amount: 3,
     };
     let bytes = slot.encode();
     assert_eq!(bytes.len(), SLOT_BYTES);
-    assert!(bytes.starts_with(b"MPv1"));
+    assert!(bytes.starts_with(b"MPv2"));
     assert_eq!(Slot::decode(&bytes), slot);
+}
+
+#[test]
+fn records_too_old_to_encode_are_dropped() {
+    let latest = T0 * 1000;
+    let mut slot = Slot {
+        latest,
+        ..Slot::default()
+    };
+    slot.entries[1].records[0] = Record {
+        time: latest - u64::from(u32::MAX) - 1,
+        amount: 5,
+    };
+    assert_eq!(
+        Slot::decode(&slot.encode()).entries[1].records[0],
+        Record::default()
+    );
+}
+
+#[test]
+fn slot_values_are_versioned_in_key_and_magic() {
+    // A hot reload from a module with another layout must not misread:
+    // the key prefix changed, and a stray value of another layout is empty.
+    assert_eq!(KEY_PREFIX, "mcp_policy/v2/");
+    let mut old_layout = vec![0u8; 4 + 9 * 24];
+    old_layout[..4].copy_from_slice(b"MPv1");
+    assert_eq!(Slot::decode(&old_layout), Slot::default());
 }
 
 #[test]
