@@ -215,6 +215,9 @@ impl Entry {
     /// Records `amount` at `now` (after [`Entry::prune`]; `now` is at or
     /// after every record's time).
     fn add(&mut self, rules: Rules, now: u64, amount: u64) {
+        if amount == 0 {
+            return;
+        }
         // The same millisecond (fixed: the same window) is one record.
         let joins = |r: &Record| {
             r.amount > 0
@@ -262,7 +265,7 @@ impl Entry {
             .min_by_key(|&(a, b)| time(b).saturating_sub(time(a)))
             // Unreachable (see above); folding the oldest record into the
             // next still never under-counts.
-            .or_else(|| match order.as_slice() {
+            .or(match order.as_slice() {
                 [a, b, ..] => Some((*a, *b)),
                 _ => None,
             });
