@@ -77,6 +77,8 @@ impl Decision {
 pub struct Limit {
     pub counter: String,
     pub window: &'static str,
+    /// "sliding" or "fixed".
+    pub algorithm: &'static str,
     pub max: u64,
     pub scope: &'static str,
     /// Counted cluster-wide by the rate limit service (and locally).
@@ -197,6 +199,7 @@ pub fn explain(policy: &Policy, call: &Call, clock: &dyn Clock) -> Result<Explan
                         .map(|c| Limit {
                             counter: c.name.clone(),
                             window: c.window.name(),
+                            algorithm: c.algorithm.name(),
                             max: c.max,
                             scope: c.scope.name(),
                             global: is_global(policy, c),
@@ -309,6 +312,7 @@ fn charged_limits(policy: &Policy, call: &Call, charges: &[Charge]) -> Vec<Limit
             Some(Limit {
                 counter: counter.name.clone(),
                 window: counter.window.name(),
+                algorithm: counter.algorithm.name(),
                 max: counter.max,
                 scope: counter.scope.name(),
                 global: is_global(policy, counter),
@@ -418,8 +422,8 @@ impl Explanation {
                     ""
                 };
                 out.push_str(&format!(
-                    "  - {}: {} per {}, scope {}{global}; {}\n      budget of: {}\n",
-                    l.counter, l.max, l.window, l.scope, l.state, l.whose
+                    "  - {}: {} per {} ({} window), scope {}{global}; {}\n      budget of: {}\n",
+                    l.counter, l.max, l.window, l.algorithm, l.scope, l.state, l.whose
                 ));
             }
             if matches!(self.decision, Decision::Allowed | Decision::NeedsApproval) {
