@@ -25,6 +25,7 @@ help:
 	@echo "make deploy-check - deploy/ manifests: YAML, envoy --mode validate, policies, OCI layout"
 	@echo "make clients - real MCP clients/servers (TS SDK, Python mcp 1.x/2.x, Inspector) through Envoy"
 	@echo "make test-matrix - e2e subset + client suite on Envoy $(ENVOY_OLDEST) and $(ENVOY_VERSION)"
+	@echo "make test-global - two Envoy replicas, global limits through envoyproxy/ratelimit + Redis"
 
 toolchain:
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
@@ -142,7 +143,7 @@ clean:
 RATELIMIT_MODULE  := github.com/envoyproxy/ratelimit
 RATELIMIT_VERSION ?= v1.4.1-0.20260122083618-3fb702589d36
 RATELIMIT_CACHE   ?= $(HOME)/.cache/mcp-policy/go
-RATELIMIT_BIN     := $(RATELIMIT_CACHE)/ratelimit-$(RATELIMIT_VERSION)/service_cmd
+RATELIMIT_BIN     ?= $(RATELIMIT_CACHE)/ratelimit-$(RATELIMIT_VERSION)/service_cmd
 export RATELIMIT_BIN
 .PHONY: test-global ratelimit redis-server
 ratelimit: $(RATELIMIT_BIN)
@@ -150,7 +151,7 @@ $(RATELIMIT_BIN):
 	@command -v go >/dev/null || { echo "ratelimit: Go is needed (go install $(RATELIMIT_MODULE)/src/service_cmd@$(RATELIMIT_VERSION))" >&2; exit 1; }
 	@echo "building envoyproxy/ratelimit $(RATELIMIT_VERSION) into $(dir $@) (once; a few minutes)"
 	@start=$$(date +%s); \
-	  GOBIN=$(dir $@) GOFLAGS=-buildvcs=false go install $(RATELIMIT_MODULE)/src/service_cmd@$(RATELIMIT_VERSION) \
+	  GOBIN=$(dir $@) go install $(RATELIMIT_MODULE)/src/service_cmd@$(RATELIMIT_VERSION) \
 	  && echo "ratelimit: built in $$(( $$(date +%s) - start )) s"
 
 redis-server:
