@@ -6,7 +6,7 @@ envoyproxy/ratelimit's `service_cmd` (`make ratelimit` builds the pinned
 version into ~/.cache/mcp-policy/go; `$RATELIMIT_BIN` names the binary),
 configured only through its environment: a runtime directory in the test's
 workdir holding the configuration files (`RATELIMIT_CONFIGS` below, the one
-README.md documents for production), Redis over TCP, no statsd, and free
+docs/rate-limit-service.md documents for production), Redis over TCP, no statsd, and free
 ports for gRPC, HTTP and debug (it cannot report a kernel-chosen port, so
 the ports are picked here just before it starts). Every process is stopped
 by its own handle, never by name.
@@ -24,7 +24,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 
-# The production configuration (README.md, docs/rate-limit-service.md): the
+# The production configuration (docs/rate-limit-service.md): the
 # domain must exist for the service to honour the filter's `limit`
 # override; it needs no rules of its own. `native` serves
 # test_ratelimit_service.py's Envoy without the filter, whose descriptors

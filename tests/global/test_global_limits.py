@@ -2,7 +2,7 @@
 
 Two Envoy processes run dist/mcp_policy.wasm with the same policy; shared
 data is per process, so only the rate limit service (envoyproxy/ratelimit
-with the production configuration of README.md, over Redis) can hold them
+with the production configuration of docs/rate-limit-service.md, over Redis) can hold them
 to one budget. Every test uses fresh grants
 (Authorization credentials), so budgets never leak between tests; the
 upstream's records tell exactly which calls got through.

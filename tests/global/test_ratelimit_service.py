@@ -1,6 +1,6 @@
 """envoyproxy/ratelimit alone, as the filter's descriptors meet it, then behind Envoy's own filter.
 
-The production configuration (services.RATELIMIT_CONFIGS, README.md) is one
+The production configuration (services.RATELIMIT_CONFIGS, docs/rate-limit-service.md) is one
 line, `domain: mcp_policy`, plus STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT.
 What the filter relies on, and what this service does differently from the
 policy's own words, each pinned by a test:
