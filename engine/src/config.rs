@@ -557,6 +557,7 @@ impl Validator<'_> {
                 "timeout_ms",
                 "failure_mode",
                 "all_limits",
+                "include_tool",
             ],
         )?;
         let cluster = match obj.get("cluster") {

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 
 from envoy_process import WASM, Envoy, EnvoyOptions, EnvoyStartError  # noqa: E402
 from recording_upstream import RecordingUpstream  # noqa: E402
-from services import RlsServer  # noqa: E402
+from services import RateLimitService  # noqa: E402
 
 import envoy_config  # noqa: E402  (demo/, put on sys.path by envoy_process)
 
@@ -45,7 +45,7 @@ STARTED: list[Any] = []
 def rls_cluster_yaml(name: str, port: int, connect_timeout: str = "0.25s") -> str:
     """A static cluster `name` speaking cleartext HTTP/2 (gRPC) to 127.0.0.1:`port`."""
     return f"""\
-  # The rate limit service (tools/rls-server): gRPC, so HTTP/2 upstream.
+  # The rate limit service (envoyproxy/ratelimit): gRPC, so HTTP/2 upstream.
   - name: {name}
     type: STATIC
     connect_timeout: {connect_timeout}
@@ -97,8 +97,9 @@ class NativeRateLimitEnvoy(Envoy):
 
     Descriptor per request: [("counter", "native"), ("scope_value", <x-grant
     header>)], no limit override (Envoy's route actions cannot build one from
-    a header), so the service runs with `--default-limit`. Answers carry
-    X-RateLimit-* headers built from the service's DescriptorStatus.
+    a header), so the service's own rule for domain `native` applies
+    (services.RATELIMIT_CONFIGS). Answers carry X-RateLimit-* headers built
+    from the service's DescriptorStatus.
     """
 
     def __init__(self, workdir: Path, *, rls_port: int, upstream_port: int, domain: str = "native") -> None:
@@ -168,7 +169,7 @@ static_resources:
 class Replicas:
     """Pairs of filter Envoys per policy, started lazily, stopped at session end."""
 
-    def __init__(self, upstream: RecordingUpstream, rls: RlsServer, workdir: Path) -> None:
+    def __init__(self, upstream: RecordingUpstream, rls: RateLimitService, workdir: Path) -> None:
         self.upstream = upstream
         self.rls = rls
         self.workdir = workdir

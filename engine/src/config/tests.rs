@@ -1254,6 +1254,25 @@ fn global_limit_needs_a_rate_limit_service() {
 }
 
 #[test]
+fn rate_limit_service_include_tool_is_accepted() {
+    let service = |body: &str| {
+        loaded(&policy_with(&format!(
+            r#""rate_limit_service":{{"cluster":"rls"{body}}}"#
+        )))
+        .rate_limit_service
+        .unwrap()
+    };
+    assert!(service("").include_tool);
+    assert!(!service(r#","include_tool":false"#).include_tool);
+    assert_error(
+        &policy_with(r#""rate_limit_service":{"cluster":"rls","include_tool":"no"}"#),
+        "policy.rate_limit_service.include_tool",
+        r#"got "no""#,
+        "true or false",
+    );
+}
+
+#[test]
 fn rate_limit_service_values_are_checked() {
     assert_error(
         &policy_with(r#""rate_limit_service":{"cluster":"rls","failure_mode":"open"}"#),
