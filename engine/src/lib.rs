@@ -12,6 +12,7 @@ pub mod engine;
 pub mod global_limits;
 pub mod json;
 pub mod jsonrpc;
+pub mod key_folding;
 pub mod policy;
 pub mod ratelimit;
 pub mod risk;
