@@ -61,16 +61,16 @@ pub struct FoldedKeys {
 /// Longest key or path echoed in a refusal: an answer is never an amplifier.
 const MAX_SHOWN: usize = 64;
 
-fn shown(text: &str) -> String {
-    let mut out = String::new();
+/// `text` cut to `MAX_SHOWN` characters, with a marker if longer.
+pub fn shown(text: &str) -> std::borrow::Cow<'_, str> {
     match text.char_indices().nth(MAX_SHOWN) {
-        Some((cut, _)) => {
-            crate::write::escape_into(&mut out, text.get(..cut).unwrap_or(""));
-            out.push_str(&format!("...(+{} bytes)", text.len() - cut));
-        }
-        None => crate::write::escape_into(&mut out, text),
+        Some((cut, _)) => std::borrow::Cow::Owned(format!(
+            "{}...(+{} bytes)",
+            text.get(..cut).unwrap_or(""),
+            text.len() - cut
+        )),
+        None => std::borrow::Cow::Borrowed(text),
     }
-    out
 }
 
 impl FoldedKeys {

@@ -46,7 +46,10 @@ fn distinct_names_stay_distinct() {
 #[test]
 fn finds_folded_keys_at_any_depth() {
     let top = found(r#"{"action":"list","Action":"cancel"}"#).unwrap();
-    assert_eq!((top.path.as_str(), top.first.as_str(), top.second.as_str()), ("", "action", "Action"));
+    assert_eq!(
+        (top.path.as_str(), top.first.as_str(), top.second.as_str()),
+        ("", "action", "Action")
+    );
     let nested = found(r#"{"params":{"arguments":{"opts":{"mode":1,"MODE":2}}}}"#).unwrap();
     assert_eq!(nested.path, "params.arguments.opts");
     let in_array = found(r#"{"a":[1,{"x":{}},[{"k":1,"\u212a":2}]]}"#).unwrap();
@@ -54,7 +57,13 @@ fn finds_folded_keys_at_any_depth() {
     assert_eq!(in_array.second, "\u{212A}");
     let escaped = found(r#"{"args":{"action":"list","\u0041ction":"cancel"}}"#).unwrap();
     assert_eq!(escaped.second, "Action");
-    assert!(escaped.reason().contains("args: keys \"action\" and \"Action\""), "{}", escaped.reason());
+    assert!(
+        escaped
+            .reason()
+            .contains("args: keys \"action\" and \"Action\""),
+        "{}",
+        escaped.reason()
+    );
 }
 
 #[test]
@@ -72,7 +81,10 @@ fn large_objects_are_checked_without_quadratic_work() {
     }
     text.push_str("\"k\u{17F}y\":0,\"KEY9999x\":1,\"KsY\":2}");
     let hit = found(&text).unwrap();
-    assert_eq!((hit.first.as_str(), hit.second.as_str()), ("k\u{17F}y", "KsY"));
+    assert_eq!(
+        (hit.first.as_str(), hit.second.as_str()),
+        ("k\u{17F}y", "KsY")
+    );
     let clean = text.replace("\"KsY\":2", "\"other\":2");
     assert_eq!(found(&clean), None);
 }
