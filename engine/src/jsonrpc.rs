@@ -63,6 +63,11 @@ fn check_key_case(node: &Node<'_>, significant: &[&str], at: &str) -> Result<(),
     Ok(())
 }
 
+/// Longest id (its JSON text) accepted: ids are echoed in local answers, so
+/// a client-chosen id must not make an answer large. Real clients send small
+/// integers or UUIDs.
+pub const MAX_ID_BYTES: usize = 256;
+
 /// Is this id a legal JSON-RPC request id (string or number)?
 fn usable_id(node: &Node<'_>) -> bool {
     matches!(node.value, Value::String(_) | Value::Number(_))
@@ -96,6 +101,11 @@ pub fn classify<'d, 'a>(msg: &'d Node<'a>) -> Result<Message<'d, 'a>, Invalid> {
     if let Some(id) = id {
         if !(usable_id(id) || id.is_null()) {
             return Err(invalid("\"id\" must be a string, a number or null"));
+        }
+        if id.end.saturating_sub(id.start) > MAX_ID_BYTES {
+            return Err(invalid(format!(
+                "\"id\" is longer than {MAX_ID_BYTES} bytes"
+            )));
         }
     }
     let Some(method_node) = msg.get("method") else {

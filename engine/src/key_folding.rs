@@ -63,14 +63,7 @@ const MAX_SHOWN: usize = 64;
 
 /// `text` cut to `MAX_SHOWN` characters, with a marker if longer.
 pub fn shown(text: &str) -> std::borrow::Cow<'_, str> {
-    match text.char_indices().nth(MAX_SHOWN) {
-        Some((cut, _)) => std::borrow::Cow::Owned(format!(
-            "{}...(+{} bytes)",
-            text.get(..cut).unwrap_or(""),
-            text.len() - cut
-        )),
-        None => std::borrow::Cow::Borrowed(text),
-    }
+    crate::answer::cut(text, MAX_SHOWN)
 }
 
 impl FoldedKeys {
