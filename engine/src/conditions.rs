@@ -107,6 +107,32 @@ impl ArgPath {
         }
         Some(node)
     }
+
+    /// Would the path resolve if keys were matched case-insensitively (as
+    /// Go's `encoding/json` matches struct fields)? Asked only when it does
+    /// not resolve exactly: then `{"Action":"cancel"}` is what a folding
+    /// server reads as `action`, and the condition cannot be judged.
+    fn resolves_by_folding(&self, args: Option<&Node<'_>>) -> bool {
+        let Some(mut node) = args else {
+            return false;
+        };
+        for step in &self.steps {
+            let next = match step {
+                Step::Key(k) => node.get(k).or_else(|| {
+                    node.as_object()?
+                        .iter()
+                        .find(|(key, _)| crate::key_folding::fold_eq(key, k))
+                        .map(|(_, v)| v)
+                }),
+                Step::Index(i) => node.as_array().and_then(|items| items.get(*i)),
+            };
+            match next {
+                Some(n) => node = n,
+                None => return false,
+            }
+        }
+        true
+    }
 }
 
 /// A JSON value owned by the policy (the `value` of a condition).
@@ -205,6 +231,9 @@ impl Condition {
     pub fn eval(&self, args: Option<&Node<'_>>) -> Truth {
         let found = self.path.resolve(args);
         let Some(node) = found else {
+            if self.path.resolves_by_folding(args) {
+                return Truth::Unknown;
+            }
             return truth(matches!(
                 self.op,
                 Op::Neq(_) | Op::NotIn(_) | Op::Exists(false)

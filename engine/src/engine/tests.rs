@@ -1279,3 +1279,30 @@ fn folded_argument_keys_are_invalid_requests() {
         "{message}"
     );
 }
+
+#[test]
+fn a_lone_key_in_another_case_than_a_rule_reads_cannot_pass_a_deny_if() {
+    let h = harness(
+        r#"{"version":"1","default":"deny","tools":{"s":{"rules":[{"name":"no-cancel","deny_if":[{"path":"args.opts.action","op":"eq","value":"cancel"}]}]}}}"#,
+    );
+    let with = |args: &str| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"s","arguments":{args}}}}}"#
+        )
+    };
+    // A Go server reads "Action" (or "opt\u017f") as the field the rule checks.
+    for args in [
+        r#"{"opts":{"Action":"cancel"}}"#,
+        r#"{"OPTS":{"action":"cancel"}}"#,
+        r#"{"opt\u017f":{"ACTION":"list"}}"#,
+    ] {
+        let (reply, _) = h.reply(&with(args));
+        assert!(
+            str_at(&reply.body, &["error", "data", "rule"]).ends_with("no-cancel"),
+            "{args}: {}",
+            reply.body
+        );
+    }
+    h.forwarded(&with(r#"{"opts":{"action":"list","Note":"x"}}"#));
+    h.forwarded(&with(r#"{"other":{"Action":"cancel"}}"#));
+}
