@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-from assertions import INVALID_REQUEST, assert_http_error
+from assertions import INVALID_REQUEST, assert_http_error, assert_policy_refusal
 from conftest import EnvoyPool, policy_for
 from policy_proxy import PolicyProxy, call_message, new_marker
 
@@ -89,3 +89,20 @@ def test_distinct_keys_still_pass(folding_proxy: PolicyProxy) -> None:
     response = folding_proxy.post(body.encode(), marker=marker)
     folding_proxy.assert_upstream_answered(response, marker, request_id=marker)
     folding_proxy.assert_forwarded(marker, body.encode())
+
+
+LONE_KEYS = {
+    "Force": '{"action":"list","opts":{"Force":true}}',
+    "OPTS": '{"action":"list","OPTS":{"force":true}}',
+    "escaped": '{"action":"list","opts":{"\\u0046orce":true}}',
+}
+
+
+@pytest.mark.parametrize("arguments", LONE_KEYS.values(), ids=LONE_KEYS.keys())
+def test_lone_key_in_another_case_cannot_pass_a_deny_if(folding_proxy: PolicyProxy, arguments: str) -> None:
+    """`{"Force":true}` is `force` to a Go server: the deny_if cannot be judged, so it refuses."""
+    marker = new_marker()
+    response = folding_proxy.post(_call(arguments).replace("MARK", marker).encode(), marker=marker)
+    error = assert_policy_refusal(response, request_id=marker, tool="claude_code_session")
+    assert error["data"]["rule"] == "tools.claude_code_session.rules.no-force", response.text
+    folding_proxy.assert_refused_and_alive(marker)
