@@ -14,12 +14,10 @@
 //! `İ`/`i`, `ς`/`σ`/`Σ`, ...) and in addition what full case mapping
 //! equates (`ß`/`ss`, `ﬁ`/`fi`), as Java or .NET case-insensitive readers may.
 
-use std::hash::{DefaultHasher, Hash, Hasher};
-
 use crate::json::{Node, Value};
 
 /// Objects with at most this many keys are compared pairwise (no
-/// allocation); larger ones by sorting fold hashes (linear-ish).
+/// allocation); larger ones by sorting their folded forms (`n log n`).
 const PAIRWISE_MAX: usize = 8;
 
 /// The folded form of one character (1 to 3 characters).
@@ -38,15 +36,27 @@ fn folded(key: &str) -> impl Iterator<Item = char> + '_ {
 
 /// Do `a` and `b` fold to the same name?
 pub fn fold_eq(a: &str, b: &str) -> bool {
+    if a.is_ascii() && b.is_ascii() {
+        return a.eq_ignore_ascii_case(b);
+    }
     folded(a).eq(folded(b))
 }
 
-fn fold_hash(key: &str) -> u64 {
-    let mut h = DefaultHasher::new();
-    for c in folded(key) {
-        c.hash(&mut h);
+/// Appends the folded form of `key` to `out`.
+fn fold_into(out: &mut String, key: &str) {
+    if key.is_ascii() {
+        out.extend(key.bytes().map(|b| char::from(b.to_ascii_lowercase())));
+    } else {
+        out.extend(folded(key));
     }
-    h.finish()
+}
+
+/// Scratch space reused across one walk: every folded key of an object in
+/// one string, and each key's range in it with its member index.
+#[derive(Default)]
+struct Scratch {
+    text: String,
+    spans: Vec<(usize, usize, usize)>,
 }
 
 /// Two distinct keys of one object that fold together, and where.
@@ -107,17 +117,18 @@ fn path_text(steps: &[Step<'_>]) -> String {
 
 /// Finds the first object anywhere in `node` (itself included) with two keys
 /// that fold together. Linear in the size of the tree plus `n log n` per
-/// object with more than a few keys; one scratch buffer for the whole walk.
+/// object with more than a few keys (no hashing, so no crafted collisions);
+/// one scratch buffer for the whole walk.
 pub fn find(node: &Node<'_>) -> Option<FoldedKeys> {
     let mut steps = Vec::new();
-    let mut scratch = Vec::new();
+    let mut scratch = Scratch::default();
     walk(node, &mut steps, &mut scratch)
 }
 
 fn walk<'n>(
     node: &'n Node<'_>,
     steps: &mut Vec<Step<'n>>,
-    scratch: &mut Vec<(u64, usize)>,
+    scratch: &mut Scratch,
 ) -> Option<FoldedKeys> {
     match &node.value {
         Value::Object(members) => {
@@ -161,7 +172,7 @@ fn walk<'n>(
 /// unique: the parser refuses exact duplicates).
 fn clash<'m, V>(
     members: &'m [(std::borrow::Cow<'_, str>, V)],
-    scratch: &mut Vec<(u64, usize)>,
+    scratch: &mut Scratch,
 ) -> Option<(&'m str, &'m str)> {
     let key = |i: usize| members.get(i).map(|(k, _)| k.as_ref()).unwrap_or("");
     if members.len() <= PAIRWISE_MAX {
@@ -174,35 +185,24 @@ fn clash<'m, V>(
         }
         return None;
     }
-    scratch.clear();
-    scratch.extend(
-        members
-            .iter()
-            .enumerate()
-            .map(|(i, (k, _))| (fold_hash(k), i)),
-    );
-    scratch.sort_unstable();
-    // Equal hashes are (barring a 64-bit collision) equal folds; check each
-    // run exactly, in source order.
-    let mut start = 0;
-    while start < scratch.len() {
-        let hash = scratch.get(start).map(|(h, _)| *h);
-        let end = scratch
-            .iter()
-            .skip(start)
-            .position(|(h, _)| Some(*h) != hash)
-            .map_or(scratch.len(), |n| start + n);
-        let run = scratch.get(start..end).unwrap_or(&[]);
-        for (i, (_, x)) in run.iter().enumerate() {
-            for (_, y) in run.iter().skip(i + 1) {
-                if fold_eq(key(*x), key(*y)) {
-                    return Some((key(*x), key(*y)));
-                }
-            }
-        }
-        start = end;
+    scratch.text.clear();
+    scratch.spans.clear();
+    for (i, (k, _)) in members.iter().enumerate() {
+        let start = scratch.text.len();
+        fold_into(&mut scratch.text, k);
+        scratch.spans.push((start, scratch.text.len(), i));
     }
-    None
+    let text = scratch.text.as_str();
+    let form = |&(start, end, _): &(usize, usize, usize)| text.get(start..end).unwrap_or("");
+    // Sorted by folded form, then by position: equal forms are adjacent,
+    // the earlier key first.
+    scratch
+        .spans
+        .sort_unstable_by(|x, y| form(x).cmp(form(y)).then(x.2.cmp(&y.2)));
+    scratch.spans.windows(2).find_map(|pair| match pair {
+        [x, y] if form(x) == form(y) => Some((key(x.2), key(y.2))),
+        _ => None,
+    })
 }
 
 #[cfg(test)]
