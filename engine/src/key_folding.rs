@@ -45,7 +45,11 @@ pub fn fold_eq(a: &str, b: &str) -> bool {
 /// Appends the folded form of `key` to `out`.
 fn fold_into(out: &mut String, key: &str) {
     if key.is_ascii() {
-        out.extend(key.bytes().map(|b| char::from(b.to_ascii_lowercase())));
+        let start = out.len();
+        out.push_str(key);
+        if let Some(added) = out.get_mut(start..) {
+            added.make_ascii_lowercase();
+        }
     } else {
         out.extend(folded(key));
     }
@@ -175,6 +179,12 @@ fn clash<'m, V>(
     scratch: &mut Scratch,
 ) -> Option<(&'m str, &'m str)> {
     let key = |i: usize| members.get(i).map(|(k, _)| k.as_ref()).unwrap_or("");
+    // Keys of lower-case ASCII are their own folded form, and exact keys are
+    // unique: only a key with an upper-case or non-ASCII byte can clash.
+    let folds = |k: &str| k.bytes().any(|b| b.is_ascii_uppercase() || !b.is_ascii());
+    if !members.iter().any(|(k, _)| folds(k)) {
+        return None;
+    }
     if members.len() <= PAIRWISE_MAX {
         for (i, (a, _)) in members.iter().enumerate() {
             for (b, _) in members.iter().skip(i + 1) {
