@@ -10,7 +10,7 @@ use mcp_policy_engine::credentials;
 use mcp_policy_engine::global_limits::{self, GlobalAnswer};
 use mcp_policy_engine::json::{self, Node};
 use mcp_policy_engine::policy::{Counter, ErrorStyle, GrantSource, Risk, Scope};
-use mcp_policy_engine::ratelimit::{Charge, Clock};
+use mcp_policy_engine::ratelimit::{self, Charge, Clock};
 use mcp_policy_engine::testing::MemoryStore;
 use mcp_policy_engine::{risk, Engine, Policy, Scopes, Verdict};
 
@@ -78,6 +78,8 @@ impl Decision {
 pub struct Limit {
     pub counter: String,
     pub window: &'static str,
+    /// "sliding" or "fixed".
+    pub algorithm: &'static str,
     pub max: u64,
     pub scope: &'static str,
     /// Counted cluster-wide by the rate limit service (and locally).
@@ -198,6 +200,7 @@ pub fn explain(policy: &Policy, call: &Call, clock: &dyn Clock) -> Result<Explan
                         .map(|c| Limit {
                             counter: c.name.clone(),
                             window: c.window.name(),
+                            algorithm: c.algorithm.name(),
                             max: c.max,
                             scope: c.scope.name(),
                             global: is_global(policy, c),
@@ -308,11 +311,11 @@ fn charged_limits(policy: &Policy, call: &Call, charges: &[Charge]) -> Vec<Limit
     charges
         .iter()
         .filter_map(|charge| {
-            // Charges name their shared-data key, mcp_policy/v1/<counter>/<slot>.
+            // Charges name their shared-data key, <KEY_PREFIX><counter>/<slot>.
             let counter = policy.counters.iter().find(|c| {
                 charge
                     .key
-                    .strip_prefix(&format!("mcp_policy/v1/{}/", c.name))
+                    .strip_prefix(&format!("{}{}/", ratelimit::KEY_PREFIX, c.name))
                     .is_some_and(|slot| {
                         !slot.is_empty() && slot.bytes().all(|b| b.is_ascii_digit())
                     })
@@ -320,6 +323,7 @@ fn charged_limits(policy: &Policy, call: &Call, charges: &[Charge]) -> Vec<Limit
             Some(Limit {
                 counter: counter.name.clone(),
                 window: counter.window.name(),
+                algorithm: counter.algorithm.name(),
                 max: counter.max,
                 scope: counter.scope.name(),
                 global: is_global(policy, counter),
@@ -429,8 +433,8 @@ impl Explanation {
                     ""
                 };
                 out.push_str(&format!(
-                    "  - {}: {} per {}, scope {}{global}; {}\n      budget of: {}\n",
-                    l.counter, l.max, l.window, l.scope, l.state, l.whose
+                    "  - {}: {} per {} ({} window), scope {}{global}; {}\n      budget of: {}\n",
+                    l.counter, l.max, l.window, l.algorithm, l.scope, l.state, l.whose
                 ));
             }
             if matches!(self.decision, Decision::Allowed | Decision::NeedsApproval) {
