@@ -87,9 +87,14 @@ pub struct AuditContext<'a> {
     /// Keyed fingerprint of the grant, never the credential itself.
     pub grant: &'a str,
     pub session: Option<&'a str>,
+    /// The verified `sub` claim, if the policy reads claims.
+    pub subject: Option<&'a str>,
+    /// The mTLS peer principal, if the policy reads it.
+    pub principal: Option<&'a str>,
 }
 
-/// `{"time","request_id","tool","decision","rule","reason","grant","session"}`.
+/// `{"time","request_id","tool","decision","rule","reason","grant","session","subject","principal"}`
+/// (never a token: claims are reduced to the subject).
 pub fn line(ctx: &AuditContext<'_>, call: &CallRecord) -> String {
     fields(ctx, call).finish()
 }
@@ -104,6 +109,8 @@ fn fields(ctx: &AuditContext<'_>, call: &CallRecord) -> ObjectWriter {
         .opt_str("reason", call.reason.as_deref())
         .str("grant", ctx.grant)
         .opt_str("session", ctx.session)
+        .opt_str("subject", ctx.subject)
+        .opt_str("principal", ctx.principal)
 }
 
 /// UTC time as `YYYY-MM-DDTHH:MM:SS.mmmZ` (civil-from-days, no dependency).
