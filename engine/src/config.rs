@@ -896,6 +896,7 @@ impl Validator<'_> {
             &[
                 "max_body_bytes",
                 "max_depth",
+                "max_batch",
                 "error_style",
                 "header_mode",
                 "grant_header",
@@ -925,6 +926,12 @@ impl Validator<'_> {
         if let Some(n) = obj.get("max_depth") {
             if let Some(v) = self.positive_int(n, &child(path, "max_depth"), 128) {
                 s.max_depth = usize::try_from(v).unwrap_or(json::DEFAULT_MAX_DEPTH);
+            }
+        }
+        if let Some(n) = obj.get("max_batch") {
+            let at = child(path, "max_batch");
+            if let Some(v) = self.positive_int(n, &at, crate::policy::MAX_BATCH_LIMIT) {
+                s.max_batch = usize::try_from(v).unwrap_or(crate::policy::DEFAULT_MAX_BATCH);
             }
         }
         if let Some(n) = obj.get("error_style") {

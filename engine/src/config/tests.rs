@@ -160,6 +160,7 @@ fn settings_defaults_are_safe() {
     assert!(!s.refund_on_error);
     assert_eq!(s.counter_slots, 256);
     assert_eq!(s.grant_hash_key, None);
+    assert_eq!(s.max_batch, 64);
 }
 
 #[test]
@@ -652,6 +653,20 @@ fn max_depth_is_bounded() {
             "policy.settings.max_depth",
             &format!("got {bad}"),
             "an integer from 1 to 128",
+        );
+    }
+}
+
+#[test]
+fn max_batch_is_read_and_bounded() {
+    let p = loaded(&with_settings(r#"{"max_batch":1000}"#));
+    assert_eq!(p.settings.max_batch, 1000);
+    for bad in ["0", "1001", "\"64\"", "2.5"] {
+        assert_error(
+            &with_settings(&format!(r#"{{"max_batch":{bad}}}"#)),
+            "policy.settings.max_batch",
+            &format!("got {bad}"),
+            "an integer from 1 to 1000",
         );
     }
 }
