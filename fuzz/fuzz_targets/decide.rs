@@ -15,11 +15,26 @@ thread_local! {
 }
 
 const ROUTING: [RoutingHeaders<'static>; 5] = [
-    RoutingHeaders { method: None, name: None },
-    RoutingHeaders { method: Some("tools/call"), name: Some("claude_code_session") },
-    RoutingHeaders { method: Some("tools/list"), name: None },
-    RoutingHeaders { method: Some("tools/call"), name: Some("=?base64?c2VhcmNo?=") },
-    RoutingHeaders { method: Some("initialize"), name: Some("x, y") },
+    RoutingHeaders {
+        method: None,
+        name: None,
+    },
+    RoutingHeaders {
+        method: Some("tools/call"),
+        name: Some("claude_code_session"),
+    },
+    RoutingHeaders {
+        method: Some("tools/list"),
+        name: None,
+    },
+    RoutingHeaders {
+        method: Some("tools/call"),
+        name: Some("=?base64?c2VhcmNo?="),
+    },
+    RoutingHeaders {
+        method: Some("initialize"),
+        name: Some("x, y"),
+    },
 ];
 
 /// Answers from the approval service and the rate limit service.

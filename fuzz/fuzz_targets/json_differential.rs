@@ -79,8 +79,7 @@ fn same(ours: &Node<'_>, theirs: &SValue) -> bool {
         (Value::Bool(a), SValue::Bool(b)) => a == b,
         (Value::Number(text), SValue::Number(n)) => {
             if let Some(i) = n.as_i64() {
-                text.parse::<i64>().ok() == Some(i)
-                    || (*text == "-0" && i == 0)
+                text.parse::<i64>().ok() == Some(i) || (*text == "-0" && i == 0)
             } else if let Some(u) = n.as_u64() {
                 text.parse::<u64>().ok() == Some(u)
             } else {
@@ -93,10 +92,7 @@ fn same(ours: &Node<'_>, theirs: &SValue) -> bool {
             a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same(x, y))
         }
         (Value::Object(a), SValue::Object(b)) => {
-            a.len() == b.len()
-                && a.iter()
-                    .zip(b)
-                    .all(|((k, x), (l, y))| k == l && same(x, y))
+            a.len() == b.len() && a.iter().zip(b).all(|((k, x), (l, y))| k == l && same(x, y))
         }
         _ => false,
     }
@@ -107,7 +103,11 @@ fuzz_target!(|data: &[u8]| {
     let theirs = serde_json::from_slice::<SValue>(data);
     match (&ours, &theirs) {
         (Ok(doc), Ok(v)) => {
-            assert!(same(&doc.root, v), "different values: ours {:?} serde {v:?}", doc.root);
+            assert!(
+                same(&doc.root, v),
+                "different values: ours {:?} serde {v:?}",
+                doc.root
+            );
             assert!(
                 serde_json::from_slice::<NoDuplicates>(data).is_ok(),
                 "we accepted what has duplicate keys for serde_json"
@@ -130,7 +130,10 @@ fuzz_target!(|data: &[u8]| {
                     "we refused a duplicate serde_json does not see: {reason}"
                 );
             } else if reason.starts_with("nesting deeper than") {
-                assert!(serde_depth(v) > DEFAULT_MAX_DEPTH, "depth refused wrongly: {reason}");
+                assert!(
+                    serde_depth(v) > DEFAULT_MAX_DEPTH,
+                    "depth refused wrongly: {reason}"
+                );
             } else {
                 panic!("we refused ({e}) what serde_json reads as {v:?}");
             }
@@ -141,12 +144,21 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(v) = &theirs {
         if serde_json::from_slice::<NoDuplicates>(data).is_ok() {
             let deep = json::parse_with_depth(data, 127);
-            assert!(deep.is_ok(), "serde_json reads depth {}, we refused at 127: {deep:?}", serde_depth(v));
+            assert!(
+                deep.is_ok(),
+                "serde_json reads depth {}, we refused at 127: {deep:?}",
+                serde_depth(v)
+            );
         }
     } else if let Ok(doc) = json::parse_with_depth(data, 127) {
-        let e = theirs.as_ref().err().map(ToString::to_string).unwrap_or_default();
+        let e = theirs
+            .as_ref()
+            .err()
+            .map(ToString::to_string)
+            .unwrap_or_default();
         assert!(
-            e.starts_with("number out of range") || (e.starts_with("recursion limit") && mcp_policy_fuzz::depth(&doc.root) > 127),
+            e.starts_with("number out of range")
+                || (e.starts_with("recursion limit") && mcp_policy_fuzz::depth(&doc.root) > 127),
             "serde_json refused ({e}) what we read at depth 127"
         );
     }

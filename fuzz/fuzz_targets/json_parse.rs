@@ -53,5 +53,8 @@ fuzz_target!(|data: &[u8]| {
     serialize(&doc.root, &mut out);
     let again = json::parse_with_depth(out.as_bytes(), max_depth)
         .unwrap_or_else(|e| panic!("written-back JSON does not parse ({e}): {out}"));
-    assert!(same_value(&doc.root, &again.root), "write-back changed a value");
+    assert!(
+        same_value(&doc.root, &again.root),
+        "write-back changed a value"
+    );
 });

@@ -8,7 +8,11 @@ use mcp_policy_engine::json::{self, Node};
 use mcp_policy_engine::tools_list::{self, ListId};
 use mcp_policy_fuzz::keeps;
 
-const IDS: [&[ListId]; 3] = [&[], &[ListId::Num(1.0)], &[ListId::Num(1.0), ListId::Num(-0.0)]];
+const IDS: [&[ListId]; 3] = [
+    &[],
+    &[ListId::Num(1.0)],
+    &[ListId::Num(1.0), ListId::Num(-0.0)],
+];
 
 fn answered_ids(seed: u8) -> Vec<ListId> {
     let mut ids = IDS[usize::from(seed % 3)].to_vec();

@@ -28,9 +28,9 @@ pub fn engines() -> Vec<Engine> {
 /// A keep/drop decision per tool name, varied by `seed` so the fuzzer can
 /// steer which tools are removed.
 pub fn keeps(seed: u8, name: &str) -> bool {
-    let h = name
-        .bytes()
-        .fold(u32::from(seed), |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    let h = name.bytes().fold(u32::from(seed), |h, b| {
+        h.wrapping_mul(31).wrapping_add(u32::from(b))
+    });
     h % 3 != 0
 }
 
@@ -46,8 +46,7 @@ pub fn same_tree(a: &Node<'_>, b: &Node<'_>, shift: isize) -> bool {
         }
         (Value::Object(x), Value::Object(y)) => {
             x.len() == y.len()
-                && x
-                    .iter()
+                && x.iter()
                     .zip(y)
                     .all(|((k, p), (l, q))| k == l && same_tree(p, q, shift))
         }
@@ -63,8 +62,7 @@ pub fn same_value(a: &Node<'_>, b: &Node<'_>) -> bool {
         }
         (Value::Object(x), Value::Object(y)) => {
             x.len() == y.len()
-                && x
-                    .iter()
+                && x.iter()
                     .zip(y)
                     .all(|((k, p), (l, q))| k == l && same_value(p, q))
         }
