@@ -47,7 +47,7 @@ const APPROVALS: [Option<(u32, &[u8])>; 4] = [
 // RateLimitResponse: overall_code OK (1), OVER_LIMIT (2), garbage.
 const RLS: [&[u8]; 3] = [&[0x08, 0x01], &[0x08, 0x02], &[0xff, 0xff, 0xff]];
 
-fn settle(engine: &Engine, verdict: Verdict, pick: u8, store: &MemoryStore, clock: &FixedClock) {
+fn settle(engine: &Engine, verdict: Verdict, pick: u8, store: &MemoryStore) {
     match verdict {
         Verdict::Reply { reply, .. } => assert_json("local reply", &reply.body),
         Verdict::Forward(f) => {
@@ -60,7 +60,7 @@ fn settle(engine: &Engine, verdict: Verdict, pick: u8, store: &MemoryStore, cloc
             assert_json("approval request", &p.body);
             let answer = APPROVALS[usize::from(pick) % APPROVALS.len()];
             let settled = engine.resolve_approval(*p, answer, store);
-            settle(engine, settled, pick / 4, store, clock);
+            settle(engine, settled, pick / 4, store);
         }
         Verdict::AskRateLimit(p) => {
             let answer = match pick % 4 {
@@ -68,7 +68,7 @@ fn settle(engine: &Engine, verdict: Verdict, pick: u8, store: &MemoryStore, cloc
                 i => Ok(RLS[usize::from(i)]),
             };
             let settled = engine.resolve_global(*p, answer, store);
-            settle(engine, settled, pick / 4, store, clock);
+            settle(engine, settled, pick / 4, store);
         }
     }
 }
@@ -93,7 +93,7 @@ fuzz_target!(|data: &[u8]| {
         // Twice on one store: the second pass meets the first's counters.
         for round in 0..2u8 {
             let verdict = engine.decide_with_routing(body, &scopes, routing, &store, &clock);
-            settle(engine, verdict, pick.wrapping_add(round), &store, &clock);
+            settle(engine, verdict, pick.wrapping_add(round), &store);
             clock.advance_secs(1);
         }
         let _ = engine.answer_is_error(body, selector & 1 == 1);
