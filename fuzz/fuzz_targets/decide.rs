@@ -83,7 +83,8 @@ fuzz_target!(|data: &[u8]| {
         let engine = &engines[usize::from(selector % 3)];
         let routing = &ROUTING[usize::from(selector / 3) % ROUTING.len()];
         let scopes = Scopes {
-            grant: (selector & 0x40 != 0).then_some(&b"Bearer s3cret"[..]),
+            grant: (selector & 0x40 != 0).then_some(&b"bearer s3cret"[..]),
+            grant_error: (selector & 0x20 != 0).then_some("two Authorization headers"),
             session: (selector & 0x80 != 0).then_some(&b"session-1"[..]),
             source: Some(&b"10.0.0.1"[..]),
             request_id: Some("req-1"),
