@@ -88,6 +88,8 @@ fuzz_target!(|data: &[u8]| {
             session: (selector & 0x80 != 0).then_some(&b"session-1"[..]),
             source: Some(&b"10.0.0.1"[..]),
             request_id: Some("req-1"),
+            // Fields added later default to absent.
+            ..Scopes::default()
         };
         let store = MemoryStore::new();
         let clock = FixedClock::at_secs(1_800_000_000);
