@@ -24,6 +24,7 @@ help:
 	@echo "make oci    - the module as an Istio-compatible OCI image layout at $(OCI_DIR)"
 	@echo "make deploy-check - deploy/ manifests: YAML, envoy --mode validate, policies, OCI layout"
 	@echo "make clients - real MCP clients/servers (TS SDK, Python mcp 1.x/2.x, Inspector) through Envoy"
+	@echo "make fuzz   - every fuzz target for FUZZ_SECONDS (default 60) each; fuzz-smoke: 15 s each"
 	@echo "make test-matrix - e2e subset + client suite on Envoy $(ENVOY_OLDEST) and $(ENVOY_VERSION)"
 	@echo "make test-global - two Envoy replicas, global limits through envoyproxy/ratelimit + Redis"
 
@@ -128,7 +129,7 @@ test-matrix: build clients-deps $(VENV_ENVOY_OLDEST)/.stamp
 	  ENVOY_BIN=$$bin $(PY) -m pytest -q tests/clients; \
 	done
 
-test: lint unit wasm-unit e2e clients cli-test deploy-check test-global
+test: lint unit wasm-unit e2e clients cli-test deploy-check test-global fuzz-smoke
 
 run: build venv
 	$(PY) demo/run.py
@@ -199,3 +200,47 @@ bench:
 
 bench-profile: build venv wrk
 	$(PY) bench/profile.py
+
+# Fuzzing (README "Fuzzing"): cargo-fuzz (libFuzzer) targets in fuzz/, a
+# workspace of its own on the nightly toolchain. The nightly toolchain is
+# installed if missing; cargo-fuzz is built once into a cache outside the
+# repository, keyed by its version. `fuzz` runs every target FUZZ_SECONDS,
+# `fuzz-smoke` FUZZ_SMOKE_SECONDS (part of `make test`). New inputs go to
+# fuzz/corpus/<target> (ignored by git), crashes to fuzz/artifacts/<target>;
+# the committed seeds are in fuzz/seeds/<target>.
+.PHONY: fuzz fuzz-smoke fuzz-tools fuzz-build
+FUZZ_TARGETS       ?= json_parse json_differential decide tools_list sse_stream credentials
+FUZZ_SECONDS       ?= 60
+FUZZ_SMOKE_SECONDS ?= 15
+FUZZ_TOOLCHAIN     ?= nightly
+CARGO_FUZZ_VERSION := 0.13.2
+FUZZ_CACHE         ?= $(HOME)/.cache/mcp-policy
+CARGO_FUZZ_ROOT    := $(FUZZ_CACHE)/cargo-fuzz-$(CARGO_FUZZ_VERSION)
+CARGO_FUZZ_RUN      = PATH="$(CARGO_FUZZ_ROOT)/bin:$$PATH" cargo +$(FUZZ_TOOLCHAIN) fuzz
+
+fuzz-tools:
+	@rustup toolchain list | grep -q '^$(FUZZ_TOOLCHAIN)' \
+	  || rustup toolchain install $(FUZZ_TOOLCHAIN) --profile minimal
+	@test -x $(CARGO_FUZZ_ROOT)/bin/cargo-fuzz \
+	  || cargo install cargo-fuzz --version =$(CARGO_FUZZ_VERSION) --locked --root $(CARGO_FUZZ_ROOT)
+
+fuzz-build: fuzz-tools
+	$(CARGO_FUZZ_RUN) build --fuzz-dir fuzz
+
+# One target at a time (libFuzzer uses one core each); stops at the first
+# crash and shows the end of that target's log (fuzz/artifacts/<target>.log).
+fuzz: fuzz-build
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p fuzz/corpus/$$t fuzz/artifacts; log=$(CURDIR)/fuzz/artifacts/$$t.log; \
+	  echo "=== fuzz $$t for $(FUZZ_SECONDS) s (log: $$log)"; \
+	  if $(CARGO_FUZZ_RUN) run --fuzz-dir fuzz $$t fuzz/corpus/$$t fuzz/seeds/$$t -- \
+	       -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+	       > $$log 2>&1; then \
+	    grep -E '^(Done |stat::new_units_added|stat::peak_rss_mb)' $$log; \
+	  else \
+	    tail -n 60 $$log; echo "fuzz $$t: FAILED (crash input in fuzz/artifacts/$$t/)"; exit 1; \
+	  fi; \
+	done
+
+fuzz-smoke:
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(FUZZ_SMOKE_SECONDS)
