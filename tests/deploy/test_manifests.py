@@ -224,7 +224,7 @@ def test_configmap_envoy_yaml_is_the_cli_rendering_of_policy_json(tmp_path):
     (tmp_path / "policy.json").write_text(cm["data"]["policy.json"], encoding="utf-8")
     r = cli(
         "render", "envoy", str(tmp_path / "policy.json"),
-        "--wasm", K8S_WASM, "--upstream", "127.0.0.1:8000", "--port", "10000",
+        "--wasm", K8S_WASM, "--upstream", "127.0.0.1:8000", "--listen", "0.0.0.0:10000",
     )
     assert r.returncode == 0, r.stderr
     assert yaml.safe_load(r.stdout) == yaml.safe_load(cm["data"]["envoy.yaml"]), (
