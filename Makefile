@@ -133,7 +133,13 @@ test-matrix: build cli clients-deps $(VENV_ENVOY_OLDEST)/.stamp
 	  ENVOY_BIN=$$bin $(PY) -m pytest -q tests/clients; \
 	done
 
-test: lint unit wasm-unit e2e clients cli-test deploy-check test-global
+# The suites `make test` runs, in this order. tools/run_suites.py runs each
+# as `make SUITE`, keeps going when one fails, prints one summary table
+# (suite, result, passed, failed, skipped, seconds) and fails if any failed.
+# Adding a suite is adding its target's name to this list.
+TEST_SUITES := lint unit wasm-unit e2e clients cli-test deploy-check test-global
+test:
+	@MAKE="$(MAKE)" python3 tools/run_suites.py $(TEST_SUITES)
 
 run: build cli venv
 	$(PY) demo/run.py
