@@ -13,15 +13,16 @@ CLI           := target/release/mcp-policy
 OCI_DIR       := dist/oci
 export ENVOY_BIN
 
-.PHONY: help build run test unit lint wasm-unit e2e venv toolchain clean cli cli-test oci deploy-check
+.PHONY: help build run test unit lint wasm-unit e2e venv toolchain clean cli cli-test oci deploy-check release
 .PHONY: clients clients-deps test-matrix
 
 help:
 	@echo "make run    - Envoy + filter + seed policy in front of the demo MCP server"
-	@echo "make test   - every test (lint, unit native + wasm32, end-to-end in real Envoy)"
+	@echo "make test   - every suite (TEST_SUITES), even after a failure; one summary table at the end"
 	@echo "make build  - release module at $(WASM)"
 	@echo "make cli    - the mcp-policy command line (validate, explain, render) at $(CLI)"
 	@echo "make oci    - the module as an Istio-compatible OCI image layout at $(OCI_DIR)"
+	@echo "make release - module, CLI, OCI layout (tar) and SHA256SUMS in dist/release"
 	@echo "make deploy-check - deploy/ manifests: YAML, envoy --mode validate, policies, OCI layout"
 	@echo "make clients - real MCP clients/servers (TS SDK, Python mcp 1.x/2.x, Inspector) through Envoy"
 	@echo "make test-matrix - e2e subset + client suite on Envoy $(ENVOY_OLDEST) and $(ENVOY_VERSION)"
@@ -90,6 +91,18 @@ cli-test:
 # pulls), built without a container engine; push: see deploy/README.md.
 oci: build
 	python3 deploy/oci/build_layout.py --wasm $(WASM) --out $(OCI_DIR)
+
+# What a release ships, in dist/release/: the module, the CLI (this
+# machine's platform), the OCI image layout (a tar, pushable with
+# skopeo/oras/crane after unpacking) and SHA256SUMS over all of them.
+RELEASE_DIR := dist/release
+release: build cli oci
+	@rm -rf $(RELEASE_DIR) && mkdir -p $(RELEASE_DIR)
+	cp $(WASM) $(RELEASE_DIR)/mcp_policy.wasm
+	cp $(CLI) $(RELEASE_DIR)/mcp-policy-$$(uname -s | tr A-Z a-z)-$$(uname -m)
+	tar -C $(dir $(OCI_DIR)) --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf $(RELEASE_DIR)/mcp-policy-oci.tar $(notdir $(OCI_DIR))
+	cd $(RELEASE_DIR) && sha256sum * > SHA256SUMS
+	@echo "release in $(RELEASE_DIR):" && cat $(RELEASE_DIR)/SHA256SUMS
 
 # Every manifest under deploy/ parses; every Envoy configuration in them (and
 # `mcp-policy render envoy` output) passes `envoy --mode validate` with the

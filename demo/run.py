@@ -102,7 +102,8 @@ first line opens one and the others send its id):
 
 Point an MCP client at it (Streamable HTTP transport):
   URL: {url}
-  e.g. npx @modelcontextprotocol/inspector --cli {url} --transport http --method tools/list
+  e.g. npx -y @modelcontextprotocol/inspector@1.0.3 --cli {url} --transport http --method tools/list
+       (1.0.3 is the Inspector the tests use, on Node 20; later releases need Node 22)
        claude mcp add --transport http claude-code-demo {url}
 
 Filter counters: curl -s http://127.0.0.1:{admin_port}/stats | grep -i wasm

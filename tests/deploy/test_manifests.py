@@ -101,6 +101,8 @@ def assert_envoy_accepts(config: str | dict, tmp_path: Path, name: str = "envoy.
     assert r.returncode == 0 and "OK" in out, f"envoy --mode validate refused {name}:\n{out[-4000:]}"
     # The filter really ran on_configure on the policy.
     assert "mcp-policy: policy loaded" in out, out[-4000:]
+    # Only current fields: Envoy warns about deprecated ones while loading.
+    assert "deprecated" not in out.lower(), f"{name} uses a deprecated Envoy field:\n{out[-4000:]}"
 
 
 def http_filters(bootstrap: dict) -> list[dict]:
