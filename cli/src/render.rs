@@ -66,15 +66,20 @@ impl Default for EnvoyOptions {
     }
 }
 
-/// Parses `HOST:PORT` (`[v6]:PORT` for IPv6 addresses).
-pub fn parse_host_port(text: &str) -> Result<(String, u16), String> {
-    let bad = || format!("--upstream: got {text:?}, expected HOST:PORT");
-    let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
+/// Splits `HOST:PORT` (`[v6]:PORT` for IPv6 addresses).
+fn split_host_port(text: &str) -> Option<(&str, u16)> {
+    let (host, port) = text.rsplit_once(':')?;
     let host = host
         .strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
         .unwrap_or(host);
-    let port: u16 = port.parse().map_err(|_| bad())?;
+    Some((host, port.parse().ok()?))
+}
+
+/// Parses the upstream's `HOST:PORT`: an IP address or a DNS name.
+pub fn parse_host_port(text: &str) -> Result<(String, u16), String> {
+    let bad = || format!("--upstream: got {text:?}, expected HOST:PORT");
+    let (host, port) = split_host_port(text).ok_or_else(bad)?;
     let host_ok = !host.is_empty()
         && (host.parse::<IpAddr>().is_ok()
             || host
@@ -86,16 +91,11 @@ pub fn parse_host_port(text: &str) -> Result<(String, u16), String> {
     Ok((host.to_string(), port))
 }
 
-/// Parses the listener's `ADDRESS:PORT` (`[v6]:PORT`): an IP address (Envoy
-/// binds addresses, not names); port 0 lets the kernel choose.
+/// Parses the listener's `IP:PORT`: an IP address (Envoy binds addresses,
+/// not names); port 0 lets the kernel choose.
 pub fn parse_listen(text: &str) -> Result<(String, u16), String> {
     let bad = || format!("--listen: got {text:?}, expected IP:PORT, e.g. 0.0.0.0:10000");
-    let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    let port: u16 = port.parse().map_err(|_| bad())?;
+    let (host, port) = split_host_port(text).ok_or_else(bad)?;
     host.parse::<IpAddr>().map_err(|_| bad())?;
     Ok((host.to_string(), port))
 }
@@ -112,9 +112,7 @@ mcp_tool=%FILTER_STATE(wasm.mcp_policy.tool:PLAIN)% \
 mcp_rule=%FILTER_STATE(wasm.mcp_policy.rule:PLAIN)%";
 
 fn is_loopback(address: &str) -> bool {
-    address
-        .parse::<IpAddr>()
-        .is_ok_and(|ip| ip.is_loopback())
+    address.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A complete Envoy bootstrap: listener → HTTP connection manager (codec
