@@ -121,55 +121,13 @@ def wasm_config(bootstrap: dict) -> dict:
 
 
 def minimal_bootstrap(http_filter: dict) -> dict:
-    """A listener whose HTTP chain is `http_filter` then the router."""
-    return {
-        "static_resources": {
-            "listeners": [
-                {
-                    "name": "inbound",
-                    "address": {"socket_address": {"address": "127.0.0.1", "port_value": 15006}},
-                    "filter_chains": [
-                        {
-                            "filters": [
-                                {
-                                    "name": "envoy.filters.network.http_connection_manager",
-                                    "typed_config": {
-                                        "@type": HCM_TYPE,
-                                        "stat_prefix": "inbound",
-                                        "route_config": {
-                                            "virtual_hosts": [
-                                                {
-                                                    "name": "app",
-                                                    "domains": ["*"],
-                                                    "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "app"}}],
-                                                }
-                                            ]
-                                        },
-                                        "http_filters": [
-                                            http_filter,
-                                            {"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER_TYPE}},
-                                        ],
-                                    },
-                                }
-                            ]
-                        }
-                    ],
-                }
-            ],
-            "clusters": [
-                {
-                    "name": "app",
-                    "type": "STATIC",
-                    "load_assignment": {
-                        "cluster_name": "app",
-                        "endpoints": [
-                            {"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 8000}}}}]}
-                        ],
-                    },
-                }
-            ],
-        }
-    }
+    """`mcp-policy render envoy`'s bootstrap with `http_filter` in place of its filter (before the router)."""
+    r = cli("render", "envoy", str(SEED), "--wasm", str(WASM), "--admin-port", "0", "--listen", "127.0.0.1:0")
+    assert r.returncode == 0, r.stderr
+    bootstrap = yaml.safe_load(r.stdout)
+    hcm = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    hcm["http_filters"] = [http_filter, *[f for f in hcm["http_filters"] if f["typed_config"]["@type"] == ROUTER_TYPE]]
+    return bootstrap
 
 
 def local_code() -> dict:
