@@ -6,6 +6,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use mcp_policy_engine::credentials;
 use mcp_policy_engine::global_limits::{self, GlobalAnswer};
 use mcp_policy_engine::json::{self, Node};
 use mcp_policy_engine::policy::{Counter, ErrorStyle, GrantSource, Risk, Scope};
@@ -253,8 +254,18 @@ fn judge(
     if let Some(r) = call.server_risk {
         risk::learn(&store, &[(call.tool.clone(), r)]);
     }
+    // --grant is the header value as an agent would send it: canonical
+    // (or refused) exactly as in Envoy.
+    let grant = match (&engine.policy.settings.grant, &call.grant) {
+        (_, None) => credentials::Grant::Absent,
+        (GrantSource::Header(h), Some(g)) => credentials::from_header(h, &[g.as_bytes()]),
+        (GrantSource::Property(_), Some(g)) => {
+            credentials::from_property(Some(g.as_bytes().to_vec()))
+        }
+    };
     let scopes = Scopes {
-        grant: call.grant.as_deref().map(str::as_bytes),
+        grant: grant.key(),
+        grant_error: grant.problem(),
         session: call.session.as_deref().map(str::as_bytes),
         source: call.source.as_deref().map(str::as_bytes),
         ..Scopes::default()

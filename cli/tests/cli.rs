@@ -443,7 +443,14 @@ fn explain_guarded_example() {
         r#"{"prompt":"x","maxTurns":5,"cwd":"/work/app","advanced":{"maxBudgetUsd":2.5}}"#;
     let (c, out) = explain(
         &guarded,
-        &["--tool", "claude_code", "--args", ok_args, "--grant", "g"],
+        &[
+            "--tool",
+            "claude_code",
+            "--args",
+            ok_args,
+            "--grant",
+            "Bearer g",
+        ],
     );
     assert_eq!(c, 0, "{out}");
     assert!(

@@ -872,6 +872,8 @@ impl Validator<'_> {
                 "counter_slots",
                 "grant_hash_key",
                 "audit",
+                "require_grant",
+                "hold_body_timeout_ms",
             ],
         ) else {
             return s;
@@ -959,6 +961,16 @@ impl Validator<'_> {
                 ],
             ) {
                 s.audit = v;
+            }
+        }
+        if let Some(n) = obj.get("require_grant") {
+            if let Some(v) = self.boolean(n, &child(path, "require_grant")) {
+                s.require_grant = v;
+            }
+        }
+        if let Some(n) = obj.get("hold_body_timeout_ms") {
+            if let Some(v) = self.positive_int(n, &child(path, "hold_body_timeout_ms"), 600_000) {
+                s.hold_body_timeout_ms = v;
             }
         }
         if let Some(n) = obj.get("grant_hash_key") {

@@ -8,6 +8,7 @@ pub mod answer;
 pub mod audit;
 pub mod conditions;
 pub mod config;
+pub mod credentials;
 pub mod engine;
 pub mod global_limits;
 pub mod json;
@@ -17,6 +18,7 @@ pub mod ratelimit;
 pub mod risk;
 pub mod routing_headers;
 pub mod tools_list;
+pub mod tunnels;
 pub mod write;
 
 #[cfg(any(test, feature = "testing"))]

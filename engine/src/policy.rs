@@ -184,6 +184,16 @@ pub enum GrantSource {
     Property(Vec<String>),
 }
 
+impl GrantSource {
+    /// Where the grant comes from, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            GrantSource::Header(h) => format!("header {h}"),
+            GrantSource::Property(p) => format!("Envoy property {}", p.join(".")),
+        }
+    }
+}
+
 /// Filter settings with safe defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
@@ -202,6 +212,10 @@ pub struct Settings {
     pub grant_hash_key: Option<String>,
     /// Which tool calls get an audit line.
     pub audit: AuditLevel,
+    /// Refuse every `tools/call` that carries no grant.
+    pub require_grant: bool,
+    /// `hold` mode: how long a held request may wait for its first body byte.
+    pub hold_body_timeout_ms: u64,
 }
 
 /// Which judged tool calls are written as audit lines.
@@ -225,6 +239,8 @@ impl Default for Settings {
             counter_slots: 256,
             grant_hash_key: None,
             audit: AuditLevel::Refused,
+            require_grant: false,
+            hold_body_timeout_ms: 10_000,
         }
     }
 }
