@@ -26,6 +26,7 @@ help:
 	@echo "make deploy-check - deploy/ manifests: YAML, envoy --mode validate, policies, OCI layout"
 	@echo "make clients - real MCP clients/servers (TS SDK, Python mcp 1.x/2.x, Inspector) through Envoy"
 	@echo "make test-matrix - e2e subset + client suite on Envoy $(ENVOY_OLDEST) and $(ENVOY_VERSION)"
+	@echo "make test-global - two Envoy replicas, global limits through envoyproxy/ratelimit + Redis"
 
 toolchain:
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
@@ -161,13 +162,22 @@ clean:
 	cargo clean; rm -rf dist $(VENV) $(VENV_MCP2) $(VENV_ENVOY_OLDEST) node_modules
 
 # Global (cluster-wide) rate limits: two Envoy replicas running the filter,
-# the Envoy rate limit service tools/rls-server (a standalone crate with its
-# own target dir) and Redis from Debian's packages, installed if missing.
-RLS_SERVER := tools/rls-server/target/release/rls-server
-.PHONY: test-global rls-server redis-server
-rls-server:
-	cargo build --release --locked --manifest-path tools/rls-server/Cargo.toml
-	@echo "rls-server: $(RLS_SERVER)"
+# the reference rate limit service envoyproxy/ratelimit (Go, pinned, built
+# with `go install` into a cache outside the repository, keyed by version)
+# and Redis from Debian's packages, installed if missing.
+RATELIMIT_MODULE  := github.com/envoyproxy/ratelimit
+RATELIMIT_VERSION ?= v1.4.1-0.20260122083618-3fb702589d36
+RATELIMIT_CACHE   ?= $(HOME)/.cache/mcp-policy/go
+RATELIMIT_BIN     ?= $(RATELIMIT_CACHE)/ratelimit-$(RATELIMIT_VERSION)/service_cmd
+export RATELIMIT_BIN
+.PHONY: test-global ratelimit redis-server
+ratelimit: $(RATELIMIT_BIN)
+$(RATELIMIT_BIN):
+	@command -v go >/dev/null || { echo "ratelimit: Go is needed (go install $(RATELIMIT_MODULE)/src/service_cmd@$(RATELIMIT_VERSION))" >&2; exit 1; }
+	@echo "building envoyproxy/ratelimit $(RATELIMIT_VERSION) into $(dir $@) (once; a few minutes)"
+	@start=$$(date +%s); \
+	  GOBIN=$(dir $@) go install $(RATELIMIT_MODULE)/src/service_cmd@$(RATELIMIT_VERSION) \
+	  && echo "ratelimit: built in $$(( $$(date +%s) - start )) s"
 
 redis-server:
 	@command -v redis-server >/dev/null || { \
@@ -176,8 +186,7 @@ redis-server:
 	  $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
 	@redis-server --version
 
-test-global: build cli venv rls-server redis-server
-	cargo test --release --locked -q --manifest-path tools/rls-server/Cargo.toml
+test-global: build cli venv ratelimit redis-server
 	$(PY) -m pytest -q tests/global
 
 # Benchmarks (bench/README.md): engine micro-benchmarks (criterion), Envoy

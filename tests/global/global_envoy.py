@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 
 from envoy_process import WASM, Envoy, EnvoyOptions, EnvoyStartError  # noqa: E402
 from recording_upstream import RecordingUpstream  # noqa: E402
-from services import RlsServer  # noqa: E402
+from services import RateLimitService  # noqa: E402
 
 import envoy_config  # noqa: E402  (demo/, put on sys.path by envoy_process)
 
@@ -59,8 +59,9 @@ class NativeRateLimitEnvoy(Envoy):
 
     Descriptor per request: [("counter", "native"), ("scope_value", <x-grant
     header>)], no limit override (Envoy's route actions cannot build one from
-    a header), so the service runs with `--default-limit`. Answers carry
-    X-RateLimit-* headers built from the service's DescriptorStatus.
+    a header), so the service's own rule for domain `native` applies
+    (services.RATELIMIT_CONFIGS). Answers carry X-RateLimit-* headers built
+    from the service's DescriptorStatus.
     """
 
     def __init__(self, workdir: Path, *, rls_port: int, upstream_port: int, domain: str = "native") -> None:
@@ -107,7 +108,7 @@ class NativeRateLimitEnvoy(Envoy):
 class Replicas:
     """Pairs of filter Envoys per policy, started lazily, stopped at session end."""
 
-    def __init__(self, upstream: RecordingUpstream, rls: RlsServer, workdir: Path) -> None:
+    def __init__(self, upstream: RecordingUpstream, rls: RateLimitService, workdir: Path) -> None:
         self.upstream = upstream
         self.rls = rls
         self.workdir = workdir
