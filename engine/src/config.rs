@@ -82,7 +82,7 @@ fn parse_doc<'a>(text: &'a [u8], what: &str) -> Result<json::Document<'a>, Vec<C
     json::parse(text).map_err(|e| {
         vec![ConfigError {
             path: what.to_string(),
-            message: format!("not valid JSON: {e}"),
+            message: format!("not valid JSON: {}", e.located(text)),
         }]
     })
 }

@@ -357,6 +357,9 @@ fn not_json_is_reported_at_the_root() {
     let e = only_error(r#"{"version":"1","#);
     assert_eq!(e.path, "policy");
     assert!(e.message.contains("not valid JSON"), "{e}");
+    // Where, as an editor shows it.
+    let e = only_error("{\n  \"version\": \"1\",\n  \"default\": deny\n}");
+    assert!(e.message.contains("at line 3, column 14"), "{e}");
 }
 
 #[test]
