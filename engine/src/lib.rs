@@ -9,6 +9,7 @@ pub mod audit;
 pub mod conditions;
 pub mod config;
 pub mod engine;
+pub mod glob;
 pub mod global_limits;
 pub mod json;
 pub mod jsonrpc;
