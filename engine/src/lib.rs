@@ -13,6 +13,7 @@ pub mod glob;
 pub mod global_limits;
 pub mod json;
 pub mod jsonrpc;
+pub mod lint;
 pub mod policy;
 pub mod ratelimit;
 pub mod risk;

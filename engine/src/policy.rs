@@ -6,6 +6,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::conditions::{self, ArgPath, Condition};
+use crate::glob::Glob;
 pub use crate::global_limits::{FailureMode, RateLimitService};
 use crate::json::Node;
 pub use crate::risk::Risk;
@@ -101,7 +102,7 @@ pub struct Counter {
 }
 
 /// When a rule triggers.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum RuleKind {
     /// Triggers when every condition holds.
     DenyIf(Vec<Condition>),
@@ -112,7 +113,7 @@ pub enum RuleKind {
 }
 
 /// A named rule on a call's arguments.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ArgRule {
     pub name: String,
     pub kind: RuleKind,
@@ -132,7 +133,9 @@ pub struct ApprovalService {
 }
 
 /// What the policy says about one tool (or about every tool, for `"*"`).
-#[derive(Debug, Clone)]
+/// Equality is equality of meaning (two pattern entries that agree may
+/// overlap).
+#[derive(Debug, Clone, PartialEq)]
 pub struct ToolRule {
     pub action: Action,
     pub reason: Option<String>,
@@ -153,6 +156,13 @@ impl Default for ToolRule {
             rules: Vec::new(),
         }
     }
+}
+
+/// A `tools` entry whose key is a pattern (`delete_*`).
+#[derive(Debug, Clone)]
+pub struct ToolPattern {
+    pub glob: Glob,
+    pub rule: ToolRule,
 }
 
 /// How a refused call is answered.
@@ -233,10 +243,16 @@ impl Default for Settings {
 #[derive(Debug, Clone)]
 pub struct Policy {
     pub default: Action,
+    /// Entries keyed by an exact tool name.
     pub tools: HashMap<String, ToolRule>,
+    /// Entries keyed by a pattern, most specific first (ties by key), tried
+    /// in order when no exact entry names the tool.
+    pub patterns: Vec<ToolPattern>,
     /// Rules of the `"*"` entry: apply to every listed or default-allowed call.
     pub wildcard: ToolRule,
     pub hide: HashSet<String>,
+    /// `hide` entries with a `*` (other than `"*"` itself).
+    pub hide_patterns: Vec<Glob>,
     /// `hide: ["*"]` hides every tool.
     pub hide_all: bool,
     pub counters: Vec<Counter>,
@@ -260,20 +276,41 @@ pub enum ToolVerdict {
 }
 
 impl Policy {
+    /// The `tools` entry that speaks for `tool`: its exact name, else the
+    /// most specific matching pattern. Returns the entry's key and rule.
+    /// (The `"*"` entry is not one of them: it applies on top of whichever
+    /// entry matched, see [`Policy::wildcard`].)
+    pub fn entry(&self, tool: &str) -> Option<(&str, &ToolRule)> {
+        if let Some((key, rule)) = self.tools.get_key_value(tool) {
+            return Some((key.as_str(), rule));
+        }
+        self.patterns
+            .iter()
+            .find(|p| p.glob.matches(tool))
+            .map(|p| (p.glob.text.as_str(), &p.rule))
+    }
+
+    /// Whether `hide` names `tool` (exactly, by a pattern, or `"*"`).
+    pub fn hidden(&self, tool: &str) -> bool {
+        self.hide_all
+            || self.hide.contains(tool)
+            || self.hide_patterns.iter().any(|g| g.matches(tool))
+    }
+
     /// Decides a `tools/call` for `tool` (exact name, already unescaped).
     pub fn decide(&self, tool: &str) -> ToolVerdict {
         let shown = crate::answer::shown_name(tool);
-        if self.hide_all || self.hide.contains(tool) {
+        if self.hidden(tool) {
             return ToolVerdict::Deny {
                 rule: "hide".to_string(),
                 reason: format!("tool \"{shown}\" is hidden by policy"),
             };
         }
-        let own = self.tools.get(tool);
+        let own = self.entry(tool);
         match own {
-            Some(rule) if rule.action == Action::Deny => {
+            Some((key, rule)) if rule.action == Action::Deny => {
                 return ToolVerdict::Deny {
-                    rule: format!("tools.{tool}"),
+                    rule: format!("tools.{key}"),
                     reason: rule
                         .reason
                         .clone()
@@ -298,7 +335,7 @@ impl Policy {
                     .unwrap_or_else(|| "every tool is denied by policy".to_string()),
             };
         }
-        let mut limits = own.map(|r| r.limits.clone()).unwrap_or_default();
+        let mut limits = own.map(|(_, r)| r.limits.clone()).unwrap_or_default();
         for idx in &self.wildcard.limits {
             if !limits.contains(idx) {
                 limits.push(*idx);
@@ -320,12 +357,12 @@ impl Policy {
             ToolVerdict::Deny { rule, reason } => return CallVerdict::Deny { rule, reason },
             ToolVerdict::Allow { limits } => limits,
         };
-        let own = self.tools.get(tool);
+        let own = self.entry(tool);
         let shown = crate::answer::shown_name(tool);
         let mut verdict = CallVerdict::Allow { limits };
         let mut policy_risk: Option<Risk> = None;
-        for (scope, rule) in [(tool, own), ("*", Some(&self.wildcard))] {
-            let Some(rule) = rule else { continue };
+        let layers = [own, Some(("*", &self.wildcard))];
+        for (scope, rule) in layers.into_iter().flatten() {
             if rule.action == Action::Approve {
                 verdict = verdict.escalate(
                     Action::Approve,
@@ -349,8 +386,13 @@ impl Policy {
                 };
                 if triggered {
                     let reason = arg_rule.reason.clone().unwrap_or_else(|| {
+                        let of = if scope != "*" && scope.contains('*') {
+                            "pattern"
+                        } else {
+                            "tool"
+                        };
                         format!(
-                            "rule \"{}\" of tool \"{scope}\" refused the arguments",
+                            "rule \"{}\" of {of} \"{scope}\" refused the arguments",
                             arg_rule.name
                         )
                     });
@@ -409,7 +451,7 @@ impl Policy {
         if self.risk_actions.is_empty() {
             return true;
         }
-        let own = self.tools.get(tool).and_then(|r| r.risk);
+        let own = self.entry(tool).and_then(|(_, r)| r.risk);
         let base = own
             .max(self.wildcard.risk)
             .or(hint)
