@@ -249,7 +249,8 @@ impl Request {
         let level = self.engine.policy.settings.audit;
         let mut grant_fp: Option<String> = None;
         for call in calls {
-            self.metrics.count_call(&call.tool, call.outcome);
+            let entry = self.engine.policy.entry(&call.tool).map(|(key, _)| key);
+            self.metrics.count_call(entry, call.outcome);
             let wanted = match level {
                 AuditLevel::Off => false,
                 AuditLevel::Refused => call.outcome != Outcome::Allowed,
