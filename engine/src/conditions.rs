@@ -176,9 +176,9 @@ pub enum Op {
 impl PartialEq for Op {
     fn eq(&self, other: &Op) -> bool {
         match (self, other) {
-            (Op::Eq(a), Op::Eq(b)) | (Op::Neq(a), Op::Neq(b)) | (Op::Contains(a), Op::Contains(b)) => {
-                a == b
-            }
+            (Op::Eq(a), Op::Eq(b))
+            | (Op::Neq(a), Op::Neq(b))
+            | (Op::Contains(a), Op::Contains(b)) => a == b,
             (Op::In(a), Op::In(b)) | (Op::NotIn(a), Op::NotIn(b)) => a == b,
             (Op::Lt(a), Op::Lt(b))
             | (Op::Lte(a), Op::Lte(b))

@@ -94,7 +94,7 @@ fn shown(node: &Node<'_>, source: &str) -> String {
 }
 
 /// `base.key`, or `base["key"]` when the key is not a plain identifier.
-pub(crate) fn child(base: &str, key: &str) -> String {
+pub fn child(base: &str, key: &str) -> String {
     let plain = !key.is_empty()
         && key
             .chars()
@@ -303,8 +303,9 @@ impl Validator<'_> {
                 .chain(patterns.iter().map(|p| &p.rule))
                 .chain([&wildcard])
                 .any(|t| {
-                t.action == Action::Approve || t.rules.iter().any(|r| r.action == Action::Approve)
-            })
+                    t.action == Action::Approve
+                        || t.rules.iter().any(|r| r.action == Action::Approve)
+                })
             || risk_actions.values().any(|a| *a == Action::Approve);
         if approves && approval.is_none() && root.get("approval").is_none() {
             self.error(

@@ -88,8 +88,7 @@ impl Glob {
     pub fn overlap(&self, other: &Glob) -> Option<String> {
         let (pa, pb) = (self.prefix(), other.prefix());
         let (sa, sb) = (self.suffix(), other.suffix());
-        if !(pa.starts_with(pb) || pb.starts_with(pa)) || !(sa.ends_with(sb) || sb.ends_with(sa))
-        {
+        if !(pa.starts_with(pb) || pb.starts_with(pa)) || !(sa.ends_with(sb) || sb.ends_with(sa)) {
             return None;
         }
         let cut_front = pa.len().min(pb.len());
@@ -113,7 +112,9 @@ impl Glob {
         // first star. `x` starts with '*' and `y` ends with '*': `y`'s
         // literals, then `x`'s.
         let inside = |x: &[String], y: &[String]| -> String {
-            let (head, tail) = y.split_first().map_or(("", &[][..]), |(h, t)| (h.as_str(), t));
+            let (head, tail) = y
+                .split_first()
+                .map_or(("", &[][..]), |(h, t)| (h.as_str(), t));
             format!("{head}{}{}", x.concat(), tail.concat())
         };
         let middle = if starts_star(&a) && ends_star(&a) {

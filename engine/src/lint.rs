@@ -30,7 +30,12 @@ pub fn lint(policy: &Policy) -> Vec<Warning> {
         .tools
         .iter()
         .map(|(k, r)| (k.as_str(), r))
-        .chain(policy.patterns.iter().map(|p| (p.glob.text.as_str(), &p.rule)))
+        .chain(
+            policy
+                .patterns
+                .iter()
+                .map(|p| (p.glob.text.as_str(), &p.rule)),
+        )
         .chain([("*", &policy.wildcard)])
         .collect();
     entries.sort_by(|a, b| a.0.cmp(b.0));

@@ -1167,9 +1167,17 @@ fn tools_list_answers_are_filtered_by_patterns() {
         r#"{"version":"1","default":"deny","hide":["debug_*"],"tools":{"read_*":{},"read_secret_*":{"action":"deny"},"read_secret_ok":{}}}"#,
     );
     let names = [
-        "read_file", "read_secret_key", "read_secret_ok", "debug_dump", "write_file", "read_",
+        "read_file",
+        "read_secret_key",
+        "read_secret_ok",
+        "debug_dump",
+        "write_file",
+        "read_",
     ];
-    let tools: Vec<String> = names.iter().map(|n| format!(r#"{{"name":"{n}"}}"#)).collect();
+    let tools: Vec<String> = names
+        .iter()
+        .map(|n| format!(r#"{{"name":"{n}"}}"#))
+        .collect();
     let body = format!(
         r#"{{"jsonrpc":"2.0","id":4,"result":{{"tools":[{}]}}}}"#,
         tools.join(",")
@@ -1184,7 +1192,11 @@ fn tools_list_answers_are_filtered_by_patterns() {
         r#"{"jsonrpc":"2.0","id":4,"result":{"tools":[{"name":"read_file"},{"name":"read_secret_ok"},{"name":"read_"}]}}"#
     );
     // Calls agree with the list.
-    for (tool, code) in [("read_secret_key", Some(CODE_DENIED)), ("debug_dump", Some(CODE_DENIED)), ("read_file", None)] {
+    for (tool, code) in [
+        ("read_secret_key", Some(CODE_DENIED)),
+        ("debug_dump", Some(CODE_DENIED)),
+        ("read_file", None),
+    ] {
         let verdict = h.decide(&call("1", tool));
         match (verdict, code) {
             (Verdict::Forward(_), None) => {}
@@ -1192,7 +1204,11 @@ fn tools_list_answers_are_filtered_by_patterns() {
                 assert_eq!(raw_at(&reply.body, &["error", "code"]), c.to_string());
                 assert_eq!(
                     calls[0].rule.as_deref(),
-                    Some(if tool == "debug_dump" { "hide" } else { "tools.read_secret_*" })
+                    Some(if tool == "debug_dump" {
+                        "hide"
+                    } else {
+                        "tools.read_secret_*"
+                    })
                 );
             }
             (v, _) => panic!("{tool}: {v:?}"),

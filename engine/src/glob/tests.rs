@@ -30,7 +30,10 @@ fn star_matches_any_run_including_empty() {
     assert!(p.matches("db..drop"));
     assert!(p.matches("db.users.drop"));
     assert!(p.matches("db.a.drop.b.drop"));
-    assert!(!p.matches("db.drop"), "prefix and suffix must not share characters");
+    assert!(
+        !p.matches("db.drop"),
+        "prefix and suffix must not share characters"
+    );
     let p = g("a*b*c");
     assert!(p.matches("abc"));
     assert!(p.matches("aXbYbZc"));
@@ -127,7 +130,12 @@ fn matching_and_overlap_agree_with_brute_force() {
             match a.overlap(b) {
                 Some(w) => {
                     assert!(brute, "{} and {} reported overlapping", a.text, b.text);
-                    assert!(a.matches(&w) && b.matches(&w), "{} {} witness {w}", a.text, b.text);
+                    assert!(
+                        a.matches(&w) && b.matches(&w),
+                        "{} {} witness {w}",
+                        a.text,
+                        b.text
+                    );
                 }
                 None => assert!(!brute, "{} and {} overlap", a.text, b.text),
             }
@@ -137,9 +145,15 @@ fn matching_and_overlap_agree_with_brute_force() {
 
 #[test]
 fn overlap_examples() {
-    assert_eq!(g("delete_*").overlap(&g("*_admin")).as_deref(), Some("delete__admin"));
+    assert_eq!(
+        g("delete_*").overlap(&g("*_admin")).as_deref(),
+        Some("delete__admin")
+    );
     assert!(g("read_*").overlap(&g("write_*")).is_none());
     assert!(g("*_a").overlap(&g("*_b")).is_none());
     let w = g("db.*.drop").overlap(&g("db.users.*")).unwrap();
-    assert!(g("db.*.drop").matches(&w) && g("db.users.*").matches(&w), "{w}");
+    assert!(
+        g("db.*.drop").matches(&w) && g("db.users.*").matches(&w),
+        "{w}"
+    );
 }

@@ -25,10 +25,15 @@ fn neq_only_require_warns_and_really_passes_on_absence() {
     let w = warnings(NEQ_ONLY);
     assert_eq!(w.len(), 1, "{w:?}");
     assert!(
-        w[0].starts_with("policy.tools.claude_code_session.rules[0].require: passes when args.action is missing"),
+        w[0].starts_with(
+            "policy.tools.claude_code_session.rules[0].require: passes when args.action is missing"
+        ),
         "{w:?}"
     );
-    assert!(w[0].contains(r#"add {"path": "args.action", "op": "exists", "value": true}"#), "{w:?}");
+    assert!(
+        w[0].contains(r#"add {"path": "args.action", "op": "exists", "value": true}"#),
+        "{w:?}"
+    );
     // The warning is true: the call without the argument (or without any
     // arguments) is allowed.
     let p = load(NEQ_ONLY.as_bytes()).unwrap();
@@ -66,7 +71,12 @@ fn not_in_on_a_pattern_and_the_wildcard_warn_with_their_paths() {
     );
     assert_eq!(w.len(), 2, "{w:?}");
     assert!(w[0].starts_with(r#"policy.tools["*"].rules[0].require: passes when args.mode is missing: its only conditions on args.mode ([0], [1])"#), "{w:?}");
-    assert!(w[1].starts_with(r#"policy.tools["db.*"].rules[1].require: passes when args.table is missing"#), "{w:?}");
+    assert!(
+        w[1].starts_with(
+            r#"policy.tools["db.*"].rules[1].require: passes when args.table is missing"#
+        ),
+        "{w:?}"
+    );
 }
 
 #[test]
@@ -86,7 +96,10 @@ fn no_warning_when_another_condition_needs_the_argument() {
     let deny_if = NEQ_ONLY.replace("require", "deny_if");
     assert!(warnings(&deny_if).is_empty());
     // exists:false alone asks for absence on purpose.
-    let absent = NEQ_ONLY.replace(r#""op":"neq","value":"cancel""#, r#""op":"exists","value":false"#);
+    let absent = NEQ_ONLY.replace(
+        r#""op":"neq","value":"cancel""#,
+        r#""op":"exists","value":false"#,
+    );
     assert!(warnings(&absent).is_empty());
 }
 

@@ -547,9 +547,9 @@ fn deny_pattern_under_default_allow_refuses_every_match() {
 
 #[test]
 fn allow_pattern_under_default_deny_lists_matching_tools() {
-    let p = policy(
-        &format!(r#"{{"version":"1","default":"deny","tools":{{"read_*":{{"limits":[{LIMIT_A}]}},"*_admin":{{"action":"deny"}}}}}}"#),
-    );
+    let p = policy(&format!(
+        r#"{{"version":"1","default":"deny","tools":{{"read_*":{{"limits":[{LIMIT_A}]}},"*_admin":{{"action":"deny"}}}}}}"#
+    ));
     assert_eq!(allowed_limits(&p, "read_file"), vec![0]);
     assert_eq!(allowed_limits(&p, "read_"), vec![0]);
     assert_eq!(refusal(&p, "write_file").0, "default");
@@ -578,7 +578,9 @@ fn most_specific_pattern_wins_whatever_the_key_order() {
         r#""db.*":{},"db.*.drop":{"action":"deny"}"#,
         r#""db.*.drop":{"action":"deny"},"db.*":{}"#,
     ] {
-        let p = policy(&format!(r#"{{"version":"1","default":"deny","tools":{{{tools}}}}}"#));
+        let p = policy(&format!(
+            r#"{{"version":"1","default":"deny","tools":{{{tools}}}}}"#
+        ));
         assert_eq!(refusal(&p, "db.users.drop").0, "tools.db.*.drop");
         allowed_limits(&p, "db.users.select");
         let order: Vec<&str> = p.patterns.iter().map(|g| g.glob.text.as_str()).collect();
@@ -594,8 +596,13 @@ fn wildcard_entry_still_applies_on_top_of_a_pattern() {
     assert_eq!(allowed_limits(&p, "read_file"), vec![0, 1]);
     // "*" alone still does not list a tool under default deny.
     assert_eq!(refusal(&p, "write_file").0, "default");
-    let p = policy(r#"{"version":"1","default":"allow","tools":{"read_*":{},"*":{"action":"deny","reason":"closed"}}}"#);
-    assert_eq!(refusal(&p, "read_file"), ("tools.*".to_string(), "closed".to_string()));
+    let p = policy(
+        r#"{"version":"1","default":"allow","tools":{"read_*":{},"*":{"action":"deny","reason":"closed"}}}"#,
+    );
+    assert_eq!(
+        refusal(&p, "read_file"),
+        ("tools.*".to_string(), "closed".to_string())
+    );
 }
 
 #[test]
@@ -612,7 +619,10 @@ fn pattern_rules_and_approval_name_the_pattern() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(matches!(call(&p, "claude_code_session", r#"{"action":"list"}"#), CallVerdict::Allow { .. }));
+    assert!(matches!(
+        call(&p, "claude_code_session", r#"{"action":"list"}"#),
+        CallVerdict::Allow { .. }
+    ));
     match call(&p, "run_tests", "{}") {
         CallVerdict::Approve { rule, .. } => assert_eq!(rule, "tools.run_*"),
         other => panic!("{other:?}"),
@@ -659,11 +669,17 @@ fn ambiguous_equal_specificity_overlap_is_an_error_with_both_paths() {
 #[test]
 fn overlap_is_fine_when_rules_agree_or_specificity_differs_or_none_overlaps() {
     // Same rule: either may apply, the outcome is the same.
-    policy(r#"{"version":"1","default":"deny","tools":{"delete_*":{"action":"deny"},"*_report":{"action":"deny"}}}"#);
+    policy(
+        r#"{"version":"1","default":"deny","tools":{"delete_*":{"action":"deny"},"*_report":{"action":"deny"}}}"#,
+    );
     // Different specificity: the more specific decides.
-    policy(r#"{"version":"1","default":"deny","tools":{"delete_*":{"action":"deny"},"*_reports":{}}}"#);
+    policy(
+        r#"{"version":"1","default":"deny","tools":{"delete_*":{"action":"deny"},"*_reports":{}}}"#,
+    );
     // Equal specificity, no common name.
-    policy(r#"{"version":"1","default":"deny","tools":{"read_*":{},"edit_*":{"action":"deny"},"*_a":{},"*_b":{"action":"deny"}}}"#);
+    policy(
+        r#"{"version":"1","default":"deny","tools":{"read_*":{},"edit_*":{"action":"deny"},"*_a":{},"*_b":{"action":"deny"}}}"#,
+    );
     // Rules that differ only in a regex are different.
     let errors = load_errors(
         r#"{"version":"1","tools":{
@@ -677,8 +693,18 @@ fn overlap_is_fine_when_rules_agree_or_specificity_differs_or_none_overlaps() {
 fn double_star_is_an_error_with_its_path() {
     let errors = load_errors(r#"{"version":"1","tools":{"a**":{}},"hide":["x**"]}"#);
     assert_eq!(errors.len(), 2, "{errors:?}");
-    assert!(errors.iter().any(|e| e.starts_with(r#"policy.tools["a**"]: invalid pattern: "**""#)), "{errors:?}");
-    assert!(errors.iter().any(|e| e.starts_with("policy.hide[0]: invalid pattern")), "{errors:?}");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with(r#"policy.tools["a**"]: invalid pattern: "**""#)),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("policy.hide[0]: invalid pattern")),
+        "{errors:?}"
+    );
 }
 
 #[test]
