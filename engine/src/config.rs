@@ -376,7 +376,8 @@ impl Validator<'_> {
 
     /// Sorts pattern entries most specific first (ties by key) and refuses
     /// two that some tool name matches at equal specificity with different
-    /// rules: which one applied would be arbitrary.
+    /// rules: which one applied would be arbitrary. One error per pattern
+    /// (the first conflict found), so the list stays as long as the policy.
     fn order_patterns(&mut self, mut found: Vec<(ToolPattern, String)>) -> Vec<ToolPattern> {
         for (i, (later, later_path)) in found.iter().enumerate() {
             for (earlier, earlier_path) in found.iter().take(i) {
@@ -394,6 +395,7 @@ impl Validator<'_> {
                             crate::write::quoted(&name),
                         ),
                     });
+                    break;
                 }
             }
         }

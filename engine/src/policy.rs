@@ -299,6 +299,12 @@ impl Policy {
 
     /// Decides a `tools/call` for `tool` (exact name, already unescaped).
     pub fn decide(&self, tool: &str) -> ToolVerdict {
+        self.decide_with(tool, self.entry(tool))
+    }
+
+    /// [`Policy::decide`] with the tool's entry already looked up (patterns
+    /// are tried once per call).
+    fn decide_with(&self, tool: &str, own: Option<(&str, &ToolRule)>) -> ToolVerdict {
         let shown = crate::answer::shown_name(tool);
         if self.hidden(tool) {
             return ToolVerdict::Deny {
@@ -306,7 +312,6 @@ impl Policy {
                 reason: format!("tool \"{shown}\" is hidden by policy"),
             };
         }
-        let own = self.entry(tool);
         match own {
             Some((key, rule)) if rule.action == Action::Deny => {
                 return ToolVerdict::Deny {
@@ -353,11 +358,11 @@ impl Policy {
         args: Option<&Node<'_>>,
         hint: &dyn Fn(&str) -> Option<Risk>,
     ) -> CallVerdict {
-        let limits = match self.decide(tool) {
+        let own = self.entry(tool);
+        let limits = match self.decide_with(tool, own) {
             ToolVerdict::Deny { rule, reason } => return CallVerdict::Deny { rule, reason },
             ToolVerdict::Allow { limits } => limits,
         };
-        let own = self.entry(tool);
         let shown = crate::answer::shown_name(tool);
         let mut verdict = CallVerdict::Allow { limits };
         let mut policy_risk: Option<Risk> = None;
@@ -445,13 +450,14 @@ impl Policy {
     /// denied is removed too. Argument rules can only raise a category, so
     /// the base category decides.
     pub fn lists_with_hint(&self, tool: &str, hint: Option<Risk>) -> bool {
-        if matches!(self.decide(tool), ToolVerdict::Deny { .. }) {
+        let entry = self.entry(tool);
+        if matches!(self.decide_with(tool, entry), ToolVerdict::Deny { .. }) {
             return false;
         }
         if self.risk_actions.is_empty() {
             return true;
         }
-        let own = self.entry(tool).and_then(|(_, r)| r.risk);
+        let own = entry.and_then(|(_, r)| r.risk);
         let base = own
             .max(self.wildcard.risk)
             .or(hint)

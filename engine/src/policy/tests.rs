@@ -712,3 +712,15 @@ fn duplicate_hide_pattern_is_an_error() {
     let errors = load_errors(r#"{"version":"1","hide":["a_*","a_*"]}"#);
     assert_eq!(errors, [r#"policy.hide[1]: duplicate entry "a_*""#]);
 }
+
+#[test]
+fn one_overlap_error_per_pattern() {
+    let errors = load_errors(
+        r#"{"version":"1","tools":{"a_*":{"reason":"1"},"b_*":{"reason":"2"},"*_c":{"reason":"3"}}}"#,
+    );
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with(r#"policy.tools["*_c"]: pattern "*_c" and pattern "a_*""#),
+        "{errors:?}"
+    );
+}
