@@ -105,15 +105,23 @@ pub fn from_bytes(name: &str, bytes: Vec<u8>) -> PolicyFile {
                     json: json.into_bytes(),
                     early: Vec::new(),
                 },
-                Err(message) => PolicyFile {
-                    name: name.to_string(),
-                    format,
-                    json: Vec::new(),
-                    early: vec![ConfigError {
-                        path: "policy".to_string(),
-                        message: format!("not valid YAML: {message}"),
-                    }],
-                },
+                Err(message) => {
+                    // `*_admin:` unquoted is a YAML alias, not a pattern.
+                    let hint = if message.contains("unknown anchor") {
+                        " (a YAML key or value starting with '*' is an alias: quote tool-name patterns, e.g. \"*_admin\")"
+                    } else {
+                        ""
+                    };
+                    PolicyFile {
+                        name: name.to_string(),
+                        format,
+                        json: Vec::new(),
+                        early: vec![ConfigError {
+                            path: "policy".to_string(),
+                            message: format!("not valid YAML: {message}{hint}"),
+                        }],
+                    }
+                }
             }
         }
     }

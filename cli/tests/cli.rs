@@ -1049,3 +1049,21 @@ fn validate_warns_about_require_rules_that_pass_on_absence() {
     assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
     assert_eq!(stdout(&o).lines().count(), 1, "{}", stdout(&o));
 }
+
+#[test]
+fn yaml_unquoted_star_pattern_gets_a_hint() {
+    let file = scratch(
+        "star.yaml",
+        "version: \"1\"\ntools:\n  *_admin: {action: deny}\n",
+    );
+    let (c, lines) = validate_lines(&file);
+    assert_eq!(c, 1);
+    assert!(lines[0].contains("quote tool-name patterns"), "{lines:?}");
+    let file = scratch(
+        "star-ok.yaml",
+        "version: \"1\"\ntools:\n  \"*_admin\": {action: deny}\n  delete_*: {action: deny}\n",
+    );
+    let (c, lines) = validate_lines(&file);
+    assert_eq!(c, 0, "{lines:?}");
+    assert!(lines[0].contains("2 patterns"), "{lines:?}");
+}
