@@ -211,6 +211,15 @@ impl HeaderMap {
             .and_then(|(_, v)| self.raw.get(v.clone()))
     }
 
+    /// Every value of header `name`, in order (a header may repeat).
+    pub fn all(&self, name: &str) -> Vec<&[u8]> {
+        self.entries
+            .iter()
+            .filter(|(k, _)| self.raw.get(k.clone()) == Some(name.as_bytes()))
+            .filter_map(|(_, v)| self.raw.get(v.clone()))
+            .collect()
+    }
+
     pub fn text(&self, name: &str) -> Option<&str> {
         self.get(name).and_then(|v| std::str::from_utf8(v).ok())
     }

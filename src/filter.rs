@@ -6,25 +6,26 @@ use std::time::Duration;
 
 use mcp_policy_engine::answer::{self, LocalReply, Outcome};
 use mcp_policy_engine::audit::{self, AuditContext};
+use mcp_policy_engine::credentials::{self, Grant};
 use mcp_policy_engine::engine::{PendingApproval, PendingGlobal};
 use mcp_policy_engine::global_limits;
 use mcp_policy_engine::policy::{AuditLevel, GrantSource, HeaderMode};
 use mcp_policy_engine::ratelimit::{Charge, Clock};
-use mcp_policy_engine::routing_headers::RoutingHeaders;
+use mcp_policy_engine::routing_headers::{self, RoutingHeaders};
 use mcp_policy_engine::tools_list::{EventStreamFilter, ListId};
-use mcp_policy_engine::{CallRecord, Engine, Scopes, Verdict};
+use mcp_policy_engine::{tunnels, CallRecord, Engine, Scopes, Verdict};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
 use crate::abi::{self, HeaderMap, MAP_REQUEST_HEADERS, MAP_RESPONSE_HEADERS};
 use crate::host::{HostClock, Metrics, SharedData};
-use crate::root::{HeldRequests, HOLD_DEADLINE_MS};
+use crate::root::{HeldRequests, BODIES_ARRIVE_KEY};
 
 /// The request headers the decision needs, read once in the headers
 /// callback: Envoy makes them unreachable once that callback continues.
 #[derive(Default)]
 struct RequestHeaders {
-    grant: Option<Vec<u8>>,
+    grant: Grant,
     session: Option<String>,
     request_id: Option<String>,
     mcp_method: Option<String>,
@@ -97,22 +98,29 @@ impl Request {
         }
     }
 
-    fn read_headers(&self, map: &HeaderMap) -> RequestHeaders {
+    /// Reads what the decision needs; a repeated routing header is refused
+    /// here (-32020), whatever the body holds.
+    fn read_headers(&self, map: &HeaderMap) -> Result<RequestHeaders, LocalReply> {
         let text = |name| map.text(name).map(str::to_string);
+        let routing = |name: &str, shown: &str| {
+            routing_headers::single(shown, &map.all(name))
+                .map(|v| v.map(str::to_string))
+                .map_err(|e| answer::header_mismatch(&e))
+        };
         let grant = match &self.engine.policy.settings.grant {
-            GrantSource::Header(name) => map.get(name).map(<[u8]>::to_vec),
+            GrantSource::Header(name) => credentials::from_header(name, &map.all(name)),
             GrantSource::Property(path) => {
                 let parts: Vec<&str> = path.iter().map(String::as_str).collect();
-                abi::get_property(&parts)
+                credentials::from_property(abi::get_property(&parts))
             }
         };
-        RequestHeaders {
+        Ok(RequestHeaders {
             grant,
             session: text("mcp-session-id"),
             request_id: text("x-request-id"),
-            mcp_method: text("mcp-method"),
-            mcp_name: text("mcp-name"),
-        }
+            mcp_method: routing("mcp-method", "Mcp-Method")?,
+            mcp_name: routing("mcp-name", "Mcp-Name")?,
+        })
     }
 
     /// Sends a local answer; the caller returns `Action::Pause`.
@@ -160,7 +168,8 @@ impl Request {
         };
         let h = &self.headers;
         let scopes = Scopes {
-            grant: h.grant.as_deref(),
+            grant: h.grant.key(),
+            grant_error: h.grant.problem(),
             session: h.session.as_deref().map(str::as_bytes),
             source: source.as_deref().map(str::as_bytes),
             request_id: h.request_id.as_deref(),
@@ -257,9 +266,8 @@ impl Request {
                 AuditLevel::All => true,
             };
             if wanted {
-                let grant = grant_fp.get_or_insert_with(|| {
-                    self.engine.grant_fingerprint(self.headers.grant.as_deref())
-                });
+                let grant = grant_fp
+                    .get_or_insert_with(|| self.engine.grant_fingerprint(self.headers.grant.key()));
                 let ctx = AuditContext {
                     now_ms: HostClock.now_unix_millis(),
                     request_id: self.headers.request_id.as_deref(),
@@ -284,11 +292,27 @@ impl Request {
         }
     }
 
-    /// The body callbacks arrive: the request is no longer at risk of
-    /// hanging in `hold` mode.
+    /// A request that ends stops being watched for its first body byte.
     fn release_hold(&self) {
         let id = self.context_id;
-        self.held.borrow_mut().retain(|(c, _)| *c != id);
+        self.held.borrow_mut().waiting.retain(|(c, _)| *c != id);
+    }
+
+    /// A body callback arrived: no longer at risk of hanging, and in `hold`
+    /// mode proof that Envoy delivers bodies to held requests (so a later
+    /// timeout means a slow client, not a missing Envoy field).
+    fn body_arrived(&self) {
+        self.release_hold();
+        if self.engine.policy.settings.header_mode != HeaderMode::Hold {
+            return;
+        }
+        let mut held = self.held.borrow_mut();
+        if !held.bodies_arrive {
+            held.bodies_arrive = true;
+            if abi::get_shared_data(BODIES_ARRIVE_KEY).is_none() {
+                let _ = abi::set_shared_data(BODIES_ARRIVE_KEY, b"1", 0);
+            }
+        }
     }
 
     fn refund(&mut self) {
@@ -410,12 +434,23 @@ impl HttpContext for Request {
             return Action::Continue; // no body: nothing to judge
         }
         let map = HeaderMap::fetch(MAP_REQUEST_HEADERS);
+        if let Some(reply) = tunnels::refuse(
+            map.get(":method"),
+            map.get("upgrade"),
+            map.get("connection"),
+            map.get(":protocol"),
+        ) {
+            return self.refuse_request(&reply);
+        }
         let length = map.text("content-length");
         let encoding = map.get("content-encoding").map(String::from_utf8_lossy);
         if let Some(reply) = self.engine.check_headers(length, encoding.as_deref()) {
             return self.refuse_request(&reply);
         }
-        self.headers = self.read_headers(&map);
+        self.headers = match self.read_headers(&map) {
+            Ok(h) => h,
+            Err(reply) => return self.refuse_request(&reply),
+        };
         self.inspecting = true;
         // Answers the filter may have to read (tools/list) must not come
         // back compressed; identity is always acceptable to a server.
@@ -424,8 +459,12 @@ impl HttpContext for Request {
         }
         match self.engine.policy.settings.header_mode {
             HeaderMode::Hold => {
-                let deadline = HostClock.now_unix_millis() + HOLD_DEADLINE_MS;
-                self.held.borrow_mut().push((self.context_id, deadline));
+                let deadline =
+                    HostClock.now_unix_millis() + self.engine.policy.settings.hold_body_timeout_ms;
+                self.held
+                    .borrow_mut()
+                    .waiting
+                    .push((self.context_id, deadline));
                 Action::Pause
             }
             HeaderMode::Stream => Action::Continue,
@@ -433,7 +472,7 @@ impl HttpContext for Request {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        self.release_hold();
+        self.body_arrived();
         if self.answered {
             return Action::Pause;
         }
@@ -451,7 +490,7 @@ impl HttpContext for Request {
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
-        self.release_hold();
+        self.body_arrived();
         if self.answered {
             return Action::Pause;
         }

@@ -19,14 +19,23 @@ use crate::abi;
 use crate::filter::Request;
 use crate::host::{HostClock, Metrics};
 
-/// Requests held in `hold` mode that have not seen a body callback yet:
-/// (context id, deadline in ms). Shared by the root and its requests.
-pub type HeldRequests = Rc<RefCell<Vec<(u32, u64)>>>;
+/// `hold` mode bookkeeping shared by the root and its requests.
+#[derive(Default)]
+pub struct Held {
+    /// Requests that have not seen a body callback yet: (context id,
+    /// deadline in ms).
+    pub waiting: Vec<(u32, u64)>,
+    /// A held request of this VM has had a body callback, so Envoy has
+    /// `allow_on_headers_stop_iteration` set (also recorded in shared data
+    /// under [`BODIES_ARRIVE_KEY`] for the other workers).
+    pub bodies_arrive: bool,
+}
 
-/// How long a held request may wait for its first body callback. Envoy
-/// without `allow_on_headers_stop_iteration` never delivers it; the filter
-/// then answers instead of letting the request hang.
-pub const HOLD_DEADLINE_MS: u64 = 10_000;
+pub type HeldRequests = Rc<RefCell<Held>>;
+
+/// Shared-data key set once any worker has delivered a body in `hold` mode.
+pub const BODIES_ARRIVE_KEY: &str = "mcp_policy.hold.bodies_arrive";
+
 const TICK_MS: u32 = 500;
 
 #[derive(Default)]
@@ -116,34 +125,50 @@ impl RootContext for Root {
         )))
     }
 
-    /// Answers held requests whose body never came: in `hold` mode that
-    /// means Envoy lacks `allow_on_headers_stop_iteration`. Nothing is
-    /// forwarded; the request gets a 500 saying how to fix the config.
+    /// Answers held requests whose first body byte did not come in time
+    /// (`settings.hold_body_timeout_ms`). If bodies have reached held
+    /// requests before, the Envoy field is set and the client is slow: 408.
+    /// Otherwise Envoy probably lacks `allow_on_headers_stop_iteration`:
+    /// 500 and a log line saying how to fix it. Nothing is forwarded.
     fn on_tick(&mut self) {
         let now = HostClock.now_unix_millis();
-        let expired: Vec<u32> = {
+        let (expired, seen_here): (Vec<u32>, bool) = {
             let mut held = self.held.borrow_mut();
-            let (gone, kept): (Vec<_>, Vec<_>) = held.drain(..).partition(|(_, d)| *d <= now);
-            *held = kept;
-            gone.into_iter().map(|(id, _)| id).collect()
+            let (gone, kept): (Vec<_>, Vec<_>) =
+                held.waiting.drain(..).partition(|(_, d)| *d <= now);
+            held.waiting = kept;
+            (
+                gone.into_iter().map(|(id, _)| id).collect(),
+                held.bodies_arrive,
+            )
         };
+        if expired.is_empty() {
+            return;
+        }
+        let timeout = self
+            .engine
+            .as_ref()
+            .map_or(0, |e| e.policy.settings.hold_body_timeout_ms);
+        let bodies_arrive = seen_here || abi::get_shared_data(BODIES_ARRIVE_KEY).is_some();
+        if !bodies_arrive && !self.warned {
+            self.warned = true;
+            log::error!(
+                "mcp-policy: header_mode \"hold\" but Envoy delivered no request body within {timeout} ms: set allow_on_headers_stop_iteration: true in the Wasm plugin config (Envoy >= 1.35), or use header_mode \"stream\"; such requests are answered 500, never forwarded"
+            );
+        }
+        let reply = answer::hold_timeout(bodies_arrive, timeout);
+        let headers: Vec<(&str, &[u8])> = reply
+            .headers
+            .iter()
+            .map(|(k, v)| (*k, v.as_bytes()))
+            .collect();
         for id in expired {
-            if !self.warned {
-                self.warned = true;
-                log::error!(
-                    "mcp-policy: header_mode \"hold\" but Envoy delivered no request body within {HOLD_DEADLINE_MS} ms: set allow_on_headers_stop_iteration: true in the Wasm plugin config (Envoy >= 1.35), or use header_mode \"stream\"; such requests are answered 500, never forwarded"
+            if bodies_arrive {
+                log::info!(
+                    "mcp-policy: refused (invalid) status 408: no request body within {timeout} ms"
                 );
             }
             if abi::set_effective_context(id) {
-                let reply = answer::http_error(
-                    500,
-                    "the MCP policy filter is configured with header_mode \"hold\" but this Envoy does not deliver request bodies to it (allow_on_headers_stop_iteration is not set); the request was not forwarded",
-                );
-                let headers: Vec<(&str, &[u8])> = reply
-                    .headers
-                    .iter()
-                    .map(|(k, v)| (*k, v.as_bytes()))
-                    .collect();
                 let _ = abi::send_response(reply.status, &headers, reply.body.as_bytes());
             }
         }

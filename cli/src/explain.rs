@@ -7,10 +7,11 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use mcp_policy_engine::config;
+use mcp_policy_engine::credentials;
 use mcp_policy_engine::global_limits::{self, GlobalAnswer};
 use mcp_policy_engine::json::{self, Node};
 use mcp_policy_engine::policy::{Counter, ErrorStyle, GrantSource, Risk, Scope};
-use mcp_policy_engine::ratelimit::{Charge, Clock};
+use mcp_policy_engine::ratelimit::{self, Charge, Clock};
 use mcp_policy_engine::testing::MemoryStore;
 use mcp_policy_engine::{risk, Engine, Policy, Scopes, Verdict};
 
@@ -78,6 +79,8 @@ impl Decision {
 pub struct Limit {
     pub counter: String,
     pub window: &'static str,
+    /// "sliding" or "fixed".
+    pub algorithm: &'static str,
     pub max: u64,
     pub scope: &'static str,
     /// Counted cluster-wide by the rate limit service (and locally).
@@ -202,6 +205,7 @@ pub fn explain(policy: &Policy, call: &Call, clock: &dyn Clock) -> Result<Explan
                         .map(|c| Limit {
                             counter: c.name.clone(),
                             window: c.window.name(),
+                            algorithm: c.algorithm.name(),
                             max: c.max,
                             scope: c.scope.name(),
                             global: is_global(policy, c),
@@ -259,8 +263,18 @@ fn judge(
     if let Some(r) = call.server_risk {
         risk::learn(&store, &[(call.tool.clone(), r)]);
     }
+    // --grant is the header value as an agent would send it: canonical
+    // (or refused) exactly as in Envoy.
+    let grant = match (&engine.policy.settings.grant, &call.grant) {
+        (_, None) => credentials::Grant::Absent,
+        (GrantSource::Header(h), Some(g)) => credentials::from_header(h, &[g.as_bytes()]),
+        (GrantSource::Property(_), Some(g)) => {
+            credentials::from_property(Some(g.as_bytes().to_vec()))
+        }
+    };
     let scopes = Scopes {
-        grant: call.grant.as_deref().map(str::as_bytes),
+        grant: grant.key(),
+        grant_error: grant.problem(),
         session: call.session.as_deref().map(str::as_bytes),
         source: call.source.as_deref().map(str::as_bytes),
         ..Scopes::default()
@@ -326,11 +340,11 @@ fn charged_limits(policy: &Policy, call: &Call, charges: &[Charge]) -> Vec<Limit
     charges
         .iter()
         .filter_map(|charge| {
-            // Charges name their shared-data key, mcp_policy/v1/<counter>/<slot>.
+            // Charges name their shared-data key, <KEY_PREFIX><counter>/<slot>.
             let counter = policy.counters.iter().find(|c| {
                 charge
                     .key
-                    .strip_prefix(&format!("mcp_policy/v1/{}/", c.name))
+                    .strip_prefix(&format!("{}{}/", ratelimit::KEY_PREFIX, c.name))
                     .is_some_and(|slot| {
                         !slot.is_empty() && slot.bytes().all(|b| b.is_ascii_digit())
                     })
@@ -338,6 +352,7 @@ fn charged_limits(policy: &Policy, call: &Call, charges: &[Charge]) -> Vec<Limit
             Some(Limit {
                 counter: counter.name.clone(),
                 window: counter.window.name(),
+                algorithm: counter.algorithm.name(),
                 max: counter.max,
                 scope: counter.scope.name(),
                 global: is_global(policy, counter),
@@ -448,8 +463,8 @@ impl Explanation {
                     ""
                 };
                 out.push_str(&format!(
-                    "  - {}: {} per {}, scope {}{global}; {}\n      budget of: {}\n",
-                    l.counter, l.max, l.window, l.scope, l.state, l.whose
+                    "  - {}: {} per {} ({} window), scope {}{global}; {}\n      budget of: {}\n",
+                    l.counter, l.max, l.window, l.algorithm, l.scope, l.state, l.whose
                 ));
             }
             if matches!(self.decision, Decision::Allowed | Decision::NeedsApproval) {

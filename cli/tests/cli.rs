@@ -400,7 +400,7 @@ fn explain_seed_policy() {
     assert_eq!(field(&out, "decision"), "allowed");
     assert_eq!(field(&out, "rule"), "tools.claude_code_session");
     assert!(
-        out.contains("  - claude_code_session_rate: 10 per minute, scope grant; this call takes 1"),
+        out.contains("  - claude_code_session_rate: 10 per minute (sliding window), scope grant; this call takes 1"),
         "{out}"
     );
     assert!(out.contains("no --grant given"), "{out}");
@@ -443,11 +443,20 @@ fn explain_guarded_example() {
         r#"{"prompt":"x","maxTurns":5,"cwd":"/work/app","advanced":{"maxBudgetUsd":2.5}}"#;
     let (c, out) = explain(
         &guarded,
-        &["--tool", "claude_code", "--args", ok_args, "--grant", "g"],
+        &[
+            "--tool",
+            "claude_code",
+            "--args",
+            ok_args,
+            "--grant",
+            "Bearer g",
+        ],
     );
     assert_eq!(c, 0, "{out}");
     assert!(
-        out.contains("claude_code_spend_usd: 50 per day, scope grant; this call takes 2.5"),
+        out.contains(
+            "claude_code_spend_usd: 50 per day (sliding window), scope grant; this call takes 2.5"
+        ),
         "{out}"
     );
 
@@ -559,7 +568,7 @@ fn explain_global_limits_assume_the_rate_limit_service_has_room() {
     let (c, out) = explain(&file, &["--tool", "t"]);
     assert_eq!((c, field(&out, "decision")), (0, "allowed"), "{out}");
     assert!(
-        out.contains("c: 5 per minute, scope grant, cluster-wide via the rate limit service; this call takes 1"),
+        out.contains("c: 5 per minute (sliding window), scope grant, cluster-wide via the rate limit service; this call takes 1"),
         "{out}"
     );
     assert!(

@@ -233,6 +233,54 @@ pub fn header_mismatch(detail: &str) -> LocalReply {
     )
 }
 
+/// 400 with -32600: the grant header has a shape no conforming client
+/// sends, so whose budget a call would spend is uncertain. Not 401: MCP
+/// clients take 401 as the start of an authorization flow.
+pub fn bad_credentials(detail: &str) -> LocalReply {
+    json_reply(
+        400,
+        error_message(
+            "null",
+            CODE_INVALID_REQUEST,
+            &format!("Invalid request: {detail}; a tools/call needs one unambiguous credential"),
+        ),
+        Outcome::Invalid,
+    )
+}
+
+/// `hold` mode: no body byte came within the deadline. `bodies_arrive`
+/// says whether this Envoy has delivered request bodies to held requests
+/// before (then the configuration is right and the client is slow).
+pub fn hold_timeout(bodies_arrive: bool, timeout_ms: u64) -> LocalReply {
+    if bodies_arrive {
+        http_error(
+            408,
+            &format!(
+                "no request body arrived within {timeout_ms} ms (settings.hold_body_timeout_ms); the request was not forwarded"
+            ),
+        )
+    } else {
+        http_error(
+            500,
+            &format!(
+                "the MCP policy filter is configured with header_mode \"hold\" but no request body reached it within {timeout_ms} ms; this Envoy probably lacks allow_on_headers_stop_iteration: true (or the client sent nothing); the request was not forwarded"
+            ),
+        )
+    }
+}
+
+/// Protocol upgrades (WebSocket, h2c) and CONNECT tunnels carry no MCP
+/// message the filter could judge, and MCP uses none of them: refused at
+/// once instead of held or passed unjudged.
+pub fn not_mcp_transport(what: &str) -> LocalReply {
+    http_error(
+        501,
+        &format!(
+            "{what} is not supported by the MCP policy filter: MCP uses plain HTTP requests, and a tunnel's content cannot be inspected"
+        ),
+    )
+}
+
 /// Answers a refused message or batch. `answers` holds the JSON-RPC message
 /// for each request element; `batch` says whether to wrap them in an array.
 pub fn refusal_reply(

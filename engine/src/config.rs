@@ -11,10 +11,13 @@ use crate::conditions::{ArgPath, Condition, Literal, Op};
 use crate::glob::Glob;
 use crate::json::{self, Node, Value};
 use crate::policy::{
-    Action, ApprovalService, ArgRule, AuditLevel, Counter, ErrorStyle, FailureMode, GrantSource,
-    HeaderMode, Policy, RateLimitService, Risk, RuleKind, Scope, Settings, ToolPattern, ToolRule,
-    Window,
+    Action, Algorithm, ApprovalService, ArgRule, AuditLevel, Counter, ErrorStyle, FailureMode,
+    GrantSource, HeaderMode, Policy, RateLimitService, Risk, RuleKind, Scope, Settings,
+    ToolPattern, ToolRule, Window,
 };
+
+const ALGORITHMS: [(&str, Algorithm); 2] =
+    [("sliding", Algorithm::Sliding), ("fixed", Algorithm::Fixed)];
 
 const TOOL_ACTIONS: [(&str, Action); 3] = [
     ("allow", Action::Allow),
@@ -48,6 +51,7 @@ pub fn load_with_base(text: &[u8], base: &Settings) -> Result<Policy, Vec<Config
         source: doc.source,
         errors: Vec::new(),
         base: base.clone(),
+        default_algorithm: base.limit_algorithm,
     };
     let policy = v.policy(&doc.root);
     match policy {
@@ -64,6 +68,7 @@ pub fn load_settings(text: &[u8]) -> Result<Settings, Vec<ConfigError>> {
         source: doc.source,
         errors: Vec::new(),
         base: Settings::default(),
+        default_algorithm: Algorithm::default(),
     };
     let settings = v.settings(&doc.root, "vm_config");
     if v.errors.is_empty() {
@@ -111,6 +116,8 @@ struct Validator<'s> {
     errors: Vec<ConfigError>,
     /// Settings the policy's `settings` object starts from.
     base: Settings,
+    /// Algorithm of limits that do not name one (the settings' choice).
+    default_algorithm: Algorithm,
 }
 
 impl Validator<'_> {
@@ -254,6 +261,7 @@ impl Validator<'_> {
             Some(node) => self.settings(node, "policy.settings"),
             None => self.base.clone(),
         };
+        self.default_algorithm = settings.limit_algorithm;
         let (hide, hide_patterns, hide_all) = match root.get("hide") {
             Some(node) => self.hide(node),
             None => (HashSet::new(), Vec::new(), false),
@@ -472,8 +480,13 @@ impl Validator<'_> {
                 "increment_from",
                 "default_increment",
                 "global",
+                "algorithm",
             ],
         )?;
+        let algorithm = match obj.get("algorithm") {
+            Some(a) => self.choice(a, &child(path, "algorithm"), &ALGORITHMS),
+            None => Some(self.default_algorithm),
+        };
         let global = match obj.get("global") {
             Some(g) => self.boolean(g, &child(path, "global")).unwrap_or(false),
             None => false,
@@ -566,6 +579,7 @@ impl Validator<'_> {
             window: window?,
             max: max?,
             scope: scope?,
+            algorithm: algorithm?,
             increment_from,
             default_increment_milli,
             global,
@@ -929,8 +943,11 @@ impl Validator<'_> {
                 "grant_property",
                 "refund_on_error",
                 "counter_slots",
+                "limit_algorithm",
                 "grant_hash_key",
                 "audit",
+                "require_grant",
+                "hold_body_timeout_ms",
             ],
         ) else {
             return s;
@@ -1007,6 +1024,11 @@ impl Validator<'_> {
                 s.counter_slots = u32::try_from(v).unwrap_or(256);
             }
         }
+        if let Some(n) = obj.get("limit_algorithm") {
+            if let Some(v) = self.choice(n, &child(path, "limit_algorithm"), &ALGORITHMS) {
+                s.limit_algorithm = v;
+            }
+        }
         if let Some(n) = obj.get("audit") {
             if let Some(v) = self.choice(
                 n,
@@ -1018,6 +1040,16 @@ impl Validator<'_> {
                 ],
             ) {
                 s.audit = v;
+            }
+        }
+        if let Some(n) = obj.get("require_grant") {
+            if let Some(v) = self.boolean(n, &child(path, "require_grant")) {
+                s.require_grant = v;
+            }
+        }
+        if let Some(n) = obj.get("hold_body_timeout_ms") {
+            if let Some(v) = self.positive_int(n, &child(path, "hold_body_timeout_ms"), 600_000) {
+                s.hold_body_timeout_ms = v;
             }
         }
         if let Some(n) = obj.get("grant_hash_key") {
@@ -1041,10 +1073,11 @@ pub fn to_milli(v: f64) -> u64 {
 /// A counter definition in words, for conflict messages.
 fn describe(c: &Counter) -> String {
     let mut text = format!(
-        "{{window {}, max {}, scope {}",
+        "{{window {}, max {}, scope {}, algorithm {}",
         c.window.name(),
         c.max,
-        c.scope.name()
+        c.scope.name(),
+        c.algorithm.name()
     );
     if let Some(p) = &c.increment_from {
         text.push_str(&format!(", increment_from {}", p.text));

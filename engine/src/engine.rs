@@ -20,7 +20,11 @@ const DEFAULT_HASH_KEY: &[u8] = b"mcp-policy/scope-fingerprint/v1";
 /// (raw; hashed here) and the request id for approvals and audit.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Scopes<'a> {
+    /// The grant's canonical key (see [`crate::credentials`]).
     pub grant: Option<&'a [u8]>,
+    /// Why the grant header was refused, if it was: a `tools/call` is then
+    /// refused rather than counted under a key of the agent's choosing.
+    pub grant_error: Option<&'a str>,
     pub session: Option<&'a [u8]>,
     pub source: Option<&'a [u8]>,
     /// `x-request-id`, passed to the approval service.
@@ -218,6 +222,16 @@ impl Engine {
         if let Some(problem) = routing_headers::mismatch(routing, &pairs) {
             return invalid(answer::header_mismatch(&problem));
         }
+        if let Some(problem) = scopes.grant_error {
+            // Only calls are counted, so only they need a certain identity;
+            // other messages pass as they would without the header.
+            if classified
+                .iter()
+                .any(|m| matches!(m, Message::ToolCall { .. }))
+            {
+                return invalid(answer::bad_credentials(problem));
+            }
+        }
         self.judge(doc.source, &classified, batch, scopes, store, clock)
     }
 
@@ -239,6 +253,15 @@ impl Engine {
         for (i, msg) in messages.iter().enumerate() {
             let mut refusal = None;
             match msg {
+                Message::ToolCall { tool, .. }
+                    if scopes.grant.is_none() && self.policy.settings.require_grant =>
+                {
+                    let reason = format!(
+                        "the call carries no grant ({}), and settings.require_grant is set",
+                        self.policy.settings.grant.describe()
+                    );
+                    refusal = Some(denied(tool, "settings.require_grant".to_string(), reason));
+                }
                 Message::ToolCall {
                     tool, arguments, ..
                 } => {
@@ -875,5 +898,7 @@ fn call_records(messages: &[Message<'_, '_>], refusals: &[Option<Refusal>]) -> V
         .collect()
 }
 
+#[cfg(test)]
+mod identity_tests;
 #[cfg(test)]
 mod tests;

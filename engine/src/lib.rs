@@ -8,6 +8,7 @@ pub mod answer;
 pub mod audit;
 pub mod conditions;
 pub mod config;
+pub mod credentials;
 pub mod engine;
 pub mod glob;
 pub mod global_limits;
@@ -19,6 +20,7 @@ pub mod ratelimit;
 pub mod risk;
 pub mod routing_headers;
 pub mod tools_list;
+pub mod tunnels;
 pub mod write;
 
 #[cfg(any(test, feature = "testing"))]

@@ -32,7 +32,7 @@ impl Action {
     }
 }
 
-/// A calendar window, aligned to UTC boundaries.
+/// A window length; with [`Algorithm::Fixed`], aligned to UTC boundaries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Window {
     Second,
@@ -57,6 +57,27 @@ impl Window {
             Window::Minute => "minute",
             Window::Hour => "hour",
             Window::Day => "day",
+        }
+    }
+}
+
+/// How a limit's window moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Algorithm {
+    /// At most `max` in every interval of the window's length (default):
+    /// no burst of 2 x `max` across a boundary.
+    #[default]
+    Sliding,
+    /// Windows aligned to UTC boundaries, reset at each one (PolicyLayer's
+    /// semantics): up to 2 x `max` can pass around a boundary.
+    Fixed,
+}
+
+impl Algorithm {
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Sliding => "sliding",
+            Algorithm::Fixed => "fixed",
         }
     }
 }
@@ -92,6 +113,8 @@ pub struct Counter {
     pub window: Window,
     pub max: u64,
     pub scope: Scope,
+    /// Sliding (any interval of the window's length) or fixed UTC windows.
+    pub algorithm: Algorithm,
     /// Add this argument's numeric value instead of 1 (spend caps).
     pub increment_from: Option<ArgPath>,
     /// Amount used when `increment_from` is missing from the call, in
@@ -194,6 +217,16 @@ pub enum GrantSource {
     Property(Vec<String>),
 }
 
+impl GrantSource {
+    /// Where the grant comes from, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            GrantSource::Header(h) => format!("header {h}"),
+            GrantSource::Property(p) => format!("Envoy property {}", p.join(".")),
+        }
+    }
+}
+
 /// Filter settings with safe defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
@@ -207,11 +240,17 @@ pub struct Settings {
     /// Shared-data keys per counter; each tracks up to `ratelimit::ENTRIES`
     /// scope values at once, plus a shared overflow budget.
     pub counter_slots: u32,
+    /// Algorithm of limits that do not name one.
+    pub limit_algorithm: Algorithm,
     /// Secret key for scope fingerprints (grants, sessions); a built-in key
     /// when unset.
     pub grant_hash_key: Option<String>,
     /// Which tool calls get an audit line.
     pub audit: AuditLevel,
+    /// Refuse every `tools/call` that carries no grant.
+    pub require_grant: bool,
+    /// `hold` mode: how long a held request may wait for its first body byte.
+    pub hold_body_timeout_ms: u64,
 }
 
 /// Which judged tool calls are written as audit lines.
@@ -233,8 +272,11 @@ impl Default for Settings {
             grant: GrantSource::Header("authorization".to_string()),
             refund_on_error: false,
             counter_slots: 256,
+            limit_algorithm: Algorithm::Sliding,
             grant_hash_key: None,
             audit: AuditLevel::Refused,
+            require_grant: false,
+            hold_body_timeout_ms: 10_000,
         }
     }
 }

@@ -15,6 +15,30 @@ pub struct RoutingHeaders<'a> {
     pub name: Option<&'a str>,
 }
 
+/// The one value of routing header `header` from all the values the
+/// request carries. Several values are refused: the filter could check one
+/// while a router reads another (the last, or all joined by commas).
+pub fn single<'a>(header: &str, values: &[&'a [u8]]) -> Result<Option<&'a str>, String> {
+    match values {
+        [] => Ok(None),
+        [one] => std::str::from_utf8(one)
+            .map(Some)
+            .map_err(|_| format!("{header} header is not valid UTF-8")),
+        _ => Err(format!(
+            "the request carries {} {header} headers; send exactly one",
+            values.len()
+        )),
+    }
+}
+
+/// Methods whose `Mcp-Name` is a resource URI, which may hold a comma.
+fn names_a_uri(method: &str) -> bool {
+    matches!(
+        method,
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe"
+    )
+}
+
 /// Decodes a header value: plain text, or `=?base64?<data>?=` for values
 /// that are not plain ASCII. None when the encoding is malformed.
 pub fn decode_value(raw: &str) -> Option<String> {
@@ -73,6 +97,25 @@ pub fn mismatch(
     if headers.method.is_none() && headers.name.is_none() {
         return None;
     }
+    // A comma-joined value is how several headers look after some
+    // intermediaries: refused. Methods and tool/prompt names never hold a
+    // comma (names: A-Z a-z 0-9 _ - . /; others travel base64-encoded);
+    // only a resource URI may, and it must then equal the body's exactly.
+    if headers.method.is_some_and(|m| m.contains(',')) {
+        return Some("Mcp-Method header holds a comma (several values?)".to_string());
+    }
+    if headers.name.is_some_and(|n| n.contains(',')) {
+        let all_uris = messages.iter().all(|(node, msg)| {
+            matches!(msg, Message::Response)
+                || node
+                    .get("method")
+                    .and_then(Node::as_str)
+                    .is_some_and(names_a_uri)
+        });
+        if !all_uris {
+            return Some("Mcp-Name header holds a comma (several values?)".to_string());
+        }
+    }
     let method = match headers.method.map(decode_value) {
         Some(None) => return Some("Mcp-Method header is not validly encoded".to_string()),
         Some(Some(m)) => Some(m),
@@ -130,5 +173,36 @@ mod tests {
             Some("=?base64?aMOpbGxv")
         );
         assert_eq!(decode_value("=?base64?***?="), None);
+    }
+
+    #[test]
+    fn one_value_or_none_is_accepted_several_are_not() {
+        assert_eq!(single("Mcp-Name", &[]), Ok(None));
+        assert_eq!(single("Mcp-Name", &[b"echo"]), Ok(Some("echo")));
+        let two = single("Mcp-Name", &[b"echo", b"rm"]).unwrap_err();
+        assert!(two.contains("2 Mcp-Name headers"), "{two}");
+        assert!(single("Mcp-Name", &[b"ech\xff"]).is_err());
+    }
+
+    fn check(method: Option<&str>, name: Option<&str>, body: &str) -> Option<String> {
+        let doc = crate::json::parse(body.as_bytes()).unwrap();
+        let msg = crate::jsonrpc::classify(&doc.root).unwrap();
+        mismatch(&RoutingHeaders { method, name }, &[(&doc.root, &msg)])
+    }
+
+    #[test]
+    fn a_comma_joined_value_is_refused_except_in_a_resource_uri() {
+        let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a,b"}}"#;
+        let problem = check(Some("tools/call"), Some("a,b"), call).unwrap();
+        assert!(problem.contains("comma"), "{problem}");
+        let problem = check(Some("tools/call, tools/call"), None, call).unwrap();
+        assert!(problem.contains("Mcp-Method"), "{problem}");
+        let read =
+            r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///a,b"}}"#;
+        assert_eq!(
+            check(Some("resources/read"), Some("file:///a,b"), read),
+            None
+        );
+        assert!(check(Some("resources/read"), Some("file:///a,c"), read).is_some());
     }
 }

@@ -97,6 +97,10 @@ def server_command(kind: str, port: int) -> tuple[list[str], dict[str, str]]:
         return [str(PY_MCP1), str(DEMO_SERVER), "--port", str(port)], {}
     if kind == "modern":
         return [str(PY_MCP2), str(MODERN_SERVER), "--port", str(port)], {}
+    if kind == "bearer-py":
+        return [str(PY_MCP1), str(HERE / "bearer_server.py"), "--port", str(port)], {}
+    if kind == "bearer-ts":
+        return [NODE, str(HERE / "bearer_server.mjs"), str(port)], {}
     raise ValueError(kind)
 
 

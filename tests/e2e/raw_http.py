@@ -174,19 +174,27 @@ def simultaneous_posts(
 @dataclass
 class H2Request:
     method: str = "POST"
-    path: str = "/mcp"
+    path: str = "/mcp"  # empty: no :scheme and :path (a CONNECT request)
     headers: list[tuple[str, str]] = field(default_factory=list)
     body_parts: list[bytes] = field(default_factory=list)
     trailers: list[tuple[str, str]] | None = None
 
 
-def h2_exchange(port: int, requests: list[H2Request], *, pause: float = 0.0, timeout: float = 10.0) -> list[RawResponse]:
+def h2_exchange(
+    port: int, requests: list[H2Request], *, pause: float = 0.0, timeout: float = 10.0, validate_headers: bool = True
+) -> list[RawResponse]:
     """Send every request as a stream of one HTTP/2 connection; return the answers in order.
 
     Streams are opened together, so their bodies interleave on the wire.
     Each DATA part goes out as its own frame(s), `pause` seconds apart.
+    `validate_headers=False` sends header values exactly as given (e.g.
+    with surrounding whitespace, which `h2` refuses by default).
     """
-    conn = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+    config = h2.config.H2Configuration(
+        client_side=True, header_encoding="utf-8", validate_outbound_headers=validate_headers,
+        normalize_outbound_headers=validate_headers,
+    )  # fmt: skip
+    conn = h2.connection.H2Connection(config=config)
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         conn.initiate_connection()
         sock.sendall(conn.data_to_send())
@@ -199,6 +207,8 @@ def h2_exchange(port: int, requests: list[H2Request], *, pause: float = 0.0, tim
             state[stream_id] = RawResponse(0, [], b"")
             pseudo = [(":method", request.method), (":scheme", "http"), (":authority", f"127.0.0.1:{port}"),
                       (":path", request.path)]  # fmt: skip
+            if not request.path:  # CONNECT: only :method and :authority
+                pseudo = [(":method", request.method), (":authority", f"127.0.0.1:{port}")]
             end = not request.body_parts and request.trailers is None
             conn.send_headers(stream_id, pseudo + request.headers, end_stream=end)
         sock.sendall(conn.data_to_send())

@@ -83,7 +83,8 @@ pub fn engine() -> Option<Engine> {
 }
 
 pub const SCOPES: Scopes<'static> = Scopes {
-    grant: Some(b"Bearer bench-token"),
+    grant: Some(b"bearer bench-token"),
+    grant_error: None,
     session: Some(b"bench-session"),
     source: Some(b"127.0.0.1"),
     request_id: None,
