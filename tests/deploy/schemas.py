@@ -28,6 +28,8 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 KUBERNETES_VERSION = "1.37.0"
 ISTIO_GROUP_SUFFIX = ".istio.io"
 # Kustomize's own files and strategic-merge patches are not resources.
@@ -59,7 +61,7 @@ def _istio_schemas() -> dict[tuple[str, str], dict]:
         raise RuntimeError("ISTIO_CRDS is not set: run through `make deploy-check` (it fetches istio.io/api)")
     schemas = {}
     with open(path, encoding="utf-8") as f:
-        for crd in yaml.safe_load_all(f):
+        for crd in yaml.load_all(f, Loader=LOADER):
             if not crd or crd.get("kind") != "CustomResourceDefinition":
                 continue
             group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
@@ -113,7 +115,7 @@ def documents(target: Path) -> list[tuple[str, dict]]:
         if f.name in PARTIAL or f.name.endswith("-patch.yaml"):
             continue
         with open(f, encoding="utf-8") as fh:
-            found += [(str(f), d) for d in yaml.safe_load_all(fh) if d]
+            found += [(str(f), d) for d in yaml.load_all(fh, Loader=LOADER) if d]
     kustomize = os.environ.get("KUSTOMIZE")
     if kustomize and target.is_dir():
         for k in sorted(target.rglob("kustomization.yaml")):
@@ -123,7 +125,7 @@ def documents(target: Path) -> list[tuple[str, dict]]:
             if out.returncode != 0:
                 found.append((f"kustomize build {k.parent}", {"kustomize-error": out.stderr.strip()}))
                 continue
-            found += [(f"kustomize build {k.parent}", d) for d in yaml.safe_load_all(out.stdout) if d]
+            found += [(f"kustomize build {k.parent}", d) for d in yaml.load_all(out.stdout, Loader=LOADER) if d]
     return found
 
 

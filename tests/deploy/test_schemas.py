@@ -85,8 +85,6 @@ def test_deploy_check_fails_on_a_broken_copy(tmp_path, file, break_it, expected)
     assert r.returncode == 1, r.stdout + r.stderr
     # The message names the file (or the kustomize build) and the place.
     assert str(path) in r.stderr and expected in r.stderr, r.stderr
-    # The untouched tree passes the same checker.
-    assert run_checker(DEPLOY).returncode == 0
 
 
 def test_an_unknown_istio_kind_or_version_is_refused():
