@@ -6,11 +6,12 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use mcp_policy_engine::caller::{Caller, GrantFrom};
 use mcp_policy_engine::credentials;
 use mcp_policy_engine::global_limits::{self, GlobalAnswer};
 use mcp_policy_engine::json::{self, Node};
 use mcp_policy_engine::policy::{Counter, ErrorStyle, GrantSource, Risk, Scope};
-use mcp_policy_engine::ratelimit::{Charge, Clock};
+use mcp_policy_engine::ratelimit::{self, Charge, Clock};
 use mcp_policy_engine::testing::MemoryStore;
 use mcp_policy_engine::{risk, Engine, Policy, Scopes, Verdict};
 
@@ -37,6 +38,10 @@ pub struct Call {
     pub grant: Option<String>,
     pub session: Option<String>,
     pub source: Option<String>,
+    /// The verified JWT claims (a JSON object), as jwt_authn would give them.
+    pub claims: Option<String>,
+    /// The mTLS peer principal (URI SAN).
+    pub principal: Option<String>,
     /// The category the server's `tools/list` annotations would give the
     /// tool (matters only under `risk_actions`).
     pub server_risk: Option<Risk>,
@@ -78,6 +83,8 @@ impl Decision {
 pub struct Limit {
     pub counter: String,
     pub window: &'static str,
+    /// "sliding" or "fixed".
+    pub algorithm: &'static str,
     pub max: u64,
     pub scope: &'static str,
     /// Counted cluster-wide by the rate limit service (and locally).
@@ -198,6 +205,7 @@ pub fn explain(policy: &Policy, call: &Call, clock: &dyn Clock) -> Result<Explan
                         .map(|c| Limit {
                             counter: c.name.clone(),
                             window: c.window.name(),
+                            algorithm: c.algorithm.name(),
                             max: c.max,
                             scope: c.scope.name(),
                             global: is_global(policy, c),
@@ -263,11 +271,17 @@ fn judge(
             credentials::from_property(Some(g.as_bytes().to_vec()))
         }
     };
+    let caller = Caller {
+        claims: call.claims.clone(),
+        principal: call.principal.clone(),
+        ..Caller::default()
+    };
     let scopes = Scopes {
         grant: grant.key(),
         grant_error: grant.problem(),
         session: call.session.as_deref().map(str::as_bytes),
         source: call.source.as_deref().map(str::as_bytes),
+        caller: Some(&caller),
         ..Scopes::default()
     };
     let verdict = engine.decide(body.as_bytes(), &scopes, &store, clock);
@@ -308,11 +322,11 @@ fn charged_limits(policy: &Policy, call: &Call, charges: &[Charge]) -> Vec<Limit
     charges
         .iter()
         .filter_map(|charge| {
-            // Charges name their shared-data key, mcp_policy/v1/<counter>/<slot>.
+            // Charges name their shared-data key, <KEY_PREFIX><counter>/<slot>.
             let counter = policy.counters.iter().find(|c| {
                 charge
                     .key
-                    .strip_prefix(&format!("mcp_policy/v1/{}/", c.name))
+                    .strip_prefix(&format!("{}{}/", ratelimit::KEY_PREFIX, c.name))
                     .is_some_and(|slot| {
                         !slot.is_empty() && slot.bytes().all(|b| b.is_ascii_digit())
                     })
@@ -320,6 +334,7 @@ fn charged_limits(policy: &Policy, call: &Call, charges: &[Charge]) -> Vec<Limit
             Some(Limit {
                 counter: counter.name.clone(),
                 window: counter.window.name(),
+                algorithm: counter.algorithm.name(),
                 max: counter.max,
                 scope: counter.scope.name(),
                 global: is_global(policy, counter),
@@ -355,6 +370,21 @@ fn whose(policy: &Policy, scope: Scope, call: &Call) -> String {
     match scope {
         Scope::Global => "the whole Envoy process".to_string(),
         Scope::Grant => {
+            match &policy.settings.caller.grant_from {
+                Some(GrantFrom::Principal) => {
+                    return match &call.principal {
+                        Some(p) => format!("principal {}", json_string(p)),
+                        None => anonymous("--principal"),
+                    }
+                }
+                Some(GrantFrom::Claim(_)) => {
+                    return match &call.claims {
+                        Some(_) => "the --claims value named by settings.grant_from".to_string(),
+                        None => anonymous("--claims"),
+                    }
+                }
+                None => {}
+            }
             let from = match &policy.settings.grant {
                 GrantSource::Header(h) => format!("the {h} header"),
                 GrantSource::Property(p) => format!("property {}", p.join(".")),
@@ -429,8 +459,8 @@ impl Explanation {
                     ""
                 };
                 out.push_str(&format!(
-                    "  - {}: {} per {}, scope {}{global}; {}\n      budget of: {}\n",
-                    l.counter, l.max, l.window, l.scope, l.state, l.whose
+                    "  - {}: {} per {} ({} window), scope {}{global}; {}\n      budget of: {}\n",
+                    l.counter, l.max, l.window, l.algorithm, l.scope, l.state, l.whose
                 ));
             }
             if matches!(self.decision, Decision::Allowed | Decision::NeedsApproval) {

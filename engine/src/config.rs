@@ -7,12 +7,17 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
-use crate::conditions::{ArgPath, Condition, Literal, Op};
+use crate::caller::{CallerSettings, GrantFrom};
+use crate::conditions::{ArgPath, Condition, Literal, Op, Path};
 use crate::json::{self, Node, Value};
 use crate::policy::{
-    Action, ApprovalService, ArgRule, AuditLevel, Counter, ErrorStyle, FailureMode, GrantSource,
-    HeaderMode, Policy, RateLimitService, Risk, RuleKind, Scope, Settings, ToolRule, Window,
+    Action, Algorithm, ApprovalService, ArgRule, AuditLevel, Counter, ErrorStyle, FailureMode,
+    GrantSource, HeaderMode, Policy, RateLimitService, Risk, RuleKind, Scope, Settings, ToolRule,
+    Window,
 };
+
+const ALGORITHMS: [(&str, Algorithm); 2] =
+    [("sliding", Algorithm::Sliding), ("fixed", Algorithm::Fixed)];
 
 const TOOL_ACTIONS: [(&str, Action); 3] = [
     ("allow", Action::Allow),
@@ -46,6 +51,7 @@ pub fn load_with_base(text: &[u8], base: &Settings) -> Result<Policy, Vec<Config
         source: doc.source,
         errors: Vec::new(),
         base: base.clone(),
+        default_algorithm: base.limit_algorithm,
     };
     let policy = v.policy(&doc.root);
     match policy {
@@ -62,6 +68,7 @@ pub fn load_settings(text: &[u8]) -> Result<Settings, Vec<ConfigError>> {
         source: doc.source,
         errors: Vec::new(),
         base: Settings::default(),
+        default_algorithm: Algorithm::default(),
     };
     let settings = v.settings(&doc.root, "vm_config");
     if v.errors.is_empty() {
@@ -109,6 +116,8 @@ struct Validator<'s> {
     errors: Vec<ConfigError>,
     /// Settings the policy's `settings` object starts from.
     base: Settings,
+    /// Algorithm of limits that do not name one (the settings' choice).
+    default_algorithm: Algorithm,
 }
 
 impl Validator<'_> {
@@ -252,6 +261,7 @@ impl Validator<'_> {
             Some(node) => self.settings(node, "policy.settings"),
             None => self.base.clone(),
         };
+        self.default_algorithm = settings.limit_algorithm;
         let (hide, hide_all) = match root.get("hide") {
             Some(node) => self.hide(node),
             None => (HashSet::new(), false),
@@ -413,8 +423,13 @@ impl Validator<'_> {
                 "increment_from",
                 "default_increment",
                 "global",
+                "algorithm",
             ],
         )?;
+        let algorithm = match obj.get("algorithm") {
+            Some(a) => self.choice(a, &child(path, "algorithm"), &ALGORITHMS),
+            None => Some(self.default_algorithm),
+        };
         let global = match obj.get("global") {
             Some(g) => self.boolean(g, &child(path, "global")).unwrap_or(false),
             None => false,
@@ -507,6 +522,7 @@ impl Validator<'_> {
             window: window?,
             max: max?,
             scope: scope?,
+            algorithm: algorithm?,
             increment_from,
             default_increment_milli,
             global,
@@ -764,10 +780,14 @@ impl Validator<'_> {
         let arg_path = match obj.get("path") {
             Some(p) => {
                 let text = self.string(p, &ppath)?;
-                match ArgPath::parse(&text) {
+                match Path::parse(&text) {
                     Ok(ap) => Some(ap),
                     Err(e) => {
-                        self.wrong(&ppath, p, &format!("a path like \"args.a.b[0]\" ({e})"));
+                        self.wrong(
+                            &ppath,
+                            p,
+                            &format!("a path like \"args.a.b[0]\" or \"caller.claims.role\" ({e})"),
+                        );
                         None
                     }
                 }
@@ -842,6 +862,17 @@ impl Validator<'_> {
                 }
             }
             "contains" => Op::Contains(Literal::from_node(value)),
+            "not_contains" => Op::NotContains(Literal::from_node(value)),
+            "contains_word" => {
+                let word = value
+                    .as_str()
+                    .filter(|w| !w.is_empty() && !w.chars().any(char::is_whitespace));
+                let Some(word) = word else {
+                    self.wrong(&vpath, value, "one word: a non-empty string without spaces");
+                    return None;
+                };
+                Op::ContainsWord(word.to_string())
+            }
             _ => match value.value {
                 Value::Bool(b) => Op::Exists(b),
                 _ => {
@@ -870,14 +901,19 @@ impl Validator<'_> {
                 "grant_property",
                 "refund_on_error",
                 "counter_slots",
+                "limit_algorithm",
                 "grant_hash_key",
                 "audit",
                 "require_grant",
                 "hold_body_timeout_ms",
+                "caller_claims",
+                "require_caller",
+                "grant_from",
             ],
         ) else {
             return s;
         };
+        self.caller_settings(obj, path, &mut s.caller);
         if let Some(n) = obj.get("max_body_bytes") {
             // Envoy's own buffer limit answers 413 past 1 MiB by default; allow
             // more only up to a sane ceiling.
@@ -950,6 +986,11 @@ impl Validator<'_> {
                 s.counter_slots = u32::try_from(v).unwrap_or(256);
             }
         }
+        if let Some(n) = obj.get("limit_algorithm") {
+            if let Some(v) = self.choice(n, &child(path, "limit_algorithm"), &ALGORITHMS) {
+                s.limit_algorithm = v;
+            }
+        }
         if let Some(n) = obj.get("audit") {
             if let Some(v) = self.choice(
                 n,
@@ -980,6 +1021,40 @@ impl Validator<'_> {
     }
 }
 
+impl Validator<'_> {
+    /// `caller_claims`, `require_caller`, `grant_from` (see `caller.rs`).
+    fn caller_settings(&mut self, obj: &Node<'_>, path: &str, c: &mut CallerSettings) {
+        if let Some(n) = obj.get("caller_claims") {
+            let ppath = child(path, "caller_claims");
+            let parts: Option<Vec<String>> = n.as_array().and_then(|items| {
+                items
+                    .iter()
+                    .map(|i| i.as_str().filter(|s| !s.is_empty()).map(str::to_string))
+                    .collect()
+            });
+            match parts.map(|p| CallerSettings::check_claims_path(&p).map(|()| p)) {
+                Some(Ok(p)) => c.claims_path = p,
+                Some(Err(expected)) => self.wrong(&ppath, n, &expected),
+                None => self.wrong(&ppath, n, "a non-empty array of non-empty strings"),
+            }
+        }
+        if let Some(n) = obj.get("require_caller") {
+            if let Some(v) = self.boolean(n, &child(path, "require_caller")) {
+                c.require = v;
+            }
+        }
+        if let Some(n) = obj.get("grant_from") {
+            let gpath = child(path, "grant_from");
+            if let Some(text) = self.string(n, &gpath) {
+                match GrantFrom::parse(&text) {
+                    Ok(g) => c.grant_from = Some(g),
+                    Err(e) => self.wrong(&gpath, n, &e),
+                }
+            }
+        }
+    }
+}
+
 /// A non-negative amount in thousandths, rounded up (never under-counts).
 pub fn to_milli(v: f64) -> u64 {
     let scaled = (v * 1000.0).ceil();
@@ -994,10 +1069,11 @@ pub fn to_milli(v: f64) -> u64 {
 /// A counter definition in words, for conflict messages.
 fn describe(c: &Counter) -> String {
     let mut text = format!(
-        "{{window {}, max {}, scope {}",
+        "{{window {}, max {}, scope {}, algorithm {}",
         c.window.name(),
         c.max,
-        c.scope.name()
+        c.scope.name(),
+        c.algorithm.name()
     );
     if let Some(p) = &c.increment_from {
         text.push_str(&format!(", increment_from {}", p.text));

@@ -245,6 +245,7 @@ mod tests {
             window: Window::Minute,
             max: 10,
             scope: Scope::Grant,
+            algorithm: crate::policy::Algorithm::Sliding,
             increment_from: None,
             default_increment_milli: None,
             global: false,

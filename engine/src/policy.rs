@@ -5,7 +5,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::conditions::{self, ArgPath, Condition};
+use crate::caller::{CallerNeeds, CallerSettings, CallerView};
+use crate::conditions::{self, ArgPath, Condition, Facts};
 pub use crate::global_limits::{FailureMode, RateLimitService};
 use crate::json::Node;
 pub use crate::risk::Risk;
@@ -31,7 +32,7 @@ impl Action {
     }
 }
 
-/// A calendar window, aligned to UTC boundaries.
+/// A window length; with [`Algorithm::Fixed`], aligned to UTC boundaries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Window {
     Second,
@@ -56,6 +57,27 @@ impl Window {
             Window::Minute => "minute",
             Window::Hour => "hour",
             Window::Day => "day",
+        }
+    }
+}
+
+/// How a limit's window moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Algorithm {
+    /// At most `max` in every interval of the window's length (default):
+    /// no burst of 2 x `max` across a boundary.
+    #[default]
+    Sliding,
+    /// Windows aligned to UTC boundaries, reset at each one (PolicyLayer's
+    /// semantics): up to 2 x `max` can pass around a boundary.
+    Fixed,
+}
+
+impl Algorithm {
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Sliding => "sliding",
+            Algorithm::Fixed => "fixed",
         }
     }
 }
@@ -91,6 +113,8 @@ pub struct Counter {
     pub window: Window,
     pub max: u64,
     pub scope: Scope,
+    /// Sliding (any interval of the window's length) or fixed UTC windows.
+    pub algorithm: Algorithm,
     /// Add this argument's numeric value instead of 1 (spend caps).
     pub increment_from: Option<ArgPath>,
     /// Amount used when `increment_from` is missing from the call, in
@@ -207,6 +231,8 @@ pub struct Settings {
     /// Shared-data keys per counter; each tracks up to `ratelimit::ENTRIES`
     /// scope values at once, plus a shared overflow budget.
     pub counter_slots: u32,
+    /// Algorithm of limits that do not name one.
+    pub limit_algorithm: Algorithm,
     /// Secret key for scope fingerprints (grants, sessions); a built-in key
     /// when unset.
     pub grant_hash_key: Option<String>,
@@ -216,6 +242,9 @@ pub struct Settings {
     pub require_grant: bool,
     /// `hold` mode: how long a held request may wait for its first body byte.
     pub hold_body_timeout_ms: u64,
+    /// Who is calling: where claims live, whether an identity is required,
+    /// whether grant budgets follow it.
+    pub caller: CallerSettings,
 }
 
 /// Which judged tool calls are written as audit lines.
@@ -237,10 +266,12 @@ impl Default for Settings {
             grant: GrantSource::Header("authorization".to_string()),
             refund_on_error: false,
             counter_slots: 256,
+            limit_algorithm: Algorithm::Sliding,
             grant_hash_key: None,
             audit: AuditLevel::Refused,
             require_grant: false,
             hold_body_timeout_ms: 10_000,
+            caller: CallerSettings::default(),
         }
     }
 }
@@ -332,10 +363,29 @@ impl Policy {
         args: Option<&Node<'_>>,
         hint: &dyn Fn(&str) -> Option<Risk>,
     ) -> CallVerdict {
+        self.decide_call_for(tool, args, &CallerView::default(), hint)
+    }
+
+    /// [`Policy::decide_call`] knowing who is calling (`caller.*` paths,
+    /// `settings.require_caller`).
+    pub fn decide_call_for(
+        &self,
+        tool: &str,
+        args: Option<&Node<'_>>,
+        caller: &CallerView<'_>,
+        hint: &dyn Fn(&str) -> Option<Risk>,
+    ) -> CallVerdict {
         let limits = match self.decide(tool) {
             ToolVerdict::Deny { rule, reason } => return CallVerdict::Deny { rule, reason },
             ToolVerdict::Allow { limits } => limits,
         };
+        if self.settings.caller.require && caller.claims.is_none() && caller.principal.is_none() {
+            return CallVerdict::Deny {
+                rule: "settings.require_caller".to_string(),
+                reason: "this MCP server requires a verified caller identity (a valid JWT or an mTLS client certificate), and the request carries none".to_string(),
+            };
+        }
+        let facts = Facts { args, caller };
         let own = self.tools.get(tool);
         let shown = crate::answer::shown_name(tool);
         let mut verdict = CallVerdict::Allow { limits };
@@ -354,10 +404,10 @@ impl Policy {
             policy_risk = policy_risk.max(rule.risk);
             for arg_rule in &rule.rules {
                 let triggered = match &arg_rule.kind {
-                    RuleKind::DenyIf(c) => conditions::deny_if_holds(c, args),
-                    RuleKind::Require(c) => !conditions::require_holds(c, args),
+                    RuleKind::DenyIf(c) => conditions::deny_if_holds(c, &facts),
+                    RuleKind::Require(c) => !conditions::require_holds(c, &facts),
                     RuleKind::When(c) => {
-                        if conditions::when_holds(c, args) {
+                        if conditions::when_holds(c, &facts) {
                             policy_risk = policy_risk.max(arg_rule.risk);
                         }
                         false
@@ -422,6 +472,65 @@ impl Policy {
         if matches!(self.decide(tool), ToolVerdict::Deny { .. }) {
             return false;
         }
+        self.lists_by_risk(tool, hint)
+    }
+
+    /// [`Policy::lists_with_hint`] for one caller: a tool is also removed
+    /// when one of its (or `"*"`'s) rules that read only `caller.*` refuses
+    /// this caller whatever the arguments.
+    pub fn lists_for(&self, tool: &str, hint: Option<Risk>, caller: &CallerView<'_>) -> bool {
+        self.lists_with_hint(tool, hint) && !self.refuses_caller(tool, caller)
+    }
+
+    /// Whether a caller-only rule of `tool` or `"*"` refuses this caller.
+    fn refuses_caller(&self, tool: &str, caller: &CallerView<'_>) -> bool {
+        let facts = Facts { args: None, caller };
+        let own = self.tools.get(tool);
+        own.into_iter().chain([&self.wildcard]).any(|rule| {
+            rule.rules.iter().any(|r| {
+                r.action == Action::Deny
+                    && match &r.kind {
+                        RuleKind::DenyIf(c) => {
+                            conditions::only_caller(c) && conditions::deny_if_holds(c, &facts)
+                        }
+                        RuleKind::Require(c) => {
+                            conditions::only_caller(c) && !conditions::require_holds(c, &facts)
+                        }
+                        RuleKind::When(_) => false,
+                    }
+            })
+        })
+    }
+
+    /// What the policy's conditions read about the caller (the host reads
+    /// nothing else).
+    pub fn caller_needs(&self) -> CallerNeeds {
+        let mut needs = CallerNeeds::default();
+        let rules = self.tools.values().chain([&self.wildcard]);
+        for rule in rules.flat_map(|t| t.rules.iter()) {
+            let conds = match &rule.kind {
+                RuleKind::DenyIf(c) | RuleKind::Require(c) | RuleKind::When(c) => c,
+            };
+            for c in conds {
+                if let Some(p) = c.path.caller() {
+                    needs.add(p);
+                }
+            }
+        }
+        let c = &self.settings.caller;
+        if c.require {
+            needs.claims = true;
+            needs.principal = true;
+        }
+        match &c.grant_from {
+            Some(crate::caller::GrantFrom::Principal) => needs.principal = true,
+            Some(crate::caller::GrantFrom::Claim(_)) => needs.claims = true,
+            None => {}
+        }
+        needs
+    }
+
+    fn lists_by_risk(&self, tool: &str, hint: Option<Risk>) -> bool {
         if self.risk_actions.is_empty() {
             return true;
         }

@@ -6,31 +6,57 @@
 //! passed. The design follows from that:
 //!
 //! * **Fixed key space.** Each counter owns `slots` keys,
-//!   `mcp_policy/v1/<counter>/<slot>`. A scope value (grant, session, address)
+//!   `mcp_policy/v2/<counter>/<slot>`. A scope value (grant, session, address)
 //!   is fingerprinted and mapped to one slot. However many values agents
 //!   invent, the number of keys never grows past `counters x slots`.
-//! * **Bounded slot.** A slot holds `ENTRIES` entries `(fingerprint, window,
-//!   count)` plus one overflow entry. An entry whose window is over is free to
-//!   reuse. When every entry is taken by live values, newcomers share the
-//!   overflow entry's budget: stricter than their own, never unlimited.
+//! * **Bounded slot.** A slot holds `ENTRIES` entries plus one overflow
+//!   entry; an entry is a fingerprint and `RECORDS` admission records
+//!   `(time in ms, amount)`. An entry with no record left in the window is
+//!   free to reuse. When every entry is taken by live values, newcomers share
+//!   the overflow entry's budget: stricter than their own, never unlimited.
+//! * **Sliding windows.** A limit admits a call when the amounts recorded in
+//!   the last window length plus the call's amount stay within `max`, so no
+//!   interval of that length ever holds more than `max`, across boundaries
+//!   too. Each admission is its own record (exact, to the millisecond) until
+//!   an entry's records are full; then two records of one sub-window
+//!   (`window / BUCKETS`) merge under the later time. A merged amount counts
+//!   a little longer than it should, never shorter: the limit may refuse up
+//!   to one sub-window early, it never admits more. `RECORDS > BUCKETS`
+//!   guarantees two records always share a sub-window when a merge is due.
+//! * **Fixed windows** (on request) keep one record per UTC-aligned window.
+//! * **One clock per slot.** A slot stores the latest time any worker used;
+//!   a worker whose clock reads earlier uses that time instead. Decisions on
+//!   a slot are therefore ordered in time as they are in CAS order, so no
+//!   worker can drop or overlook a record another worker still counts.
 //! * **No lost increments.** Counts only change through a CAS `set` against
 //!   the value just read, retried on conflict. A missing key is created only
 //!   with an empty slot and an impossible CAS, so creation can never
 //!   overwrite a slot someone already created and counted in.
-//! * **A refused call consumes nothing.** A call with several limits takes a
-//!   unit from each in turn and gives back what it took if a later one is
-//!   exhausted.
+//! * **A refused call consumes nothing.** A call with several limits takes
+//!   its amount from each in turn and gives back what it took if a later one
+//!   is exhausted.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 
-use crate::policy::{Counter, Scope};
+use crate::policy::{Algorithm, Counter, Scope};
 
 /// Live entries per slot (plus one overflow entry).
 pub const ENTRIES: usize = 8;
-const ENTRY_BYTES: usize = 24;
-const MAGIC: &[u8; 4] = b"MPv1";
+/// Admission records per entry: a sliding limit of up to this many whole
+/// calls is exact to the millisecond.
+pub const RECORDS: usize = 16;
+/// Sub-windows of a sliding window. Records only merge within one, so a
+/// merged amount counts at most `window / BUCKETS` longer than exactly.
+pub const BUCKETS: u64 = 15;
+const RECORD_BYTES: usize = 4 + 8;
+const ENTRY_BYTES: usize = 8 + RECORDS * RECORD_BYTES;
+const MAGIC: &[u8; 4] = b"MPv2";
+const HEADER_BYTES: usize = MAGIC.len() + 8;
 /// Bytes of one slot value: the bound on shared-data memory per key.
-pub const SLOT_BYTES: usize = MAGIC.len() + (ENTRIES + 1) * ENTRY_BYTES;
+pub const SLOT_BYTES: usize = HEADER_BYTES + (ENTRIES + 1) * ENTRY_BYTES;
+/// Prefix of every counter key; the version changes with the value layout,
+/// so values written by an older module are never misread.
+pub const KEY_PREFIX: &str = "mcp_policy/v2/";
 /// CAS retries before giving up (fail closed).
 const MAX_ATTEMPTS: usize = 64;
 /// A CAS value Envoy never hands out for a fresh key: used to create a key
@@ -57,14 +83,19 @@ pub trait Clock {
     fn now_unix_millis(&self) -> u64;
 }
 
-/// A unit taken from one counter: enough to give it back later.
+/// An amount taken from one counter: enough to give it back later.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Charge {
     pub key: String,
     pub fingerprint: u64,
-    pub window: u64,
+    /// When it was recorded (ms, on the slot's clock).
+    pub at_ms: u64,
     pub amount: u64,
     pub overflow: bool,
+    /// The counter's window length and algorithm: where the record may
+    /// have merged to by the time it is given back.
+    pub window_ms: u64,
+    pub algorithm: Algorithm,
 }
 
 /// What to take: counter index, scope fingerprint, amount.
@@ -77,7 +108,9 @@ pub struct Take {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Denial {
-    /// The counter at this index has no room in the current window.
+    /// The counter at this index has no room now. `retry_after_seconds` is
+    /// when a call of the same amount would be admitted, if nothing else is
+    /// taken meanwhile.
     Exhausted {
         counter: usize,
         retry_after_seconds: u64,
@@ -106,19 +139,213 @@ pub fn fingerprint(key: &[u8], scope: Scope, value: Option<&[u8]>) -> u64 {
 /// The shared-data key holding `fingerprint` for `counter`.
 pub fn slot_key(counter: &Counter, fingerprint: u64, slots: u32) -> String {
     let slot = fingerprint % u64::from(slots.max(1));
-    format!("mcp_policy/v1/{}/{}", counter.name, slot)
+    format!("{KEY_PREFIX}{}/{}", counter.name, slot)
 }
 
+/// How a counter's window decides what still counts and what may merge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Rules {
+    window_ms: u64,
+    algorithm: Algorithm,
+}
+
+impl Rules {
+    fn of(counter: &Counter) -> Rules {
+        Rules {
+            window_ms: counter.window.seconds().saturating_mul(1000).max(1),
+            algorithm: counter.algorithm,
+        }
+    }
+
+    /// Whether `record` still counts at `now`.
+    fn live(self, record: &Record, now: u64) -> bool {
+        record.amount > 0
+            && match self.algorithm {
+                Algorithm::Sliding => record.time.saturating_add(self.window_ms) > now,
+                Algorithm::Fixed => record.time / self.window_ms == now / self.window_ms,
+            }
+    }
+
+    /// The sub-window (sliding) or window (fixed) a time falls in: records
+    /// only ever merge within one.
+    fn bucket(self, time: u64) -> u64 {
+        match self.algorithm {
+            Algorithm::Sliding => time.saturating_mul(BUCKETS) / self.window_ms,
+            Algorithm::Fixed => time / self.window_ms,
+        }
+    }
+}
+
+/// Amount admitted at `time` (ms); an amount of 0 marks a free record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Record {
+    time: u64,
+    amount: u64,
+}
+
+/// One scope value's admissions.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Entry {
     fingerprint: u64,
-    window: u64,
-    count: u64,
+    records: [Record; RECORDS],
+}
+
+impl Entry {
+    fn live(&self, rules: Rules, now: u64) -> bool {
+        self.records.iter().any(|r| rules.live(r, now))
+    }
+
+    /// Frees the records that no longer count.
+    fn prune(&mut self, rules: Rules, now: u64) {
+        for r in &mut self.records {
+            if !rules.live(r, now) {
+                *r = Record::default();
+            }
+        }
+    }
+
+    /// The amount that counts at `now`.
+    fn used(&self, rules: Rules, now: u64) -> u64 {
+        self.records
+            .iter()
+            .filter(|r| rules.live(r, now))
+            .fold(0, |sum, r| sum.saturating_add(r.amount))
+    }
+
+    /// Records `amount` at `now` (after [`Entry::prune`]; `now` is at or
+    /// after every record's time).
+    fn add(&mut self, rules: Rules, now: u64, amount: u64) {
+        if amount == 0 {
+            return;
+        }
+        // The same millisecond (fixed: the same window) is one record.
+        let joins = |r: &Record| {
+            r.amount > 0
+                && match rules.algorithm {
+                    Algorithm::Sliding => r.time == now,
+                    Algorithm::Fixed => rules.bucket(r.time) == rules.bucket(now),
+                }
+        };
+        if let Some(r) = self.records.iter_mut().find(|r| joins(r)) {
+            *r = Record {
+                time: now,
+                amount: r.amount.saturating_add(amount),
+            };
+            return;
+        }
+        if let Some(r) = self.records.iter_mut().find(|r| r.amount == 0) {
+            *r = Record { time: now, amount };
+            return;
+        }
+        // Full: the newest record absorbs the call if it is in the same
+        // sub-window; else two neighbours of one sub-window merge, freeing a
+        // record. Every record lies in the last window, which touches at most
+        // BUCKETS + 1 sub-windows, so with RECORDS > BUCKETS one of the two
+        // always applies.
+        let mut order: Vec<usize> = (0..RECORDS).collect();
+        order.sort_by_key(|&i| self.records.get(i).map_or(0, |r| r.time));
+        let time = |i: usize| self.records.get(i).map_or(0, |r| r.time);
+        if let Some(&newest) = order.last() {
+            if rules.bucket(time(newest)) == rules.bucket(now) {
+                if let Some(r) = self.records.get_mut(newest) {
+                    *r = Record {
+                        time: now,
+                        amount: r.amount.saturating_add(amount),
+                    };
+                }
+                return;
+            }
+        }
+        let pair = order
+            .windows(2)
+            .filter_map(|w| match w {
+                [a, b] if rules.bucket(time(*a)) == rules.bucket(time(*b)) => Some((*a, *b)),
+                _ => None,
+            })
+            .min_by_key(|&(a, b)| time(b).saturating_sub(time(a)))
+            // Unreachable (see above); folding the oldest record into the
+            // next still never under-counts.
+            .or(match order.as_slice() {
+                [a, b, ..] => Some((*a, *b)),
+                _ => None,
+            });
+        if let Some((older, newer)) = pair {
+            let moved = self.records.get(older).map_or(0, |r| r.amount);
+            if let Some(r) = self.records.get_mut(newer) {
+                r.amount = r.amount.saturating_add(moved);
+            }
+            if let Some(r) = self.records.get_mut(older) {
+                *r = Record { time: now, amount };
+            }
+        }
+    }
+
+    /// The earliest time at which `amount` more fits under `max`, if
+    /// nothing else is taken meanwhile.
+    fn admissible_at(&self, rules: Rules, now: u64, amount: u64, max: u64) -> u64 {
+        if rules.algorithm == Algorithm::Fixed {
+            return (now / rules.window_ms)
+                .saturating_add(1)
+                .saturating_mul(rules.window_ms);
+        }
+        let mut live: Vec<Record> = self
+            .records
+            .iter()
+            .filter(|r| rules.live(r, now))
+            .copied()
+            .collect();
+        live.sort_by_key(|r| r.time);
+        let mut used = self.used(rules, now);
+        for r in &live {
+            used = used.saturating_sub(r.amount);
+            if used.saturating_add(amount) <= max {
+                return r.time.saturating_add(rules.window_ms);
+            }
+        }
+        // More than `max` alone never fits; the budget is whole again once
+        // everything recorded has left the window.
+        live.last()
+            .map_or(now, |r| r.time)
+            .saturating_add(rules.window_ms)
+    }
+
+    /// The record holding an amount recorded at `at`, if it can be told.
+    ///
+    /// Merges only move an amount forward to its next record within one
+    /// sub-window, and new records are never older than existing ones, so
+    /// the amount sits in the first record at or after `at` in the same
+    /// sub-window. That is certain when it is the record of `at` itself, or
+    /// while `at` is still in the window (nothing that could hold it has
+    /// been dropped); otherwise nothing is given back.
+    fn holder(&mut self, rules: Rules, at: u64, latest: u64) -> Option<&mut Record> {
+        let bucket = rules.bucket(at);
+        let first = self
+            .records
+            .iter_mut()
+            .filter(|r| r.amount > 0 && r.time >= at && rules.bucket(r.time) == bucket)
+            .min_by_key(|r| r.time)?;
+        let certain = first.time == at
+            || match rules.algorithm {
+                // One record per window.
+                Algorithm::Fixed => true,
+                Algorithm::Sliding => at.saturating_add(rules.window_ms) > latest,
+            };
+        certain.then_some(first)
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Slot {
+    /// The latest time (ms) any worker decided at: the slot's clock.
+    latest: u64,
     entries: [Entry; ENTRIES + 1],
+}
+
+fn word<const N: usize>(bytes: &[u8], at: usize) -> [u8; N] {
+    bytes
+        .get(at..at + N)
+        .and_then(|b| <[u8; N]>::try_from(b).ok())
+        .unwrap_or([0; N])
 }
 
 impl Slot {
@@ -129,59 +356,67 @@ impl Slot {
         if bytes.len() != SLOT_BYTES || bytes.get(..MAGIC.len()) != Some(MAGIC.as_slice()) {
             return slot;
         }
+        slot.latest = u64::from_le_bytes(word(bytes, MAGIC.len()));
         for (i, entry) in slot.entries.iter_mut().enumerate() {
-            let at = MAGIC.len() + i * ENTRY_BYTES;
-            let word = |k: usize| -> u64 {
-                bytes
-                    .get(at + k * 8..at + k * 8 + 8)
-                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                    .map(u64::from_le_bytes)
-                    .unwrap_or(0)
-            };
-            *entry = Entry {
-                fingerprint: word(0),
-                window: word(1),
-                count: word(2),
-            };
+            let at = HEADER_BYTES + i * ENTRY_BYTES;
+            entry.fingerprint = u64::from_le_bytes(word(bytes, at));
+            for (j, record) in entry.records.iter_mut().enumerate() {
+                let r = at + 8 + j * RECORD_BYTES;
+                let age = u64::from(u32::from_le_bytes(word(bytes, r)));
+                let amount = u64::from_le_bytes(word(bytes, r + 4));
+                if amount > 0 {
+                    *record = Record {
+                        time: slot.latest.saturating_sub(age),
+                        amount,
+                    };
+                }
+            }
         }
         slot
     }
 
+    /// Record times are stored as ages before `latest` (4 bytes); a record
+    /// too old for that (49 days) is past every window and dropped.
     fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(SLOT_BYTES);
         out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&self.latest.to_le_bytes());
         for e in &self.entries {
             out.extend_from_slice(&e.fingerprint.to_le_bytes());
-            out.extend_from_slice(&e.window.to_le_bytes());
-            out.extend_from_slice(&e.count.to_le_bytes());
+            for r in &e.records {
+                let age = u32::try_from(self.latest.saturating_sub(r.time)).ok();
+                let (age, amount) = match age {
+                    Some(age) if r.amount > 0 => (age, r.amount),
+                    _ => (0, 0),
+                };
+                out.extend_from_slice(&age.to_le_bytes());
+                out.extend_from_slice(&amount.to_le_bytes());
+            }
         }
         out
     }
 
-    /// The entry for `fp` in `window`: its own, a free one, or the overflow.
-    fn entry_for(&mut self, fp: u64, window: u64) -> (&mut Entry, bool) {
-        let live = |e: &Entry| e.window == window && e.count > 0;
+    /// The entry for `fp`: its own, a free one, or the overflow.
+    fn entry_for(&mut self, fp: u64, rules: Rules, now: u64) -> (&mut Entry, bool) {
         let [regular @ .., overflow] = &mut self.entries;
+        // A value keeps its entry while it has one (never two of them); a
+        // free one is any entry with nothing left in the window.
         let own = regular
             .iter()
-            .position(|e| live(e) && e.fingerprint == fp)
-            .or_else(|| regular.iter().position(|e| !live(e)));
+            .position(|e| e.fingerprint == fp)
+            .or_else(|| regular.iter().position(|e| !e.live(rules, now)));
         if let Some(e) = own.and_then(|i| regular.get_mut(i)) {
-            if !(live(e) && e.fingerprint == fp) {
-                *e = Entry {
+            if e.fingerprint != fp {
+                // The value may have used the shared overflow budget in this
+                // window: all of that budget's use counts against it too.
+                let mut fresh = Entry {
                     fingerprint: fp,
-                    window,
-                    count: 0,
+                    records: overflow.records,
                 };
+                fresh.prune(rules, now);
+                *e = fresh;
             }
             return (e, false);
-        }
-        if overflow.window != window {
-            *overflow = Entry {
-                fingerprint: 0,
-                window,
-                count: 0,
-            };
         }
         (overflow, true)
     }
@@ -201,7 +436,7 @@ fn read_slot(store: &dyn SharedStore, key: &str) -> Option<(Slot, u32)> {
     None
 }
 
-/// Takes one unit per `take` (all or nothing) at time `now_ms`.
+/// Takes each `take`'s amount (all or nothing) at time `now_ms`.
 pub fn acquire(
     store: &dyn SharedStore,
     counters: &[Counter],
@@ -221,11 +456,10 @@ pub fn acquire_indexed(
     takes: &[Take],
     now_ms: u64,
 ) -> Result<Vec<Charge>, (usize, Denial)> {
-    let now_s = now_ms / 1000;
     let mut taken: Vec<Charge> = Vec::with_capacity(takes.len());
     for (index, take) in takes.iter().enumerate() {
         let outcome = match counters.get(take.counter) {
-            Some(counter) => take_one(store, counter, slots, take, now_s),
+            Some(counter) => take_one(store, counter, slots, take, now_ms),
             None => Err(Denial::Unavailable {
                 counter: take.counter,
             }),
@@ -246,34 +480,38 @@ fn take_one(
     counter: &Counter,
     slots: u32,
     take: &Take,
-    now_s: u64,
+    now_ms: u64,
 ) -> Result<Charge, Denial> {
-    let window_secs = counter.window.seconds();
-    let window = now_s / window_secs;
+    let rules = Rules::of(counter);
     let key = slot_key(counter, take.fingerprint, slots);
     let unavailable = Denial::Unavailable {
         counter: take.counter,
     };
     for _ in 0..MAX_ATTEMPTS {
         let (mut slot, cas) = read_slot(store, &key).ok_or(unavailable.clone())?;
-        let (entry, overflow) = slot.entry_for(take.fingerprint, window);
-        let next = entry.count.saturating_add(take.amount);
-        if next > counter.max {
-            let window_end = (window + 1) * window_secs;
+        // Never decide earlier than a decision already written here.
+        let now = now_ms.max(slot.latest);
+        slot.latest = now;
+        let (entry, overflow) = slot.entry_for(take.fingerprint, rules, now);
+        entry.prune(rules, now);
+        if entry.used(rules, now).saturating_add(take.amount) > counter.max {
+            let at = entry.admissible_at(rules, now, take.amount, counter.max);
             return Err(Denial::Exhausted {
                 counter: take.counter,
-                retry_after_seconds: window_end.saturating_sub(now_s).max(1),
+                retry_after_seconds: at.saturating_sub(now_ms).div_ceil(1000).max(1),
             });
         }
-        entry.count = next;
+        entry.add(rules, now, take.amount);
         match store.set(&key, &slot.encode(), cas) {
             Ok(()) => {
                 return Ok(Charge {
                     key,
                     fingerprint: take.fingerprint,
-                    window,
+                    at_ms: now,
                     amount: take.amount,
                     overflow,
+                    window_ms: rules.window_ms,
+                    algorithm: rules.algorithm,
                 })
             }
             Err(SetError::CasMismatch) => continue,
@@ -283,25 +521,34 @@ fn take_one(
     Err(unavailable)
 }
 
-/// Gives back what `charges` took, if their windows are still current.
+/// Gives back what `charges` took, to the records still holding it. An
+/// amount whose record has left the window no longer counts: nothing to do.
 pub fn release(store: &dyn SharedStore, charges: &[Charge]) {
-    for charge in charges {
+    for charge in charges.iter().filter(|c| c.amount > 0) {
+        let rules = Rules {
+            window_ms: charge.window_ms.max(1),
+            algorithm: charge.algorithm,
+        };
         for _ in 0..MAX_ATTEMPTS {
             let Some((mut slot, cas)) = read_slot(store, &charge.key) else {
                 break;
             };
-            let target = if charge.overflow {
-                slot.entries.get_mut(ENTRIES)
+            let latest = slot.latest;
+            let record = if charge.overflow {
+                slot.entries
+                    .get_mut(ENTRIES)
+                    .and_then(|e| e.holder(rules, charge.at_ms, latest))
             } else {
                 slot.entries
                     .iter_mut()
                     .take(ENTRIES)
-                    .find(|e| e.fingerprint == charge.fingerprint && e.window == charge.window)
+                    .filter(|e| e.fingerprint == charge.fingerprint)
+                    .find_map(|e| e.holder(rules, charge.at_ms, latest))
             };
-            let Some(entry) = target.filter(|e| e.window == charge.window && e.count > 0) else {
+            let Some(record) = record else {
                 break;
             };
-            entry.count = entry.count.saturating_sub(charge.amount);
+            record.amount = record.amount.saturating_sub(charge.amount);
             match store.set(&charge.key, &slot.encode(), cas) {
                 Err(SetError::CasMismatch) => continue,
                 _ => break,

@@ -33,6 +33,8 @@ WASM = REPO / "dist" / "mcp_policy.wasm"
 OCI = REPO / "dist" / "oci"
 SEED = REPO / "envoy" / "seed-policy.json"
 EXAMPLES = sorted((REPO / "envoy" / "examples").glob("*.json"))
+# Caller-identity examples (alternatives to the main WasmPlugin): checked on their own.
+IDENTITY = DEPLOY / "istio" / "identity"
 BUILD_LAYOUT = DEPLOY / "oci" / "build_layout.py"
 
 WASM_TYPE = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
@@ -89,7 +91,7 @@ def manifest(kind: str) -> dict:
     found = [
         d
         for p in sorted(DEPLOY.rglob("*.yaml"))
-        if not is_partial(p)
+        if not is_partial(p) and IDENTITY not in p.parents
         for d in load_all(p)
         if isinstance(d, dict) and d.get("kind") == kind
     ]
@@ -218,7 +220,26 @@ def test_every_manifest_parses_as_yaml():
             kinds.append(d["kind"])
     assert sorted(kinds) == sorted(
         ["ConfigMap", "Deployment", "Service", "WasmPlugin", "EnvoyFilter", "Gateway", "VirtualService"]
+        + ["RequestAuthentication", "AuthorizationPolicy", "WasmPlugin", "PeerAuthentication", "WasmPlugin"]
     )
+
+
+@pytest.mark.parametrize("name", ["jwt-roles.yaml", "mtls-principal.yaml"])
+def test_identity_examples_hold_valid_policies_that_read_the_caller(name, tmp_path):
+    docs = load_all(IDENTITY / name)
+    plugins = [d for d in docs if d["kind"] == "WasmPlugin"]
+    assert len(plugins) == 1
+    spec = plugins[0]["spec"]
+    # Where the main WasmPlugin runs: after Istio's AuthorizationPolicy, MCP port only.
+    assert spec["phase"] == "STATS" and spec["failStrategy"] == "FAIL_CLOSE"
+    assert spec["match"] == [{"mode": "SERVER", "ports": [{"number": MCP_PORT}]}]
+    config = spec["pluginConfig"]
+    assert config["settings"]["require_caller"] is True
+    assert "caller." in json.dumps(config)
+    cli_validate(json.dumps(config), tmp_path)
+    for d in docs:
+        selector = d["spec"].get("selector", {}).get("matchLabels")
+        assert selector == {"app": "mcp-server"}, f"{name}: {d['kind']} selects {selector}"
 
 
 # ---------------------------------------------------------------- plain Kubernetes

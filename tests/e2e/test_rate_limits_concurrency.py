@@ -8,7 +8,8 @@ over all four workers) for a scope value **never seen before**, several
 rounds with a fresh value each, and exactly `max` of them may reach the
 server.
 
-Also here: a `second` window that rolls over by itself, grants that each get
+Also here: a fixed (`"algorithm": "fixed"`) `second` window that rolls over
+by itself at the UTC second (sliding windows: test_rate_limits_sliding.py), grants that each get
 their own budget without the credential ever being echoed or logged, and a
 batch needing two units when one is left (nothing forwarded, nothing spent).
 
@@ -40,8 +41,8 @@ ISOLATION_CAP = 2
 BATCH_CAP = 3
 
 
-def _limit(counter: str, window: str, maximum: int, scope: str) -> dict[str, Any]:
-    return {"limits": [{"counter": counter, "window": window, "max": maximum, "scope": scope}]}
+def _limit(counter: str, window: str, maximum: int, scope: str, **extra: Any) -> dict[str, Any]:
+    return {"limits": [{"counter": counter, "window": window, "max": maximum, "scope": scope, **extra}]}
 
 
 CONCURRENCY_POLICY: dict[str, Any] = {
@@ -51,7 +52,7 @@ CONCURRENCY_POLICY: dict[str, Any] = {
         "echo": {},
         "per_session_hour": _limit("per_session_hour", "hour", CAP, "session"),
         "per_grant_hour": _limit("per_grant_hour", "hour", CAP, "grant"),
-        "per_second": _limit("per_second", "second", SECOND_CAP, "session"),
+        "per_second": _limit("per_second", "second", SECOND_CAP, "session", algorithm="fixed"),
         "per_grant_day": _limit("per_grant_day", "day", ISOLATION_CAP, "grant"),
         "batch_probe": _limit("batch_probe", "day", BATCH_CAP, "session"),
     },
@@ -151,7 +152,7 @@ def _sleep_past_next_second(extra: float = 0.02) -> None:
 
 
 def test_second_window_rolls_over(proxy: PolicyProxy) -> None:
-    """Fill a per-second budget; at the next second boundary it is back, untouched by anyone."""
+    """Fill a fixed per-second budget; at the next second boundary it is back, untouched by anyone."""
     for _attempt in range(3):
         headers = {"mcp-session-id": "roll-" + uuid.uuid4().hex}
         _sleep_past_next_second()

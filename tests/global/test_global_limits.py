@@ -40,8 +40,8 @@ LOCAL_MAX = 2
 TIMEOUT_MS = 500
 
 
-def _limit(counter: str, window: str, maximum: int, *, global_: bool = True) -> dict[str, Any]:
-    limit: dict[str, Any] = {"counter": counter, "window": window, "max": maximum, "scope": "grant"}
+def _limit(counter: str, window: str, maximum: int, *, global_: bool = True, **extra: Any) -> dict[str, Any]:
+    limit: dict[str, Any] = {"counter": counter, "window": window, "max": maximum, "scope": "grant", **extra}
     if global_:
         limit["global"] = True
     return {"limits": [limit]}
@@ -62,7 +62,11 @@ def global_policy(failure_mode: str) -> dict[str, Any]:
             "claude_code_session": _limit("sessions", "minute", MAX),
             # Names the same counter: shares the budget.
             "claude_code_session_twin": _limit("sessions", "minute", MAX),
-            "per_second": _limit("per_second", "second", PER_SECOND),
+            # The service counts fixed windows; "fixed" makes each replica's
+            # local pre-check follow the same ones (sliding, the default,
+            # would also hold back calls the service admits just after its
+            # boundary, which is what this limit's test checks).
+            "per_second": _limit("per_second", "second", PER_SECOND, algorithm="fixed"),
             # Not global: each replica counts on its own.
             "local_only": _limit("local_only", "minute", LOCAL_MAX, global_=False),
         },

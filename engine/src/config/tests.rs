@@ -90,6 +90,7 @@ fn seed_policy_loads() {
             window: Window::Minute,
             max: 10,
             scope: Scope::Grant,
+            algorithm: Algorithm::Sliding,
             increment_from: None,
             default_increment_milli: None,
             global: false,
@@ -238,6 +239,7 @@ fn every_window_and_scope_is_read() {
                     window,
                     max: 1_000_000_000,
                     scope,
+                    algorithm: Algorithm::Sliding,
                     increment_from: None,
                     default_increment_milli: None,
                     global: false,
@@ -1265,4 +1267,68 @@ fn rate_limit_service_values_are_checked() {
         "got 0",
         "an integer from 1 to 60000",
     );
+}
+
+// ---------------------------------------------------------------- limit algorithm
+
+#[test]
+fn limits_slide_unless_they_ask_for_fixed_windows() {
+    let p = loaded(&one_limit(r#"{"counter":"c","window":"minute","max":1}"#));
+    assert_eq!(p.counters[0].algorithm, Algorithm::Sliding);
+    assert_eq!(Settings::default().limit_algorithm, Algorithm::Sliding);
+    for (name, algorithm) in [("sliding", Algorithm::Sliding), ("fixed", Algorithm::Fixed)] {
+        let p = loaded(&one_limit(&format!(
+            r#"{{"counter":"c","window":"minute","max":1,"algorithm":"{name}"}}"#
+        )));
+        assert_eq!(p.counters[0].algorithm, algorithm);
+    }
+}
+
+#[test]
+fn unknown_algorithm_is_refused_with_its_path() {
+    assert_error(
+        &one_limit(r#"{"counter":"c","window":"minute","max":1,"algorithm":"rolling"}"#),
+        "policy.tools.t.limits[0].algorithm",
+        r#"got "rolling""#,
+        r#"one of "sliding", "fixed""#,
+    );
+    assert_error(
+        &with_settings(r#"{"limit_algorithm":1}"#),
+        "policy.settings.limit_algorithm",
+        "got 1",
+        r#"one of "sliding", "fixed""#,
+    );
+    let errors = load_settings(br#"{"limit_algorithm":"calendar"}"#).unwrap_err();
+    assert_eq!(errors[0].path, "vm_config.limit_algorithm");
+}
+
+#[test]
+fn limit_algorithm_setting_is_the_default_of_every_limit() {
+    let text = with_settings(r#"{"limit_algorithm":"fixed"}"#).replacen(
+        r#""version":"1""#,
+        r#""version":"1","tools":{"a":{"limits":[{"counter":"a","window":"minute","max":1}]},"b":{"limits":[{"counter":"b","window":"minute","max":1,"algorithm":"sliding"}]}}"#,
+        1,
+    );
+    let p = loaded(&text);
+    let by_name = |n: &str| p.counters.iter().find(|c| c.name == n).unwrap().algorithm;
+    assert_eq!(by_name("a"), Algorithm::Fixed);
+    assert_eq!(by_name("b"), Algorithm::Sliding);
+    // From the Envoy VM configuration, so the policy file stays verbatim.
+    let base = load_settings(br#"{"limit_algorithm":"fixed"}"#).unwrap();
+    let p = load_with_base(
+        one_limit(r#"{"counter":"c","window":"minute","max":1}"#).as_bytes(),
+        &base,
+    )
+    .unwrap();
+    assert_eq!(p.counters[0].algorithm, Algorithm::Fixed);
+}
+
+#[test]
+fn a_shared_counter_must_agree_on_its_algorithm() {
+    let text = policy_with(
+        r#""tools":{"a":{"limits":[{"counter":"c","window":"minute","max":1}]},"b":{"limits":[{"counter":"c","window":"minute","max":1,"algorithm":"fixed"}]}}"#,
+    );
+    let e = only_error(&text);
+    assert!(e.message.contains("algorithm fixed"), "{e}");
+    assert!(e.message.contains("algorithm sliding"), "{e}");
 }

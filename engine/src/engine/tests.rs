@@ -587,7 +587,8 @@ fn seed_policy_allows_ten_calls_a_minute_per_grant() {
     assert_eq!(reply.status, 200);
     assert_eq!(reply.outcome, Outcome::RateLimited);
     assert_eq!(header(&reply, "x-mcp-policy"), Some("rate_limited"));
-    assert_eq!(header(&reply, "retry-after"), Some("30"));
+    // Sliding: the ten units all leave the window 60 s after they were taken.
+    assert_eq!(header(&reply, "retry-after"), Some("60"));
     let body = &reply.body;
     assert_eq!(raw_at(body, &["id"]), "\"eleventh\"");
     assert_eq!(
@@ -603,7 +604,7 @@ fn seed_policy_allows_ten_calls_a_minute_per_grant() {
     assert_eq!(raw_at(body, &["error", "data", "max"]), "10");
     assert_eq!(
         raw_at(body, &["error", "data", "retry_after_seconds"]),
-        "30"
+        "60"
     );
     assert_eq!(
         str_at(body, &["error", "data", "rule"]),
@@ -628,12 +629,45 @@ fn another_grant_has_its_own_budget() {
 }
 
 #[test]
-fn budget_returns_in_the_next_minute() {
+fn budget_returns_sixty_seconds_after_it_was_spent() {
     let h = harness(SEED_POLICY);
     for _ in 0..10 {
         h.forwarded(&call("1", "claude_code_session"));
     }
     assert!(!h.is_forwarded_as(&call("1", "claude_code_session"), &grant(GRANT)));
+    // The next UTC minute starts 30 s later: still refused (no 2 x max).
+    h.clock.advance_secs(30);
+    assert!(!h.is_forwarded_as(&call("1", "claude_code_session"), &grant(GRANT)));
+    h.clock.advance_secs(29);
+    assert!(!h.is_forwarded_as(&call("1", "claude_code_session"), &grant(GRANT)));
+    h.clock.advance_secs(1);
+    assert!(h.is_forwarded_as(&call("1", "claude_code_session"), &grant(GRANT)));
+}
+
+#[test]
+fn fixed_algorithm_budget_returns_in_the_next_utc_minute() {
+    let h = harness(
+        r#"{"version":"1","default":"deny","tools":{"claude_code_session":{"limits":[
+            {"counter":"claude_code_session_rate","window":"minute","max":10,"scope":"grant","algorithm":"fixed"}]}}}"#,
+    );
+    for _ in 0..10 {
+        h.forwarded(&call("1", "claude_code_session"));
+    }
+    let (reply, _) = h.reply(&call("1", "claude_code_session"));
+    assert_eq!(header(&reply, "retry-after"), Some("30"));
+    h.clock.advance_secs(30);
+    assert!(h.is_forwarded_as(&call("1", "claude_code_session"), &grant(GRANT)));
+}
+
+#[test]
+fn limit_algorithm_setting_makes_every_limit_fixed() {
+    let h = harness(
+        r#"{"version":"1","default":"deny","settings":{"limit_algorithm":"fixed"},"tools":{"claude_code_session":{"limits":[
+            {"counter":"claude_code_session_rate","window":"minute","max":10,"scope":"grant"}]}}}"#,
+    );
+    for _ in 0..10 {
+        h.forwarded(&call("1", "claude_code_session"));
+    }
     h.clock.advance_secs(30);
     assert!(h.is_forwarded_as(&call("1", "claude_code_session"), &grant(GRANT)));
 }

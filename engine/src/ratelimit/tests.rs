@@ -12,7 +12,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 
 use super::*;
-use crate::policy::Window;
+use crate::policy::{Algorithm, Window};
 use crate::testing::{FixedClock, MemoryStore};
 
 // ---------------------------------------------------------------- helpers
@@ -21,15 +21,25 @@ const KEY: &[u8] = b"test-key";
 /// 2026-11-24T00:00:00Z: a whole day, hour and minute.
 const T0: u64 = 1_795_478_400;
 
+/// A sliding-window counter (the default).
 fn counter(name: &str, window: Window, max: u64) -> Counter {
     Counter {
         name: name.to_string(),
         window,
         max,
         scope: Scope::Grant,
+        algorithm: Algorithm::Sliding,
         increment_from: None,
         default_increment_milli: None,
         global: false,
+    }
+}
+
+/// A counter with fixed windows aligned to UTC.
+fn fixed(name: &str, window: Window, max: u64) -> Counter {
+    Counter {
+        algorithm: Algorithm::Fixed,
+        ..counter(name, window, max)
     }
 }
 
@@ -73,19 +83,20 @@ fn allowed_calls(
     n
 }
 
-/// The count stored for `who` on `counter` in the window of `now_s`
-/// (regular entry, else 0).
+/// The amount that counts for `who` on `counter` at `now_s` (its own
+/// entry, else 0).
 fn stored_count(store: &MemoryStore, counter: &Counter, slots: u32, who: u64, now_s: u64) -> u64 {
-    let window = now_s / counter.window.seconds();
     let Some((bytes, _)) = store.get(&slot_key(counter, who, slots)) else {
         return 0;
     };
+    let rules = Rules::of(counter);
+    let now = (now_s * 1000).max(Slot::decode(&bytes).latest);
     Slot::decode(&bytes)
         .entries
         .iter()
         .take(ENTRIES)
-        .find(|e| e.fingerprint == who && e.window == window && e.count > 0)
-        .map_or(0, |e| e.count)
+        .find(|e| e.fingerprint == who)
+        .map_or(0, |e| e.used(rules, now))
 }
 
 fn exhausted_retry(result: Result<Vec<Charge>, Denial>) -> (usize, u64) {
@@ -125,7 +136,8 @@ fn counts_exactly_to_max_then_refuses() {
     }
     let (idx, retry) = exhausted_retry(call(&store, &counters, 256, &[0], fp("a"), &clock));
     assert_eq!(idx, 0);
-    assert_eq!(retry, 50);
+    // Sliding: the five units leave the window 60 s after they were taken.
+    assert_eq!(retry, 60);
     assert_eq!(stored_count(&store, &counters[0], 256, fp("a"), T0 + 10), 5);
 }
 
@@ -160,9 +172,11 @@ fn charge_describes_what_was_taken() {
         [Charge {
             key: slot_key(&counters[0], fp("a"), 256),
             fingerprint: fp("a"),
-            window: (T0 + 61) / 60,
+            at_ms: (T0 + 61) * 1000,
             amount: 1,
             overflow: false,
+            window_ms: 60_000,
+            algorithm: Algorithm::Sliding,
         }]
     );
 }
@@ -187,9 +201,9 @@ fn amounts_larger_than_one_are_counted() {
 // ---------------------------------------------------------------- windows
 
 #[test]
-fn minute_window_rolls_over_on_the_utc_minute() {
+fn fixed_minute_window_rolls_over_on_the_utc_minute() {
     let store = MemoryStore::new();
-    let counters = [counter("c", Window::Minute, 3)];
+    let counters = [fixed("c", Window::Minute, 3)];
     let clock = FixedClock::at_secs(T0 + 59);
     assert_eq!(allowed_calls(&store, &counters, fp("a"), &clock, 100), 3);
     let (_, retry) = exhausted_retry(call(&store, &counters, 256, &[0], fp("a"), &clock));
@@ -199,8 +213,8 @@ fn minute_window_rolls_over_on_the_utc_minute() {
 }
 
 #[test]
-fn retry_after_counts_to_the_end_of_the_window() {
-    let counters = [counter("c", Window::Minute, 1)];
+fn fixed_retry_after_counts_to_the_end_of_the_window() {
+    let counters = [fixed("c", Window::Minute, 1)];
     for (offset, expected) in [(0, 60), (1, 59), (30, 30), (58, 2), (59, 1)] {
         let store = MemoryStore::new();
         let clock = FixedClock::at_secs(T0 + offset);
@@ -211,9 +225,9 @@ fn retry_after_counts_to_the_end_of_the_window() {
 }
 
 #[test]
-fn retry_after_is_at_least_one_second_in_the_last_millisecond() {
+fn fixed_retry_after_is_at_least_one_second_in_the_last_millisecond() {
     let store = MemoryStore::new();
-    let counters = [counter("c", Window::Minute, 1)];
+    let counters = [fixed("c", Window::Minute, 1)];
     let clock = FixedClock(Cell::new((T0 + 59) * 1000 + 999));
     call(&store, &counters, 256, &[0], fp("a"), &clock).unwrap();
     let (_, retry) = exhausted_retry(call(&store, &counters, 256, &[0], fp("a"), &clock));
@@ -221,9 +235,9 @@ fn retry_after_is_at_least_one_second_in_the_last_millisecond() {
 }
 
 #[test]
-fn second_window_rolls_over_every_second() {
+fn fixed_second_window_rolls_over_every_second() {
     let store = MemoryStore::new();
-    let counters = [counter("c", Window::Second, 2)];
+    let counters = [fixed("c", Window::Second, 2)];
     let clock = FixedClock(Cell::new(T0 * 1000 + 999));
     assert_eq!(allowed_calls(&store, &counters, fp("a"), &clock, 100), 2);
     let (_, retry) = exhausted_retry(call(&store, &counters, 256, &[0], fp("a"), &clock));
@@ -233,9 +247,9 @@ fn second_window_rolls_over_every_second() {
 }
 
 #[test]
-fn milliseconds_do_not_open_a_new_window() {
+fn fixed_milliseconds_do_not_open_a_new_window() {
     let store = MemoryStore::new();
-    let counters = [counter("c", Window::Minute, 1)];
+    let counters = [fixed("c", Window::Minute, 1)];
     let clock = FixedClock(Cell::new(T0 * 1000));
     call(&store, &counters, 256, &[0], fp("a"), &clock).unwrap();
     clock.0.set((T0 + 59) * 1000 + 999);
@@ -245,9 +259,9 @@ fn milliseconds_do_not_open_a_new_window() {
 }
 
 #[test]
-fn hour_and_day_windows_align_to_utc() {
+fn fixed_hour_and_day_windows_align_to_utc() {
     let store = MemoryStore::new();
-    let counters = [counter("h", Window::Hour, 1), counter("d", Window::Day, 1)];
+    let counters = [fixed("h", Window::Hour, 1), fixed("d", Window::Day, 1)];
     let clock = FixedClock::at_secs(T0 + 86_400 - 1);
     call(&store, &counters, 256, &[0], fp("a"), &clock).unwrap();
     call(&store, &counters, 256, &[1], fp("a"), &clock).unwrap();
@@ -373,11 +387,11 @@ fn fingerprints_depend_on_key_scope_and_value() {
 #[test]
 fn slot_keys_are_namespaced_by_counter_and_bounded_by_slots() {
     let c = counter("rate", Window::Minute, 1);
-    assert_eq!(slot_key(&c, 0, 256), "mcp_policy/v1/rate/0");
-    assert_eq!(slot_key(&c, 257, 256), "mcp_policy/v1/rate/1");
-    assert_eq!(slot_key(&c, u64::MAX, 1), "mcp_policy/v1/rate/0");
+    assert_eq!(slot_key(&c, 0, 256), "mcp_policy/v2/rate/0");
+    assert_eq!(slot_key(&c, 257, 256), "mcp_policy/v2/rate/1");
+    assert_eq!(slot_key(&c, u64::MAX, 1), "mcp_policy/v2/rate/0");
     // Zero slots cannot divide by zero.
-    assert_eq!(slot_key(&c, 12345, 0), "mcp_policy/v1/rate/0");
+    assert_eq!(slot_key(&c, 12345, 0), "mcp_policy/v2/rate/0");
 }
 
 // ---------------------------------------------------------------- several limits on one call
@@ -595,7 +609,7 @@ fn one_slot_configuration_keeps_a_single_key() {
         clock.0.set(clock.0.get() + 7);
     }
     assert_eq!(store.keys(), 1);
-    assert_eq!(store.bytes(), SLOT_BYTES + "mcp_policy/v1/c/0".len());
+    assert_eq!(store.bytes(), SLOT_BYTES + "mcp_policy/v2/c/0".len());
 }
 
 #[test]
@@ -740,21 +754,55 @@ fn release_never_goes_below_zero_or_touches_other_values() {
 
 #[test]
 fn slot_encoding_round_trips() {
-    let mut slot = Slot::default();
-    slot.entries[0] = Entry {
-        fingerprint: u64::MAX,
-        window: 29_000_000,
-        count: 7,
+    let latest = (T0 + 30) * 1000 + 7;
+    let mut slot = Slot {
+        latest,
+        ..Slot::default()
     };
-    slot.entries[ENTRIES] = Entry {
-        fingerprint: 0,
-        window: 29_000_000,
-        count: 3,
+    slot.entries[0].fingerprint = u64::MAX;
+    slot.entries[0].records[0] = Record {
+        time: latest - 59_999,
+        amount: 7_000,
+    };
+    slot.entries[0].records[RECORDS - 1] = Record {
+        time: latest,
+        amount: u64::MAX,
+    };
+    slot.entries[ENTRIES].records[3] = Record {
+        time: latest - 86_400_000,
+        amount: 3,
     };
     let bytes = slot.encode();
     assert_eq!(bytes.len(), SLOT_BYTES);
-    assert!(bytes.starts_with(b"MPv1"));
+    assert!(bytes.starts_with(b"MPv2"));
     assert_eq!(Slot::decode(&bytes), slot);
+}
+
+#[test]
+fn records_too_old_to_encode_are_dropped() {
+    let latest = T0 * 1000;
+    let mut slot = Slot {
+        latest,
+        ..Slot::default()
+    };
+    slot.entries[1].records[0] = Record {
+        time: latest - u64::from(u32::MAX) - 1,
+        amount: 5,
+    };
+    assert_eq!(
+        Slot::decode(&slot.encode()).entries[1].records[0],
+        Record::default()
+    );
+}
+
+#[test]
+fn slot_values_are_versioned_in_key_and_magic() {
+    // A hot reload from a module with another layout must not misread:
+    // the key prefix changed, and a stray value of another layout is empty.
+    assert_eq!(KEY_PREFIX, "mcp_policy/v2/");
+    let mut old_layout = vec![0u8; 4 + 9 * 24];
+    old_layout[..4].copy_from_slice(b"MPv1");
+    assert_eq!(Slot::decode(&old_layout), Slot::default());
 }
 
 #[test]
@@ -790,4 +838,455 @@ fn acquire_indexed_names_the_take_that_failed() {
     // Everything taken before the failure was given back.
     assert_eq!(stored_count(&store, &counters[0], 256, fp("a"), T0), 0);
     assert_eq!(stored_count(&store, &counters[1], 256, fp("a"), T0), 0);
+}
+
+// ---------------------------------------------------------------- sliding windows
+
+/// One take of `amount` on counter 0 for `who` at `ms`.
+fn take_at(
+    store: &MemoryStore,
+    counters: &[Counter],
+    who: u64,
+    ms: u64,
+    amount: u64,
+) -> Result<Vec<Charge>, Denial> {
+    let t = Take {
+        counter: 0,
+        fingerprint: who,
+        amount,
+    };
+    acquire(store, counters, 256, &[t], ms)
+}
+
+/// A deterministic pseudo-random sequence (no dependency for a test).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, below: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % below
+    }
+}
+
+/// Sum of `admitted` amounts with a time in `(to - len, to]`.
+fn sum_in(admitted: &[(u64, u64)], to: u64, len: u64) -> u64 {
+    admitted
+        .iter()
+        .filter(|(t, _)| *t <= to && *t + len > to)
+        .map(|(_, a)| a)
+        .sum()
+}
+
+#[test]
+fn ten_at_second_59_and_ten_at_second_0_do_not_both_pass() {
+    let store = MemoryStore::new();
+    let counters = [counter("c", Window::Minute, 10)];
+    let at_59 = (T0 + 59) * 1000;
+    for i in 0..10 {
+        assert!(take_at(&store, &counters, fp("a"), at_59 + i * 10, 1).is_ok());
+    }
+    for ms in [(T0 + 60) * 1000, (T0 + 61) * 1000, (T0 + 118) * 1000 + 999] {
+        let (_, retry) = exhausted_retry(take_at(&store, &counters, fp("a"), ms, 1));
+        // The first of the ten leaves the window at :59 of the next minute.
+        assert_eq!(retry, (at_59 + 60_000 - ms).div_ceil(1000), "at {ms}");
+    }
+    // 60 s after the first call, exactly one unit is back; the others
+    // follow ten milliseconds apart.
+    assert!(take_at(&store, &counters, fp("a"), at_59 + 60_000, 1).is_ok());
+    assert!(take_at(&store, &counters, fp("a"), at_59 + 60_000, 1).is_err());
+    assert!(take_at(&store, &counters, fp("a"), at_59 + 60_009, 1).is_err());
+    assert!(take_at(&store, &counters, fp("a"), at_59 + 60_010, 1).is_ok());
+}
+
+#[test]
+fn fixed_windows_let_two_max_through_around_a_boundary() {
+    // The documented difference: what "fixed" admits and "sliding" refuses.
+    let store = MemoryStore::new();
+    let counters = [fixed("c", Window::Minute, 10)];
+    for i in 0..10 {
+        assert!(take_at(&store, &counters, fp("a"), (T0 + 59) * 1000 + i, 1).is_ok());
+    }
+    for i in 0..10 {
+        assert!(take_at(&store, &counters, fp("a"), (T0 + 60) * 1000 + i, 1).is_ok());
+    }
+}
+
+/// Random calls of random amounts against a sliding counter: no interval
+/// of the window's length ever holds more than `max`, and each refusal
+/// happens only when the interval ending then, stretched by `slack_ms`,
+/// already holds enough that the call would not fit.
+fn check_sliding(max_units: u64, window: Window, amounts: &[u64], slack_ms: u64, seed: u64) {
+    let store = MemoryStore::new();
+    let max = max_units * 1000;
+    let counters = [Counter {
+        max,
+        ..counter("c", window, max_units)
+    }];
+    let w = window.seconds() * 1000;
+    let mut rng = Lcg(seed);
+    let mut now = T0 * 1000 + rng.next(w);
+    let mut admitted: Vec<(u64, u64)> = Vec::new();
+    let mut refusals = 0;
+    for _ in 0..3_000 {
+        // About 2.5 x max attempts per window.
+        now += rng.next(w * 4 / (max_units * 5) + 1);
+        let amount = amounts[rng.next(amounts.len() as u64) as usize];
+        match take_at(&store, &counters, fp("a"), now, amount) {
+            Ok(_) => {
+                admitted.push((now, amount));
+                assert!(sum_in(&admitted, now, w) <= max, "over max at {now}");
+            }
+            Err(Denial::Exhausted {
+                retry_after_seconds,
+                ..
+            }) => {
+                refusals += 1;
+                let held = sum_in(&admitted, now, w + slack_ms);
+                assert!(held + amount > max, "refused early at {now}: {held} held");
+                assert!(retry_after_seconds >= 1);
+            }
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    assert!(refusals > 100, "the test must hit the limit: {refusals}");
+    // Every interval, not only those ending at an admission.
+    for &(t, _) in &admitted {
+        assert!(sum_in(&admitted, t + w - 1, w) <= max);
+    }
+}
+
+#[test]
+fn small_unit_limits_are_exact_in_every_interval() {
+    // Up to RECORDS whole calls: exact to the millisecond (no slack).
+    for (max, seed) in [(1, 1), (3, 2), (10, 3), (RECORDS as u64, 4)] {
+        check_sliding(max, Window::Minute, &[1000], 0, seed);
+        check_sliding(max, Window::Second, &[1000], 0, seed + 10);
+    }
+}
+
+#[test]
+fn large_limits_hold_in_every_interval_within_one_sub_window() {
+    for (max, window, seed) in [
+        (17, Window::Minute, 5),
+        (100, Window::Minute, 6),
+        (1000, Window::Hour, 7),
+        (40, Window::Second, 8),
+    ] {
+        let sub_window = window.seconds() * 1000 / BUCKETS + 1;
+        check_sliding(max, window, &[1000], sub_window, seed);
+    }
+}
+
+#[test]
+fn amounts_hold_in_every_interval() {
+    // Spend caps: thousandths, fractional and large amounts mixed.
+    let sub_window = 86_400_000 / BUCKETS + 1;
+    check_sliding(
+        50,
+        Window::Day,
+        &[250, 1000, 5000, 30, 12_500],
+        sub_window,
+        9,
+    );
+    check_sliding(
+        3,
+        Window::Minute,
+        &[250, 500, 1000, 0],
+        60_000 / BUCKETS + 1,
+        10,
+    );
+}
+
+#[test]
+fn sliding_retry_after_is_when_enough_leaves_the_window() {
+    let store = MemoryStore::new();
+    let counters = [counter("c", Window::Minute, 3)];
+    let t = (T0 + 5) * 1000;
+    take_at(&store, &counters, fp("a"), t, 1).unwrap();
+    take_at(&store, &counters, fp("a"), t + 10_000, 1).unwrap();
+    take_at(&store, &counters, fp("a"), t + 20_000, 1).unwrap();
+    let now = t + 30_000;
+    // One unit is back when the first call leaves, at t + 60 s.
+    assert_eq!(
+        exhausted_retry(take_at(&store, &counters, fp("a"), now, 1)).1,
+        30
+    );
+    // Two units only when the second one leaves too.
+    assert_eq!(
+        exhausted_retry(take_at(&store, &counters, fp("a"), now, 2)).1,
+        40
+    );
+    // More than max never fits: the hint is when the budget is whole.
+    assert_eq!(
+        exhausted_retry(take_at(&store, &counters, fp("a"), now, 4)).1,
+        50
+    );
+    // Rounded up: at 30.5 s before, the hint is 31 s, never too early.
+    assert_eq!(
+        exhausted_retry(take_at(&store, &counters, fp("a"), now + 500, 1)).1,
+        30
+    );
+    assert_eq!(
+        exhausted_retry(take_at(&store, &counters, fp("a"), t + 59_999, 1)).1,
+        1
+    );
+}
+
+#[test]
+fn sliding_retry_after_is_true() {
+    // Retrying after the hint succeeds; one millisecond before the exact
+    // moment it does not.
+    let counters = [counter("c", Window::Minute, 4)];
+    let mut rng = Lcg(42);
+    for _ in 0..50 {
+        let store = MemoryStore::new();
+        let mut now = T0 * 1000;
+        for _ in 0..4 {
+            now += rng.next(20_000);
+            take_at(&store, &counters, fp("a"), now, 1).unwrap();
+        }
+        now += rng.next(20_000);
+        let amount = 1 + rng.next(3);
+        let (_, retry) = exhausted_retry(take_at(&store, &counters, fp("a"), now, amount));
+        let at = now + retry * 1000;
+        assert!(take_at(&store, &counters, fp("a"), at - 1000, amount).is_err());
+        assert!(take_at(&store, &counters, fp("a"), at, amount).is_ok());
+    }
+}
+
+#[test]
+fn merged_records_stay_within_the_entry_and_count_conservatively() {
+    // 200 calls a minute, one every 250 ms: records merge, the sum holds.
+    let store = MemoryStore::new();
+    let counters = [counter("c", Window::Minute, 200)];
+    let start = T0 * 1000;
+    for i in 0..200 {
+        take_at(&store, &counters, fp("a"), start + i * 250, 1).unwrap();
+    }
+    assert_eq!(
+        stored_count(&store, &counters[0], 256, fp("a"), T0 + 50),
+        200
+    );
+    assert!(take_at(&store, &counters, fp("a"), start + 50_000, 1).is_err());
+    // After the window, and at most one sub-window more, it is all back.
+    let back = start + 49_750 + 60_000 + 60_000 / BUCKETS;
+    assert_eq!(
+        stored_count(&store, &counters[0], 256, fp("a"), back / 1000 + 1),
+        0
+    );
+}
+
+#[test]
+fn fixed_windows_are_one_record_each() {
+    let store = MemoryStore::new();
+    let counters = [fixed("c", Window::Minute, 1000)];
+    for i in 0..500 {
+        take_at(&store, &counters, fp("a"), T0 * 1000 + i * 100, 1).unwrap();
+    }
+    let (bytes, _) = store.get(&slot_key(&counters[0], fp("a"), 256)).unwrap();
+    let slot = Slot::decode(&bytes);
+    let entry = slot
+        .entries
+        .iter()
+        .find(|e| e.fingerprint == fp("a"))
+        .unwrap();
+    assert_eq!(entry.records.iter().filter(|r| r.amount > 0).count(), 1);
+    assert_eq!(entry.used(Rules::of(&counters[0]), slot.latest), 500);
+}
+
+// ---------------------------------------------------------------- one clock per slot
+
+#[test]
+fn a_worker_with_a_late_clock_decides_at_the_slot_time() {
+    // Worker B's clock reads :00 of the next minute and it spends the new
+    // fixed window; worker A, a millisecond behind, must not count into the
+    // old window (and wipe B's count) but decide at B's time.
+    let store = MemoryStore::new();
+    let counters = [fixed("c", Window::Minute, 2)];
+    let b = (T0 + 60) * 1000;
+    take_at(&store, &counters, fp("a"), b, 1).unwrap();
+    take_at(&store, &counters, fp("a"), b, 1).unwrap();
+    assert!(take_at(&store, &counters, fp("a"), b - 1, 1).is_err());
+    assert_eq!(stored_count(&store, &counters[0], 256, fp("a"), T0 + 60), 2);
+}
+
+#[test]
+fn a_late_clock_cannot_revive_records_another_worker_dropped() {
+    let store = MemoryStore::new();
+    let counters = [counter("c", Window::Minute, 2)];
+    let t = T0 * 1000;
+    take_at(&store, &counters, fp("a"), t, 1).unwrap();
+    take_at(&store, &counters, fp("a"), t + 30_000, 1).unwrap();
+    // A worker at t + 60 s: the first unit has left; it takes it.
+    take_at(&store, &counters, fp("a"), t + 60_000, 1).unwrap();
+    // A worker whose clock still reads t + 59.999 s decides at t + 60 s:
+    // the budget is spent (30 s and 60 s records), whatever its clock says.
+    let (_, retry) = exhausted_retry(take_at(&store, &counters, fp("a"), t + 59_999, 1));
+    assert_eq!(retry, 31);
+}
+
+// ---------------------------------------------------------------- sliding release
+
+#[test]
+fn release_gives_back_the_exact_record() {
+    let store = MemoryStore::new();
+    let counters = [counter("c", Window::Minute, 2)];
+    let t = T0 * 1000;
+    let first = take_at(&store, &counters, fp("a"), t, 1).unwrap();
+    take_at(&store, &counters, fp("a"), t + 40_000, 1).unwrap();
+    release(&store, &first);
+    // The given-back unit no longer holds the budget until t + 60 s.
+    assert!(take_at(&store, &counters, fp("a"), t + 41_000, 1).is_ok());
+    let (_, retry) = exhausted_retry(take_at(&store, &counters, fp("a"), t + 42_000, 1));
+    assert_eq!(retry, 58);
+}
+
+#[test]
+fn release_after_a_merge_gives_back_to_the_merged_record() {
+    // RECORDS + 1 calls in one sub-window: the later ones merge; giving all
+    // back leaves nothing counted.
+    let store = MemoryStore::new();
+    let counters = [counter("c", Window::Minute, 100)];
+    let t = T0 * 1000;
+    let mut charges = Vec::new();
+    for i in 0..(RECORDS as u64 + 5) {
+        charges.extend(take_at(&store, &counters, fp("a"), t + i, 1).unwrap());
+    }
+    for i in 0..(RECORDS as u64 + 5) {
+        // Spread over several sub-windows too.
+        charges.extend(take_at(&store, &counters, fp("a"), t + 2_500 * i, 1).unwrap());
+    }
+    assert_eq!(
+        stored_count(&store, &counters[0], 256, fp("a"), T0 + 59),
+        42
+    );
+    for c in charges.iter().rev() {
+        release(&store, std::slice::from_ref(c));
+    }
+    assert_eq!(stored_count(&store, &counters[0], 256, fp("a"), T0 + 59), 0);
+}
+
+#[test]
+fn release_after_the_unit_left_the_window_changes_nothing() {
+    let store = MemoryStore::new();
+    let counters = [counter("c", Window::Minute, 1)];
+    let t = T0 * 1000;
+    let old = take_at(&store, &counters, fp("a"), t, 1).unwrap();
+    take_at(&store, &counters, fp("a"), t + 60_000, 1).unwrap();
+    release(&store, &old);
+    assert!(take_at(&store, &counters, fp("a"), t + 60_001, 1).is_err());
+}
+
+#[test]
+fn release_of_a_merged_unit_after_its_own_time_left_the_window_is_skipped() {
+    // The unit taken at t merged into a later record of its sub-window;
+    // once t itself is out of the window, the record that held it might
+    // have been dropped, so nothing is given back (never under-count).
+    let store = MemoryStore::new();
+    let counters = [counter("c", Window::Minute, 100)];
+    let t = T0 * 1000;
+    let mut first = None;
+    for i in 0..=(RECORDS as u64) {
+        let c = take_at(&store, &counters, fp("a"), t + i, 1).unwrap();
+        first.get_or_insert(c);
+    }
+    // Call at t + 3.9 s, same sub-window (4 s): the record of t + 16 ms absorbs it.
+    take_at(&store, &counters, fp("a"), t + 3_900, 1).unwrap();
+    let used = |s| stored_count(&store, &counters[0], 256, fp("a"), s);
+    assert_eq!(used(T0 + 1), 18);
+    take_at(&store, &counters, fp("a"), t + 60_010, 1).unwrap();
+    release(&store, &first.unwrap());
+    assert!(used(T0 + 61) >= 1);
+}
+
+// ---------------------------------------------------------------- sliding overflow
+
+#[test]
+fn a_value_that_gets_an_entry_keeps_what_it_took_from_the_overflow() {
+    let store = MemoryStore::new();
+    let counters = [counter("c", Window::Minute, 2)];
+    let t = T0 * 1000;
+    // Eight values fill the entries at t; a ninth uses the overflow budget.
+    for i in 0..ENTRIES {
+        take_at_slots(&store, &counters, 1, fp(&format!("r{i}")), t).unwrap();
+    }
+    let over = take_at_slots(&store, &counters, 1, fp("n"), t + 1_000).unwrap();
+    assert!(over[0].overflow);
+    take_at_slots(&store, &counters, 1, fp("n"), t + 2_000).unwrap();
+    // At t + 60 s the eight entries are free again; "n" takes one, but
+    // its two overflow units (until t + 61 and 62 s) still count against it.
+    let at = t + 60_000;
+    let own = take_at_slots(&store, &counters, 1, fp("n"), at);
+    let (_, retry) = exhausted_retry(own);
+    assert_eq!(retry, 1);
+    assert!(take_at_slots(&store, &counters, 1, fp("n"), t + 61_000).is_ok());
+    assert!(take_at_slots(&store, &counters, 1, fp("n"), t + 61_000).is_err());
+}
+
+fn take_at_slots(
+    store: &MemoryStore,
+    counters: &[Counter],
+    slots: u32,
+    who: u64,
+    ms: u64,
+) -> Result<Vec<Charge>, Denial> {
+    acquire(store, counters, slots, &[take(0, who)], ms)
+}
+
+#[test]
+fn overflow_budget_slides_too() {
+    let store = MemoryStore::new();
+    let counters = [counter("c", Window::Minute, 1)];
+    let t = T0 * 1000;
+    for i in 0..ENTRIES {
+        take_at_slots(&store, &counters, 1, fp(&format!("r{i}")), t + i as u64).unwrap();
+    }
+    assert!(take_at_slots(&store, &counters, 1, fp("n"), t + 30_000).unwrap()[0].overflow);
+    // Still every entry live (until t + 60 s): the next newcomer shares
+    // the spent overflow budget and waits for it.
+    let (_, retry) = exhausted_retry(take_at_slots(&store, &counters, 1, fp("m"), t + 59_000));
+    assert_eq!(retry, 31);
+}
+
+// ---------------------------------------------------------------- concurrency (sliding)
+
+#[test]
+fn racing_workers_across_a_boundary_never_exceed_max() {
+    // Another worker, its clock a second ahead, takes units between our
+    // read and our write, around a minute boundary: still exactly max.
+    let store = MemoryStore::new();
+    let counters = [counter("c", Window::Minute, 3)];
+    let ours = (T0 + 59) * 1000 + 999;
+    let theirs = ours + 1;
+    let done = Rc::new(Cell::new(0));
+    let seen = Rc::clone(&done);
+    let cs = counters.to_vec();
+    *store.before_set.borrow_mut() = Some(Box::new(move |s: &MemoryStore, _key: &str| {
+        if seen.get() < 2 {
+            seen.set(seen.get() + 1);
+            acquire(s, &cs, 256, &[take(0, fp("a"))], theirs).unwrap();
+        }
+    }));
+    take_at(&store, &counters, fp("a"), ours, 1).unwrap();
+    assert_eq!(done.get(), 2);
+    assert!(take_at(&store, &counters, fp("a"), ours, 1).is_err());
+    assert!(take_at(&store, &counters, fp("a"), theirs + 30_000, 1).is_err());
+    assert_eq!(stored_count(&store, &counters[0], 256, fp("a"), T0 + 60), 3);
+}
+
+#[test]
+fn a_hot_reload_to_another_algorithm_keeps_counting() {
+    // Records are times and amounts whatever the algorithm: a reload from
+    // fixed to sliding still counts what was taken (conservatively).
+    let store = MemoryStore::new();
+    let t = (T0 + 50) * 1000;
+    for _ in 0..5 {
+        take_at(&store, &[fixed("c", Window::Minute, 5)], fp("a"), t, 1).unwrap();
+    }
+    let sliding = [counter("c", Window::Minute, 5)];
+    assert!(take_at(&store, &sliding, fp("a"), t + 20_000, 1).is_err());
+    assert!(take_at(&store, &sliding, fp("a"), t + 60_000, 1).is_ok());
 }
