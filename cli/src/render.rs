@@ -259,7 +259,8 @@ impl Default for IstioOptions {
 /// Istio proxy versions whose Envoy knows `allow_on_headers_stop_iteration`
 /// (istio-proxy 1.27 = Envoy 1.35): 1.27-1.99, 1.100+, 2+. Istio matches the
 /// regex against the proxy's ISTIO_VERSION.
-pub const PROXY_VERSION_HOLD: &str = r"^(1\.(2[7-9]|[3-9][0-9]|[1-9][0-9]{2,})|[2-9]|[1-9][0-9]+)\.";
+pub const PROXY_VERSION_HOLD: &str =
+    r"^(1\.(2[7-9]|[3-9][0-9]|[1-9][0-9]{2,})|[2-9]|[1-9][0-9]+)\.";
 pub const RBAC_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC";
 
 fn metadata(o: &IstioOptions) -> String {
@@ -278,7 +279,9 @@ pub fn wasm_plugin(policy: &Node<'_>, source: &str, o: &IstioOptions) -> String 
     emit_mapping_members(policy, source, 4, &mut plugin_config);
     let pull_secret = match &o.pull_secret {
         Some(name) => format!("  imagePullSecret: {}\n", json_string(name)),
-        None => "  # imagePullSecret: <Secret of type kubernetes.io/dockerconfigjson>\n".to_string(),
+        None => {
+            "  # imagePullSecret: <Secret of type kubernetes.io/dockerconfigjson>\n".to_string()
+        }
     };
     format!(
         r#"# mcp-policy as an Istio WasmPlugin (extensions.istio.io/v1alpha1).

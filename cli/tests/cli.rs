@@ -939,7 +939,10 @@ fn render_istio_wasmplugin_and_envoyfilter() {
         );
         // The filter replaces it on proxies the version gate accepts.
         let http = &patches[2];
-        assert_eq!(http["match"]["proxy"]["proxyVersion"].as_str(), Some(version));
+        assert_eq!(
+            http["match"]["proxy"]["proxyVersion"].as_str(),
+            Some(version)
+        );
         assert_eq!(http["match"]["listener"]["portNumber"].as_i64(), Some(8000));
         assert_eq!(http["patch"]["operation"].as_str(), Some("REPLACE"));
         assert_eq!(
@@ -1035,7 +1038,10 @@ fn render_istio_port_pull_secret_and_lowercase_image() {
     assert_eq!(spec["imagePullSecret"].as_str(), Some("regcred"));
     assert_eq!(spec["match"][0]["ports"][0]["number"].as_i64(), Some(3000));
     for patch in &docs[1]["spec"]["configPatches"].as_vec().unwrap()[1..] {
-        assert_eq!(patch["match"]["listener"]["portNumber"].as_i64(), Some(3000));
+        assert_eq!(
+            patch["match"]["listener"]["portNumber"].as_i64(),
+            Some(3000)
+        );
     }
     for image in [
         "oci://ghcr.io/OWNER/mcp-policy:0.1.0",
