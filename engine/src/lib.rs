@@ -14,6 +14,7 @@ pub mod engine;
 pub mod global_limits;
 pub mod json;
 pub mod jsonrpc;
+pub mod key_folding;
 pub mod metadata;
 pub mod policy;
 pub mod ratelimit;
