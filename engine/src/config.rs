@@ -18,6 +18,9 @@ use crate::policy::{
 const ALGORITHMS: [(&str, Algorithm); 2] =
     [("sliding", Algorithm::Sliding), ("fixed", Algorithm::Fixed)];
 
+/// `mode` values: whether refusals are only recorded (`shadow`).
+const MODES: [(&str, bool); 2] = [("enforce", false), ("shadow", true)];
+
 const TOOL_ACTIONS: [(&str, Action); 3] = [
     ("allow", Action::Allow),
     ("deny", Action::Deny),
@@ -297,11 +300,14 @@ impl Validator<'_> {
             None => HashMap::new(),
         };
         let approval = root.get("approval").and_then(|n| self.approval(n));
-        let approves = wildcard.action == Action::Approve
-            || tools.values().chain([&wildcard]).any(|t| {
-                t.action == Action::Approve || t.rules.iter().any(|r| r.action == Action::Approve)
-            })
-            || risk_actions.values().any(|a| *a == Action::Approve);
+        // Shadowed calls never ask the approver, so only enforced ones need it.
+        let all_shadow = settings.shadow || wildcard.shadow;
+        let approves = !all_shadow
+            && (tools.values().chain([&wildcard]).any(|t| {
+                !t.shadow
+                    && (t.action == Action::Approve
+                        || t.rules.iter().any(|r| r.action == Action::Approve))
+            }) || risk_actions.values().any(|a| *a == Action::Approve));
         if approves && approval.is_none() && root.get("approval").is_none() {
             self.error(
                 "policy.approval",
@@ -363,10 +369,23 @@ impl Validator<'_> {
         let Some(obj) = self.object(
             node,
             path,
-            &["action", "reason", "limits", "description", "risk", "rules"],
+            &[
+                "action",
+                "reason",
+                "limits",
+                "description",
+                "risk",
+                "rules",
+                "mode",
+            ],
         ) else {
             return rule;
         };
+        if let Some(m) = obj.get("mode") {
+            rule.shadow = self
+                .choice(m, &child(path, "mode"), &MODES)
+                .unwrap_or(false);
+        }
         if let Some(a) = obj.get("action") {
             rule.action = self
                 .choice(a, &child(path, "action"), &TOOL_ACTIONS)
@@ -465,7 +484,18 @@ impl Validator<'_> {
             );
         }
         let name = match obj.get("counter") {
-            Some(n) => self.string(n, &child(path, "counter")),
+            Some(n) => match self.string(n, &child(path, "counter")) {
+                // `~` starts the shadow budgets' names (see engine::SHADOW_PREFIX).
+                Some(s) if s.starts_with('~') => {
+                    self.wrong(
+                        &child(path, "counter"),
+                        n,
+                        "a name not starting with \"~\" (reserved for shadow budgets)",
+                    );
+                    None
+                }
+                other => other,
+            },
             None => {
                 self.error(
                     &child(path, "counter"),
@@ -890,10 +920,16 @@ impl Validator<'_> {
                 "audit",
                 "require_grant",
                 "hold_body_timeout_ms",
+                "mode",
             ],
         ) else {
             return s;
         };
+        if let Some(n) = obj.get("mode") {
+            if let Some(v) = self.choice(n, &child(path, "mode"), &MODES) {
+                s.shadow = v;
+            }
+        }
         if let Some(n) = obj.get("max_body_bytes") {
             // Envoy's own buffer limit answers 413 past 1 MiB by default; allow
             // more only up to a sane ceiling.

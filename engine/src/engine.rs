@@ -16,6 +16,11 @@ use crate::write::ObjectWriter;
 /// Default key for scope fingerprints; `settings.grant_hash_key` replaces it.
 const DEFAULT_HASH_KEY: &[u8] = b"mcp-policy/scope-fingerprint/v1";
 
+/// Name prefix of shadow budgets: shadowed calls count in a copy of each
+/// counter under this name, never in the enforced one. Policy counter names
+/// cannot start with `~`.
+pub const SHADOW_PREFIX: &str = "~shadow/";
+
 /// What the host knows about the request besides its body: scope values
 /// (raw; hashed here) and the request id for approvals and audit.
 #[derive(Debug, Default, Clone, Copy)]
@@ -109,13 +114,15 @@ pub struct Engine {
     pub policy: Policy,
     /// The policy's counters with `max` in thousandths.
     scaled_counters: Vec<Counter>,
+    /// `scaled_counters` renamed into the shadow namespace, same indices.
+    shadow_counters: Vec<Counter>,
     /// Some counter is scoped by the downstream address.
     needs_source: bool,
 }
 
 impl Engine {
     pub fn new(policy: Policy) -> Self {
-        let scaled_counters = policy
+        let scaled_counters: Vec<Counter> = policy
             .counters
             .iter()
             .map(|c| Counter {
@@ -124,9 +131,18 @@ impl Engine {
             })
             .collect();
         let needs_source = policy.counters.iter().any(|c| c.scope == Scope::Source);
+        let shadow_counters = scaled_counters
+            .iter()
+            .map(|c| Counter {
+                name: format!("{SHADOW_PREFIX}{}", c.name),
+                global: false,
+                ..c.clone()
+            })
+            .collect();
         Self {
             policy,
             scaled_counters,
+            shadow_counters,
             needs_source,
         }
     }
@@ -249,9 +265,18 @@ impl Engine {
         let mut takes: Vec<(usize, Take)> = Vec::new();
         let mut approvals: Vec<(usize, String, String)> = Vec::new();
         let mut forwarded = Forwarded::default();
+        // Shadowed calls: what would have happened, their shadow takes and
+        // the approval they would have needed, per message.
+        let mut notes: Vec<Option<Refusal>> = vec![None; messages.len()];
+        let mut shadow_takes: Vec<(usize, Vec<Take>)> = Vec::new();
+        let mut shadow_approvals: Vec<(usize, String, String)> = Vec::new();
         let hint = |tool: &str| risk::lookup(store, tool);
         for (i, msg) in messages.iter().enumerate() {
             let mut refusal = None;
+            let shadow = match msg {
+                Message::ToolCall { tool, .. } => self.policy.shadowed(tool),
+                _ => false,
+            };
             match msg {
                 Message::ToolCall { tool, .. }
                     if scopes.grant.is_none() && self.policy.settings.require_grant =>
@@ -265,6 +290,8 @@ impl Engine {
                 Message::ToolCall {
                     tool, arguments, ..
                 } => {
+                    let mut own_takes = Vec::new();
+                    let mut approval = None;
                     let limits = match self.policy.decide_call(tool, *arguments, &hint) {
                         CallVerdict::Deny { rule, reason } => {
                             refusal = Some(denied(tool, rule, reason));
@@ -276,18 +303,27 @@ impl Engine {
                             rule,
                             reason,
                         } => {
-                            approvals.push((i, rule, reason));
+                            approval = Some((i, rule, reason));
                             limits
                         }
                     };
                     for counter in limits {
                         match self.take(counter, scopes, *arguments) {
-                            Ok(take) => takes.push((i, take)),
+                            Ok(take) => own_takes.push(take),
                             Err(reason) => {
                                 let rule = format!("limits.{}", self.counter_name(counter));
                                 refusal = Some(denied(tool, rule, reason));
                             }
                         }
+                    }
+                    if shadow {
+                        if refusal.is_none() {
+                            shadow_takes.push((i, own_takes));
+                            shadow_approvals.extend(approval);
+                        }
+                    } else {
+                        takes.extend(own_takes.into_iter().map(|t| (i, t)));
+                        approvals.extend(approval);
                     }
                 }
                 Message::ToolsList { id } => {
@@ -296,6 +332,11 @@ impl Engine {
                     }
                 }
                 Message::Other { .. } | Message::Response => {}
+            }
+            if shadow {
+                if let (Some(note), Some(r)) = (notes.get_mut(i), refusal.take()) {
+                    *note = Some(r.shadowed());
+                }
             }
             refusals.push(refusal);
         }
@@ -316,6 +357,29 @@ impl Engine {
                     {
                         *slot = Some(self.rate_refusal(tool, &denial));
                     }
+                }
+            }
+        }
+        if refusals.iter().all(Option::is_none) {
+            self.shadow_limits(
+                store,
+                clock,
+                messages,
+                &shadow_takes,
+                &mut notes,
+                &mut forwarded,
+            );
+            for (i, rule, reason) in shadow_approvals {
+                if let (Some(note @ None), Some(Message::ToolCall { tool, .. })) =
+                    (notes.get_mut(i), messages.get(i))
+                {
+                    *note = Some(Refusal {
+                        outcome: Outcome::WouldNeedApproval,
+                        tool: answer::shown_name(tool).into_owned(),
+                        rule,
+                        reason,
+                        rate: None,
+                    });
                 }
             }
         }
@@ -341,7 +405,7 @@ impl Engine {
                 }
             }
         }
-        let calls = call_records(messages, &refusals);
+        let calls = call_records(messages, &refusals, &notes);
         if refusals.iter().any(Option::is_some) {
             return Verdict::Reply {
                 reply: self.refusal_answer(&raw_ids(source, messages), &refusals, batch),
@@ -389,6 +453,42 @@ impl Engine {
             }));
         }
         self.after_limits(forwarded, approval)
+    }
+
+    /// Counts shadowed calls in their shadow budgets (each call on its own,
+    /// so one call's exhausted budget is not blamed on another): an
+    /// exhausted budget is noted as `would_rate_limit`, a taken one is kept
+    /// with the request's charges (refunds and releases treat it alike).
+    fn shadow_limits(
+        &self,
+        store: &dyn SharedStore,
+        clock: &dyn Clock,
+        messages: &[Message<'_, '_>],
+        shadow_takes: &[(usize, Vec<Take>)],
+        notes: &mut [Option<Refusal>],
+        forwarded: &mut Forwarded,
+    ) {
+        for (i, takes) in shadow_takes {
+            if takes.is_empty() {
+                continue;
+            }
+            match ratelimit::acquire_indexed(
+                store,
+                &self.shadow_counters,
+                self.policy.settings.counter_slots,
+                takes,
+                clock.now_unix_millis(),
+            ) {
+                Ok(charges) => forwarded.charges.extend(charges),
+                Err((_, denial)) => {
+                    if let (Some(note), Some(Message::ToolCall { tool, .. })) =
+                        (notes.get_mut(*i), messages.get(*i))
+                    {
+                        *note = Some(self.rate_refusal(tool, &denial).shadowed());
+                    }
+                }
+            }
+        }
     }
 
     /// Limits are settled: ask for approval if needed, else forward.
@@ -864,12 +964,18 @@ fn request_id<'d, 'a>(msg: &Message<'d, 'a>) -> Option<&'d Node<'a>> {
 
 /// One record per tool call; in a refused batch, acceptable calls are
 /// recorded as refused too, since they were not forwarded either.
-fn call_records(messages: &[Message<'_, '_>], refusals: &[Option<Refusal>]) -> Vec<CallRecord> {
+/// `notes` holds what shadowed calls would have met.
+fn call_records(
+    messages: &[Message<'_, '_>],
+    refusals: &[Option<Refusal>],
+    notes: &[Option<Refusal>],
+) -> Vec<CallRecord> {
     let any_refused = refusals.iter().any(Option::is_some);
     messages
         .iter()
         .zip(refusals)
-        .filter_map(|(msg, refusal)| {
+        .zip(notes.iter().chain(std::iter::repeat(&None)))
+        .filter_map(|((msg, refusal), note)| {
             let Message::ToolCall { tool, .. } = msg else {
                 return None;
             };
@@ -881,6 +987,15 @@ fn call_records(messages: &[Message<'_, '_>], refusals: &[Option<Refusal>]) -> V
                     rule: Some(r.rule.clone()),
                     reason: Some(r.reason.clone()),
                 },
+                None if !any_refused && note.is_some() => {
+                    let note = note.as_ref();
+                    CallRecord {
+                        tool,
+                        outcome: note.map(|n| n.outcome).unwrap_or(Outcome::Allowed),
+                        rule: note.map(|n| n.rule.clone()),
+                        reason: note.map(|n| n.reason.clone()),
+                    }
+                }
                 None if any_refused => CallRecord {
                     tool,
                     outcome: Outcome::Denied,
@@ -900,5 +1015,7 @@ fn call_records(messages: &[Message<'_, '_>], refusals: &[Option<Refusal>]) -> V
 
 #[cfg(test)]
 mod identity_tests;
+#[cfg(test)]
+mod shadow_tests;
 #[cfg(test)]
 mod tests;

@@ -164,6 +164,9 @@ pub struct ToolRule {
     /// The tool's category, as the policy author states it.
     pub risk: Option<Risk>,
     pub rules: Vec<ArgRule>,
+    /// `"mode": "shadow"`: calls of this tool (every tool, on `"*"`) are
+    /// judged and recorded but never refused.
+    pub shadow: bool,
 }
 
 impl Default for ToolRule {
@@ -174,6 +177,7 @@ impl Default for ToolRule {
             limits: Vec::new(),
             risk: None,
             rules: Vec::new(),
+            shadow: false,
         }
     }
 }
@@ -241,6 +245,8 @@ pub struct Settings {
     pub require_grant: bool,
     /// `hold` mode: how long a held request may wait for its first body byte.
     pub hold_body_timeout_ms: u64,
+    /// `mode: "shadow"`: nothing is refused; what would be is recorded.
+    pub shadow: bool,
 }
 
 /// Which judged tool calls are written as audit lines.
@@ -267,6 +273,7 @@ impl Default for Settings {
             audit: AuditLevel::Refused,
             require_grant: false,
             hold_body_timeout_ms: 10_000,
+            shadow: false,
         }
     }
 }
@@ -302,6 +309,14 @@ pub enum ToolVerdict {
 }
 
 impl Policy {
+    /// Whether calls of `tool` run in shadow mode: judged, counted in
+    /// shadow budgets and recorded, but forwarded whatever the verdict.
+    pub fn shadowed(&self, tool: &str) -> bool {
+        self.settings.shadow
+            || self.wildcard.shadow
+            || self.tools.get(tool).is_some_and(|r| r.shadow)
+    }
+
     /// Decides a `tools/call` for `tool` (exact name, already unescaped).
     pub fn decide(&self, tool: &str) -> ToolVerdict {
         let shown = crate::answer::shown_name(tool);
@@ -445,6 +460,10 @@ impl Policy {
     /// denied is removed too. Argument rules can only raise a category, so
     /// the base category decides.
     pub fn lists_with_hint(&self, tool: &str, hint: Option<Risk>) -> bool {
+        // Shadow mode changes nothing agents see, lists included.
+        if self.shadowed(tool) {
+            return true;
+        }
         if matches!(self.decide(tool), ToolVerdict::Deny { .. }) {
             return false;
         }
