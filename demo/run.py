@@ -14,6 +14,10 @@ A policy with an `approval` section (e.g. POLICY_FILE=envoy/examples/approval.js
 also starts the reference approval service demo/approval_service.py on
 $APPROVAL_PORT (8500) in $APPROVAL_MODE (ask: it asks on this terminal), and
 adds the cluster the policy names.
+
+A policy that reads JWT claims (e.g. POLICY_FILE=envoy/examples/roles.json)
+gets Envoy's jwt_authn in front of the filter with a fresh HMAC key, and the
+lines printed carry a token per demo role (demo/jwt_demo.py).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import envoy_config  # noqa: E402
+import jwt_demo  # noqa: E402
 
 REPO = envoy_config.REPO
 WASM = Path(os.environ.get("MCP_POLICY_WASM") or REPO / envoy_config.DEFAULT_WASM).resolve()
@@ -104,6 +109,44 @@ Ctrl-C stops Envoy and the demo server.
 """
 
 
+def _jwt_usage(port: int, policy_file: Path, secret: bytes) -> str:
+    """Lines to try a claims-based policy: a token per demo role (HS256, valid 8 hours)."""
+    url = f"http://127.0.0.1:{port}/mcp"
+    h = "-H 'content-type: application/json' -H 'accept: application/json, text/event-stream'"
+    tokens = "\n".join(
+        f"  {role.upper()}={jwt_demo.hs256_token(secret, claims)}   # {json.dumps(claims)}"
+        for role, claims in jwt_demo.ROLES.items()
+    )
+    s = f'-H "mcp-session-id: $SID" {url}'
+
+    def call(action: str) -> str:
+        return ('{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"claude_code_session",'
+                f'"arguments":{{"action":"{action}","sessionId":"s-1"}}}}}}')  # fmt: skip
+
+    init = '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"curl","version":"1"}}}'
+    return f"""
+mcp-policy is up: {url}  (policy: {policy_file.name}), Envoy jwt_authn in front (issuer {jwt_demo.ISSUER}).
+
+Tokens, one per demo role (paste into a shell):
+{tokens}
+
+  # initialize (any verified caller), keep the session id
+  SID=$(curl -si {h} -H "authorization: Bearer $ADMIN" {url} -d '{init}' | tr -d '\r' | awk -F': ' 'tolower($1)=="mcp-session-id" {{print $2}}'); echo "session $SID"
+  # each caller sees its own tools: the CI bot lacks claude_code and claude_code_check
+  curl -s {h} -H "authorization: Bearer $ADMIN" {s} -d '{{"jsonrpc":"2.0","id":2,"method":"tools/list"}}'
+  curl -s {h} -H "authorization: Bearer $CI" {s} -d '{{"jsonrpc":"2.0","id":2,"method":"tools/list"}}'
+  # admin may cancel; ci may only list (ci's cancel: -31001, the server never sees it)
+  curl -s {h} -H "authorization: Bearer $ADMIN" {s} -d '{call("cancel")}'
+  curl -s {h} -H "authorization: Bearer $CI" {s} -d '{call("cancel")}'
+  curl -s {h} -H "authorization: Bearer $CI" {s} -d '{call("list")}'
+  # no token: refused (require_caller); a tampered token: 401 from jwt_authn
+  curl -s {h} {s} -d '{call("list")}'
+  curl -si {h} -H "authorization: Bearer ${{CI}}x" {s} -d '{call("list")}' | head -1
+
+Ctrl-C stops Envoy and the demo server.
+"""
+
+
 def main() -> int:
     port = _port("ENVOY_PORT", envoy_config.DEFAULT_LISTEN_PORT)
     admin_port = _port("ENVOY_ADMIN_PORT", envoy_config.DEFAULT_ADMIN_PORT)
@@ -136,6 +179,9 @@ def main() -> int:
     )
     if isinstance(approval_cluster, str) and approval_cluster:
         rendered = envoy_config.with_extra_clusters(rendered, ((approval_cluster, approval_port),))
+    jwt_secret = os.urandom(32) if jwt_demo.uses_claims(policy_text) else None
+    if jwt_secret is not None:
+        rendered = jwt_demo.with_demo_jwt(rendered, jwt_secret)
     config.write_text(rendered, encoding="utf-8")
 
     children: list[subprocess.Popen] = []
@@ -168,7 +214,7 @@ def main() -> int:
         except SystemExit:
             sys.stderr.write(envoy_log.read_text(errors="replace")[-4000:] if envoy_log.exists() else "")
             raise
-        print(_usage(port, admin_port, policy_file), flush=True)
+        print(_usage(port, admin_port, policy_file) if jwt_secret is None else _jwt_usage(port, policy_file, jwt_secret), flush=True)
         print(f"Envoy config: {config}\nEnvoy log:    {envoy_log}\n", flush=True)
 
         while all(child.poll() is None for child in children):

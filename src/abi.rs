@@ -270,6 +270,13 @@ pub fn get_property(path: &[&str]) -> Option<Vec<u8>> {
         .flatten()
 }
 
+/// Like [`get_property`], telling a host error apart from "not found".
+pub fn get_property_checked(path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
+    let p = property_path(path);
+    // SAFETY: path buffer is live; out-pointers to locals.
+    fetch(|d, s| unsafe { proxy_get_property(p.as_ptr(), p.len(), d, s) })
+}
+
 pub fn set_property(path: &[&str], value: &[u8]) {
     let p = property_path(path);
     // SAFETY: both buffers are live.

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use mcp_policy_engine::answer::{self, LocalReply, Outcome};
 use mcp_policy_engine::audit::{self, AuditContext};
+use mcp_policy_engine::caller::Caller;
 use mcp_policy_engine::credentials::{self, Grant};
 use mcp_policy_engine::engine::{PendingApproval, PendingGlobal};
 use mcp_policy_engine::global_limits;
@@ -56,6 +57,8 @@ pub struct Request {
     engine: Rc<Engine>,
     metrics: Rc<Metrics>,
     headers: RequestHeaders,
+    /// Who is calling (read only when the policy uses it).
+    caller: Option<Caller>,
     /// The request has a body we must judge before it may continue.
     inspecting: bool,
     /// Bytes buffered so far (Envoy reports the cumulative size).
@@ -87,6 +90,7 @@ impl Request {
             engine,
             metrics,
             headers: RequestHeaders::default(),
+            caller: None,
             inspecting: false,
             body_size: 0,
             answered: false,
@@ -173,6 +177,7 @@ impl Request {
             session: h.session.as_deref().map(str::as_bytes),
             source: source.as_deref().map(str::as_bytes),
             request_id: h.request_id.as_deref(),
+            caller: self.caller.as_ref(),
         };
         let routing = RoutingHeaders {
             method: h.mcp_method.as_deref(),
@@ -257,6 +262,7 @@ impl Request {
     fn record(&self, calls: &[CallRecord]) {
         let level = self.engine.policy.settings.audit;
         let mut grant_fp: Option<String> = None;
+        let subject = self.caller.as_ref().and_then(Caller::subject);
         for call in calls {
             self.metrics.count_call(&call.tool, call.outcome);
             let wanted = match level {
@@ -265,13 +271,17 @@ impl Request {
                 AuditLevel::All => true,
             };
             if wanted {
-                let grant = grant_fp
-                    .get_or_insert_with(|| self.engine.grant_fingerprint(self.headers.grant.key()));
+                let grant = grant_fp.get_or_insert_with(|| {
+                    self.engine
+                        .grant_fingerprint_for(self.headers.grant.key(), self.caller.as_ref())
+                });
                 let ctx = AuditContext {
                     now_ms: HostClock.now_unix_millis(),
                     request_id: self.headers.request_id.as_deref(),
                     grant,
                     session: self.headers.session.as_deref(),
+                    subject: subject.as_deref(),
+                    principal: self.caller.as_ref().and_then(|c| c.principal.as_deref()),
                 };
                 log::info!("mcp-policy audit {}", audit::line(&ctx, call));
             }
@@ -287,6 +297,13 @@ impl Request {
             abi::set_property(&["mcp_policy.tool"], call.tool.as_bytes());
             if let Some(rule) = &call.rule {
                 abi::set_property(&["mcp_policy.rule"], rule.as_bytes());
+            }
+            // Who called: the verified subject, else the mTLS principal.
+            let who = subject
+                .as_deref()
+                .or_else(|| self.caller.as_ref().and_then(|c| c.principal.as_deref()));
+            if let Some(who) = who {
+                abi::set_property(&["mcp_policy.caller"], who.as_bytes());
             }
         }
     }
@@ -322,7 +339,10 @@ impl Request {
     /// Replaces a buffered tools/list answer with its filtered version.
     fn filter_list(&self, body: &[u8], body_size: usize) {
         self.engine.learn_hints(body, &SharedData);
-        match self.engine.filter_tools_list(body, &self.list_ids) {
+        match self
+            .engine
+            .filter_tools_list_for(body, &self.list_ids, self.caller.as_ref())
+        {
             Ok(Some(new_body)) => {
                 let _ =
                     abi::set_buffer(abi::BUFFER_RESPONSE_BODY, 0, body_size, new_body.as_bytes());
@@ -430,7 +450,13 @@ impl Context for Request {
 impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         if end_of_stream {
-            return Action::Continue; // no body: nothing to judge
+            // No body: nothing to judge. A GET event stream may still carry
+            // tools/list answers, filtered for this caller.
+            if self.engine.caller_needs().any() {
+                let map = HeaderMap::fetch(MAP_REQUEST_HEADERS);
+                self.caller = crate::identity::read_caller(&self.engine, &map);
+            }
+            return Action::Continue;
         }
         let map = HeaderMap::fetch(MAP_REQUEST_HEADERS);
         if let Some(reply) = tunnels::refuse(
@@ -441,6 +467,7 @@ impl HttpContext for Request {
         ) {
             return self.refuse_request(&reply);
         }
+        self.caller = crate::identity::read_caller(&self.engine, &map);
         let length = map.text("content-length");
         let encoding = map.get("content-encoding").map(String::from_utf8_lossy);
         if let Some(reply) = self.engine.check_headers(length, encoding.as_deref()) {
@@ -555,9 +582,13 @@ impl HttpContext for Request {
                 .ok()
                 .flatten()
                 .unwrap_or_default();
-            let out = self
-                .engine
-                .filter_event_chunk(filter, &chunk, end_of_stream, &SharedData);
+            let out = self.engine.filter_event_chunk_for(
+                filter,
+                &chunk,
+                end_of_stream,
+                &SharedData,
+                self.caller.as_ref(),
+            );
             if let Some(why) = &out.withheld {
                 log::warn!("mcp-policy: part of an event stream withheld: {why}");
             }

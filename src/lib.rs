@@ -12,6 +12,8 @@ mod filter;
 #[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
 mod host;
 #[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
+mod identity;
+#[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
 mod root;
 
 #[cfg(all(target_arch = "wasm32", target_os = "wasi"))]

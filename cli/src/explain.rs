@@ -6,6 +6,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use mcp_policy_engine::caller::{Caller, GrantFrom};
 use mcp_policy_engine::credentials;
 use mcp_policy_engine::global_limits::{self, GlobalAnswer};
 use mcp_policy_engine::json::{self, Node};
@@ -37,6 +38,10 @@ pub struct Call {
     pub grant: Option<String>,
     pub session: Option<String>,
     pub source: Option<String>,
+    /// The verified JWT claims (a JSON object), as jwt_authn would give them.
+    pub claims: Option<String>,
+    /// The mTLS peer principal (URI SAN).
+    pub principal: Option<String>,
     /// The category the server's `tools/list` annotations would give the
     /// tool (matters only under `risk_actions`).
     pub server_risk: Option<Risk>,
@@ -266,11 +271,17 @@ fn judge(
             credentials::from_property(Some(g.as_bytes().to_vec()))
         }
     };
+    let caller = Caller {
+        claims: call.claims.clone(),
+        principal: call.principal.clone(),
+        ..Caller::default()
+    };
     let scopes = Scopes {
         grant: grant.key(),
         grant_error: grant.problem(),
         session: call.session.as_deref().map(str::as_bytes),
         source: call.source.as_deref().map(str::as_bytes),
+        caller: Some(&caller),
         ..Scopes::default()
     };
     let verdict = engine.decide(body.as_bytes(), &scopes, &store, clock);
@@ -359,6 +370,21 @@ fn whose(policy: &Policy, scope: Scope, call: &Call) -> String {
     match scope {
         Scope::Global => "the whole Envoy process".to_string(),
         Scope::Grant => {
+            match &policy.settings.caller.grant_from {
+                Some(GrantFrom::Principal) => {
+                    return match &call.principal {
+                        Some(p) => format!("principal {}", json_string(p)),
+                        None => anonymous("--principal"),
+                    }
+                }
+                Some(GrantFrom::Claim(_)) => {
+                    return match &call.claims {
+                        Some(_) => "the --claims value named by settings.grant_from".to_string(),
+                        None => anonymous("--claims"),
+                    }
+                }
+                None => {}
+            }
             let from = match &policy.settings.grant {
                 GrantSource::Header(h) => format!("the {h} header"),
                 GrantSource::Property(p) => format!("property {}", p.join(".")),

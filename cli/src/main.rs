@@ -24,8 +24,10 @@ usage:
       filter reports it; exit 1 if there is any.
   mcp-policy explain FILE --tool NAME [--args JSON] [--grant G] [--session S]
                           [--source ADDR] [--server-risk read|write|execute|destructive]
+                          [--claims JSON] [--principal URI]
       What the filter does with one tools/call: allowed (exit 0), or denied,
       rate limited, needs approval (exit 2); the rule, the reason, the limits.
+      --claims and --principal stand for the verified caller (caller.* paths).
   mcp-policy render envoy FILE [--wasm PATH] [--upstream HOST:PORT] [--port N]
                                [--admin-port N] [--header-mode hold|stream]
       A complete Envoy bootstrap YAML with the policy embedded.
@@ -197,6 +199,12 @@ fn explain_cmd(parser: &mut lexopt::Parser) -> Result<Exit, String> {
             Long("source") => {
                 call.source = Some(string(parser.value().map_err(arg_err)?, "--source")?)
             }
+            Long("claims") => {
+                call.claims = Some(string(parser.value().map_err(arg_err)?, "--claims")?)
+            }
+            Long("principal") => {
+                call.principal = Some(string(parser.value().map_err(arg_err)?, "--principal")?)
+            }
             Long("server-risk") => {
                 let text = string(parser.value().map_err(arg_err)?, "--server-risk")?;
                 call.server_risk = Some(parse_risk(&text)?);
@@ -213,6 +221,13 @@ fn explain_cmd(parser: &mut lexopt::Parser) -> Result<Exit, String> {
     if let Some(args) = &call.args {
         if let Err(e) = json::parse(args.as_bytes()) {
             return Err(format!("--args: not valid JSON: {e}"));
+        }
+    }
+    if let Some(claims) = &call.claims {
+        match json::parse(claims.as_bytes()) {
+            Ok(doc) if doc.root.as_object().is_some() => {}
+            Ok(_) => return Err("--claims: expected a JSON object of claims".to_string()),
+            Err(e) => return Err(format!("--claims: not valid JSON: {e}")),
         }
     }
     let (_, policy) = match load(&name, false)? {

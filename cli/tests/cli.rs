@@ -386,6 +386,51 @@ fn field<'a>(out: &'a str, key: &str) -> &'a str {
 }
 
 #[test]
+fn explain_takes_a_caller() {
+    let roles = repo("envoy/examples/roles.json");
+    let cancel = [
+        "--tool",
+        "claude_code_session",
+        "--args",
+        r#"{"action":"cancel"}"#,
+    ];
+    let as_who = |claims: &str| {
+        let mut a = cancel.to_vec();
+        a.extend_from_slice(&["--claims", claims]);
+        explain(&roles, &a)
+    };
+    let (c, out) = as_who(r#"{"sub":"ci-bot","roles":["ci"]}"#);
+    assert_eq!(c, 2, "{out}");
+    assert_eq!(
+        field(&out, "rule"),
+        "tools.claude_code_session.rules.cancel-is-for-admins"
+    );
+    let (c, out) = as_who(r#"{"sub":"alice","roles":["admin"]}"#);
+    assert_eq!(c, 0, "{out}");
+    assert!(out.contains("named by settings.grant_from"), "{out}");
+    let (c, out) = explain(&roles, &cancel);
+    assert_eq!((c, field(&out, "rule")), (2, "settings.require_caller"));
+    let (c, _) = as_who("[1]");
+    assert_eq!(c, 1);
+    let mesh = scratch(
+        "mesh.json",
+        r#"{"version":"1","tools":{"t":{"rules":[{"name":"ci","require":[{"path":"caller.principal","op":"eq","value":"spiffe://cluster.local/ns/ci/sa/agent"}]}]}}}"#,
+    );
+    let (c, _) = explain(
+        &mesh,
+        &[
+            "--tool",
+            "t",
+            "--principal",
+            "spiffe://cluster.local/ns/ci/sa/agent",
+        ],
+    );
+    assert_eq!(c, 0);
+    let (c, _) = explain(&mesh, &["--tool", "t", "--principal", "spiffe://x"]);
+    assert_eq!(c, 2);
+}
+
+#[test]
 fn explain_seed_policy() {
     let (c, out) = explain(
         &seed(),

@@ -79,6 +79,51 @@ fn decide(c: &mut Criterion) {
     group.finish();
 }
 
+/// Who is calling: decoding a typical JWT payload from Envoy's metadata
+/// (once per request when the policy reads claims), and a 1 KiB decision
+/// with a role rule, a scope rule and a subject-keyed budget.
+fn caller(c: &mut Criterion) {
+    use mcp_policy_engine::caller::{Caller, CallerSettings};
+    use mcp_policy_engine::metadata::encode;
+    let claims = r#"{"iss":"https://auth.example.com","sub":"ci-bot","aud":"mcp-server","exp":1800003600,"iat":1800000000,"jti":"6f1c2a","scope":"sessions:read sessions:poll","realm":{"roles":["ci","reader"]},"groups":["platform","oncall"],"email":"ci@example.com"}"#;
+    let md = encode::metadata("envoy.filters.http.jwt_authn", "jwt_payload", claims);
+    let path = CallerSettings::default().claims_path;
+    let mut group = c.benchmark_group("caller");
+    group.bench_function("claims_from_metadata", |bench| {
+        bench.iter(|| {
+            let mut caller = Caller::default();
+            caller.claims_from_metadata(black_box(&md), &path);
+            black_box(caller)
+        })
+    });
+    let policy = r#"{"version":"1","default":"deny","settings":{"grant_from":"claims.sub"},"tools":{"search_docs":{
+      "rules":[{"name":"readers","require":[{"path":"caller.claims.realm.roles","op":"contains","value":"reader"}]},
+               {"name":"scope","require":[{"path":"caller.claims.scope","op":"contains_word","value":"sessions:read"}]}],
+      "limits":[{"counter":"c","window":"minute","max":1000000000,"scope":"grant"}]}}}"#;
+    let engine = mcp_policy_engine::Engine::new(config_load(policy));
+    let mut caller = Caller::default();
+    caller.claims_from_metadata(&md, &path);
+    let scopes = mcp_policy_engine::Scopes {
+        caller: Some(&caller),
+        ..SCOPES
+    };
+    let store = MemoryStore::new();
+    let clock = FixedClock::at_secs(1_800_000_000);
+    let b = body(1024, "search_docs", 10);
+    assert!(matches!(
+        engine.decide(&b, &scopes, &store, &clock),
+        Verdict::Forward(_)
+    ));
+    group.bench_function("decide_1KiB_with_claims", |bench| {
+        bench.iter(|| black_box(engine.decide(black_box(&b), &scopes, &store, &clock)))
+    });
+    group.finish();
+}
+
+fn config_load(text: &str) -> mcp_policy_engine::Policy {
+    mcp_policy_engine::config::load(text.as_bytes()).expect("caller bench policy loads")
+}
+
 criterion_group! {
     name = benches;
     // Short by default (2 cores, noisy machine); criterion's CLI flags
@@ -87,6 +132,6 @@ criterion_group! {
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2))
         .sample_size(30);
-    targets = parse, decide
+    targets = parse, decide, caller
 }
 criterion_main!(benches);

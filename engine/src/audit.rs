@@ -11,9 +11,14 @@ pub struct AuditContext<'a> {
     /// Keyed fingerprint of the grant, never the credential itself.
     pub grant: &'a str,
     pub session: Option<&'a str>,
+    /// The verified `sub` claim, if the policy reads claims.
+    pub subject: Option<&'a str>,
+    /// The mTLS peer principal, if the policy reads it.
+    pub principal: Option<&'a str>,
 }
 
-/// `{"time","request_id","tool","decision","rule","reason","grant","session"}`.
+/// `{"time","request_id","tool","decision","rule","reason","grant","session","subject","principal"}`
+/// (never a token: claims are reduced to the subject).
 pub fn line(ctx: &AuditContext<'_>, call: &CallRecord) -> String {
     ObjectWriter::new()
         .str("time", &rfc3339(ctx.now_ms))
@@ -24,6 +29,8 @@ pub fn line(ctx: &AuditContext<'_>, call: &CallRecord) -> String {
         .opt_str("reason", call.reason.as_deref())
         .str("grant", ctx.grant)
         .opt_str("session", ctx.session)
+        .opt_str("subject", ctx.subject)
+        .opt_str("principal", ctx.principal)
         .finish()
 }
 

@@ -15,6 +15,7 @@
 //!   (`1` equals `1.0`), strings exactly (no case folding or normalisation),
 //!   arrays and objects structurally.
 
+use crate::caller::{CallerPath, CallerView};
 use crate::json::{Node, Value};
 
 /// One step of an argument path.
@@ -37,76 +38,133 @@ impl ArgPath {
         let Some(rest) = text.strip_prefix("args") else {
             return Err("a path must start with \"args\"".to_string());
         };
-        let mut steps = Vec::new();
-        let mut chars = rest.chars().peekable();
-        while let Some(c) = chars.next() {
-            match c {
-                '.' => {
-                    let mut key = String::new();
-                    while let Some(&n) = chars.peek() {
-                        if n == '.' || n == '[' {
-                            break;
-                        }
-                        key.push(n);
-                        chars.next();
-                    }
-                    if key.is_empty() {
-                        return Err("empty key after '.'".to_string());
-                    }
-                    steps.push(Step::Key(key));
-                }
-                '[' => {
-                    let mut inner = String::new();
-                    let mut closed = false;
-                    let quoted = chars.peek() == Some(&'"');
-                    if quoted {
-                        chars.next();
-                        while let Some(n) = chars.next() {
-                            if n == '"' {
-                                closed = chars.next() == Some(']');
-                                break;
-                            }
-                            inner.push(n);
-                        }
-                        if !closed {
-                            return Err("unterminated [\"key\"]".to_string());
-                        }
-                        steps.push(Step::Key(inner));
-                    } else {
-                        for n in chars.by_ref() {
-                            if n == ']' {
-                                closed = true;
-                                break;
-                            }
-                            inner.push(n);
-                        }
-                        let index = inner.parse::<usize>().ok().filter(|_| closed);
-                        match index {
-                            Some(i) => steps.push(Step::Index(i)),
-                            None => return Err(format!("invalid index [{inner}]")),
-                        }
-                    }
-                }
-                other => return Err(format!("unexpected '{other}'")),
-            }
-        }
         Ok(ArgPath {
             text: text.to_string(),
-            steps,
+            steps: parse_steps(rest)?,
         })
     }
 
     /// The node at this path inside `args`, if present.
     pub fn resolve<'d, 'a>(&self, args: Option<&'d Node<'a>>) -> Option<&'d Node<'a>> {
-        let mut node = args?;
-        for step in &self.steps {
-            node = match step {
-                Step::Key(k) => node.get(k)?,
-                Step::Index(i) => node.as_array()?.get(*i)?,
-            };
-        }
-        Some(node)
+        resolve_steps(args, &self.steps)
     }
+}
+
+/// Parses the steps of a path after its root: `.a`, `.b[0]`, `["odd key"]`.
+pub fn parse_steps(rest: &str) -> Result<Vec<Step>, String> {
+    let mut steps = Vec::new();
+    let mut chars = rest.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '.' => {
+                let mut key = String::new();
+                while let Some(&n) = chars.peek() {
+                    if n == '.' || n == '[' {
+                        break;
+                    }
+                    key.push(n);
+                    chars.next();
+                }
+                if key.is_empty() {
+                    return Err("empty key after '.'".to_string());
+                }
+                steps.push(Step::Key(key));
+            }
+            '[' => {
+                let mut inner = String::new();
+                let mut closed = false;
+                let quoted = chars.peek() == Some(&'"');
+                if quoted {
+                    chars.next();
+                    while let Some(n) = chars.next() {
+                        if n == '"' {
+                            closed = chars.next() == Some(']');
+                            break;
+                        }
+                        inner.push(n);
+                    }
+                    if !closed {
+                        return Err("unterminated [\"key\"]".to_string());
+                    }
+                    steps.push(Step::Key(inner));
+                } else {
+                    for n in chars.by_ref() {
+                        if n == ']' {
+                            closed = true;
+                            break;
+                        }
+                        inner.push(n);
+                    }
+                    let index = inner.parse::<usize>().ok().filter(|_| closed);
+                    match index {
+                        Some(i) => steps.push(Step::Index(i)),
+                        None => return Err(format!("invalid index [{inner}]")),
+                    }
+                }
+            }
+            other => return Err(format!("unexpected '{other}'")),
+        }
+    }
+    Ok(steps)
+}
+
+/// The node at `steps` below `root`, if present.
+pub fn resolve_steps<'d, 'a>(root: Option<&'d Node<'a>>, steps: &[Step]) -> Option<&'d Node<'a>> {
+    let mut node = root?;
+    for step in steps {
+        node = match step {
+            Step::Key(k) => node.get(k)?,
+            Step::Index(i) => node.as_array()?.get(*i)?,
+        };
+    }
+    Some(node)
+}
+
+/// What a condition reads: the call's arguments or who is calling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Path {
+    Args(ArgPath),
+    /// `caller.claims...`, `caller.principal`, `caller.header.<name>`.
+    Caller {
+        text: String,
+        path: CallerPath,
+    },
+}
+
+impl Path {
+    /// Parses an `args...` or `caller...` path.
+    pub fn parse(text: &str) -> Result<Path, String> {
+        match text.strip_prefix("caller") {
+            Some(rest) => Ok(Path::Caller {
+                text: text.to_string(),
+                path: CallerPath::parse(rest)?,
+            }),
+            None if text.starts_with("args") => ArgPath::parse(text).map(Path::Args),
+            None => Err("a path must start with \"args\" or \"caller\"".to_string()),
+        }
+    }
+
+    pub fn text(&self) -> &str {
+        match self {
+            Path::Args(p) => &p.text,
+            Path::Caller { text, .. } => text,
+        }
+    }
+
+    /// The caller part this path reads, if any.
+    pub fn caller(&self) -> Option<&CallerPath> {
+        match self {
+            Path::Args(_) => None,
+            Path::Caller { path, .. } => Some(path),
+        }
+    }
+}
+
+/// What conditions are evaluated against: one call's arguments and its caller.
+#[derive(Debug, Clone, Copy)]
+pub struct Facts<'d, 'a> {
+    pub args: Option<&'d Node<'a>>,
+    pub caller: &'d CallerView<'a>,
 }
 
 /// A JSON value owned by the policy (the `value` of a condition).
@@ -169,18 +227,35 @@ pub enum Op {
     Gte(f64),
     Regex(regex_lite::Regex),
     Contains(Literal),
+    /// Negation of `contains` (a missing value contains nothing: true).
+    NotContains(Literal),
+    /// One whitespace-separated word of a string (an OAuth `scope` claim),
+    /// or an element of an array of strings (`scp` as a list).
+    ContainsWord(String),
     Exists(bool),
 }
 
 impl Op {
-    pub const NAMES: [&'static str; 11] = [
-        "eq", "neq", "in", "not_in", "lt", "lte", "gt", "gte", "regex", "contains", "exists",
+    pub const NAMES: [&'static str; 13] = [
+        "eq",
+        "neq",
+        "in",
+        "not_in",
+        "lt",
+        "lte",
+        "gt",
+        "gte",
+        "regex",
+        "contains",
+        "not_contains",
+        "contains_word",
+        "exists",
     ];
 }
 
 #[derive(Debug, Clone)]
 pub struct Condition {
-    pub path: ArgPath,
+    pub path: Path,
     pub op: Op,
 }
 
@@ -202,12 +277,15 @@ fn truth(b: bool) -> Truth {
 }
 
 impl Condition {
-    pub fn eval(&self, args: Option<&Node<'_>>) -> Truth {
-        let found = self.path.resolve(args);
+    pub fn eval(&self, facts: &Facts<'_, '_>) -> Truth {
+        let found = match &self.path {
+            Path::Args(p) => p.resolve(facts.args),
+            Path::Caller { path, .. } => facts.caller.resolve(path),
+        };
         let Some(node) = found else {
             return truth(matches!(
                 self.op,
-                Op::Neq(_) | Op::NotIn(_) | Op::Exists(false)
+                Op::Neq(_) | Op::NotIn(_) | Op::NotContains(_) | Op::Exists(false)
             ));
         };
         match &self.op {
@@ -224,12 +302,27 @@ impl Condition {
                 Some(s) => truth(re.is_match(s)),
                 None => Truth::Unknown,
             },
-            Op::Contains(lit) => match (&node.value, lit) {
-                (Value::String(s), Literal::String(needle)) => truth(s.contains(needle.as_str())),
-                (Value::Array(items), _) => truth(items.iter().any(|i| lit.equals(i))),
+            Op::Contains(lit) => contains(node, lit),
+            Op::NotContains(lit) => match contains(node, lit) {
+                Truth::True => Truth::False,
+                Truth::False => Truth::True,
+                Truth::Unknown => Truth::Unknown,
+            },
+            Op::ContainsWord(word) => match &node.value {
+                Value::String(s) => truth(s.split_ascii_whitespace().any(|w| w == word)),
+                Value::Array(items) => truth(items.iter().any(|i| i.as_str() == Some(word))),
                 _ => Truth::Unknown,
             },
         }
+    }
+}
+
+/// A substring of a string, or an element of an array.
+fn contains(node: &Node<'_>, lit: &Literal) -> Truth {
+    match (&node.value, lit) {
+        (Value::String(s), Literal::String(needle)) => truth(s.contains(needle.as_str())),
+        (Value::Array(items), _) => truth(items.iter().any(|i| lit.equals(i))),
+        _ => Truth::Unknown,
     }
 }
 
@@ -241,18 +334,24 @@ fn compare(node: &Node<'_>, f: impl Fn(f64) -> bool) -> Truth {
 }
 
 /// Does a `deny_if` list hold? Only a definitely false condition clears it.
-pub fn deny_if_holds(conds: &[Condition], args: Option<&Node<'_>>) -> bool {
-    conds.iter().all(|c| c.eval(args) != Truth::False)
+pub fn deny_if_holds(conds: &[Condition], facts: &Facts<'_, '_>) -> bool {
+    conds.iter().all(|c| c.eval(facts) != Truth::False)
 }
 
 /// Is a `require` list satisfied? Every condition must be definitely true.
-pub fn require_holds(conds: &[Condition], args: Option<&Node<'_>>) -> bool {
-    conds.iter().all(|c| c.eval(args) == Truth::True)
+pub fn require_holds(conds: &[Condition], facts: &Facts<'_, '_>) -> bool {
+    conds.iter().all(|c| c.eval(facts) == Truth::True)
 }
 
 /// Does a `when` list (classification) hold? Every condition definitely
 /// true, or unknown (an odd type is classified as the rule says: fail closed
 /// toward the more severe category the rule names).
-pub fn when_holds(conds: &[Condition], args: Option<&Node<'_>>) -> bool {
-    deny_if_holds(conds, args)
+pub fn when_holds(conds: &[Condition], facts: &Facts<'_, '_>) -> bool {
+    deny_if_holds(conds, facts)
+}
+
+/// Whether every condition reads only `caller.*` (so its outcome is the same
+/// for every call this caller makes, whatever the arguments).
+pub fn only_caller(conds: &[Condition]) -> bool {
+    conds.iter().all(|c| c.path.caller().is_some())
 }

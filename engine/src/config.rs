@@ -7,7 +7,8 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
-use crate::conditions::{ArgPath, Condition, Literal, Op};
+use crate::caller::{CallerSettings, GrantFrom};
+use crate::conditions::{ArgPath, Condition, Literal, Op, Path};
 use crate::json::{self, Node, Value};
 use crate::policy::{
     Action, Algorithm, ApprovalService, ArgRule, AuditLevel, Counter, ErrorStyle, FailureMode,
@@ -809,10 +810,14 @@ impl Validator<'_> {
         let arg_path = match obj.get("path") {
             Some(p) => {
                 let text = self.string(p, &ppath)?;
-                match ArgPath::parse(&text) {
+                match Path::parse(&text) {
                     Ok(ap) => Some(ap),
                     Err(e) => {
-                        self.wrong(&ppath, p, &format!("a path like \"args.a.b[0]\" ({e})"));
+                        self.wrong(
+                            &ppath,
+                            p,
+                            &format!("a path like \"args.a.b[0]\" or \"caller.claims.role\" ({e})"),
+                        );
                         None
                     }
                 }
@@ -887,6 +892,17 @@ impl Validator<'_> {
                 }
             }
             "contains" => Op::Contains(Literal::from_node(value)),
+            "not_contains" => Op::NotContains(Literal::from_node(value)),
+            "contains_word" => {
+                let word = value
+                    .as_str()
+                    .filter(|w| !w.is_empty() && !w.chars().any(char::is_whitespace));
+                let Some(word) = word else {
+                    self.wrong(&vpath, value, "one word: a non-empty string without spaces");
+                    return None;
+                };
+                Op::ContainsWord(word.to_string())
+            }
             _ => match value.value {
                 Value::Bool(b) => Op::Exists(b),
                 _ => {
@@ -921,6 +937,9 @@ impl Validator<'_> {
                 "require_grant",
                 "hold_body_timeout_ms",
                 "mode",
+                "caller_claims",
+                "require_caller",
+                "grant_from",
             ],
         ) else {
             return s;
@@ -930,6 +949,7 @@ impl Validator<'_> {
                 s.shadow = v;
             }
         }
+        self.caller_settings(obj, path, &mut s.caller);
         if let Some(n) = obj.get("max_body_bytes") {
             // Envoy's own buffer limit answers 413 past 1 MiB by default; allow
             // more only up to a sane ceiling.
@@ -1034,6 +1054,40 @@ impl Validator<'_> {
             s.grant_hash_key = self.string(n, &child(path, "grant_hash_key"));
         }
         s
+    }
+}
+
+impl Validator<'_> {
+    /// `caller_claims`, `require_caller`, `grant_from` (see `caller.rs`).
+    fn caller_settings(&mut self, obj: &Node<'_>, path: &str, c: &mut CallerSettings) {
+        if let Some(n) = obj.get("caller_claims") {
+            let ppath = child(path, "caller_claims");
+            let parts: Option<Vec<String>> = n.as_array().and_then(|items| {
+                items
+                    .iter()
+                    .map(|i| i.as_str().filter(|s| !s.is_empty()).map(str::to_string))
+                    .collect()
+            });
+            match parts.map(|p| CallerSettings::check_claims_path(&p).map(|()| p)) {
+                Some(Ok(p)) => c.claims_path = p,
+                Some(Err(expected)) => self.wrong(&ppath, n, &expected),
+                None => self.wrong(&ppath, n, "a non-empty array of non-empty strings"),
+            }
+        }
+        if let Some(n) = obj.get("require_caller") {
+            if let Some(v) = self.boolean(n, &child(path, "require_caller")) {
+                c.require = v;
+            }
+        }
+        if let Some(n) = obj.get("grant_from") {
+            let gpath = child(path, "grant_from");
+            if let Some(text) = self.string(n, &gpath) {
+                match GrantFrom::parse(&text) {
+                    Ok(g) => c.grant_from = Some(g),
+                    Err(e) => self.wrong(&gpath, n, &e),
+                }
+            }
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! JSON-RPC message in it, and either forward it untouched or answer locally.
 
 use crate::answer::{self, LocalReply, Outcome, RateInfo, Refusal};
+use crate::caller::{Caller, CallerNeeds, CallerView};
 use crate::config;
 use crate::global_limits::{self, FailureMode, GlobalAnswer, GlobalTake};
 use crate::json::{self, Node, Value};
@@ -34,6 +35,8 @@ pub struct Scopes<'a> {
     pub source: Option<&'a [u8]>,
     /// `x-request-id`, passed to the approval service.
     pub request_id: Option<&'a str>,
+    /// Who is calling (read by the host only when the policy uses it).
+    pub caller: Option<&'a Caller>,
 }
 
 /// One judged `tools/call`, for metrics and audit.
@@ -118,6 +121,8 @@ pub struct Engine {
     shadow_counters: Vec<Counter>,
     /// Some counter is scoped by the downstream address.
     needs_source: bool,
+    /// What the policy reads about the caller.
+    caller_needs: CallerNeeds,
 }
 
 impl Engine {
@@ -139,11 +144,13 @@ impl Engine {
                 ..c.clone()
             })
             .collect();
+        let caller_needs = policy.caller_needs();
         Self {
             policy,
             scaled_counters,
             shadow_counters,
             needs_source,
+            caller_needs,
         }
     }
 
@@ -261,6 +268,13 @@ impl Engine {
         store: &dyn SharedStore,
         clock: &dyn Clock,
     ) -> Verdict {
+        let caller = scopes.caller.map(Caller::view).unwrap_or_default();
+        let unreadable = scopes.caller.and_then(|c| c.unreadable.as_deref());
+        let grant = self.grant_value(scopes, &caller);
+        let scopes = &Scopes {
+            grant: grant.as_deref(),
+            ..*scopes
+        };
         let mut refusals: Vec<Option<Refusal>> = Vec::with_capacity(messages.len());
         let mut takes: Vec<(usize, Take)> = Vec::new();
         let mut approvals: Vec<(usize, String, String)> = Vec::new();
@@ -273,8 +287,11 @@ impl Engine {
         let hint = |tool: &str| risk::lookup(store, tool);
         for (i, msg) in messages.iter().enumerate() {
             let mut refusal = None;
+            // An identity we cannot read is refused even in shadow mode.
             let shadow = match msg {
-                Message::ToolCall { tool, .. } => self.policy.shadowed(tool),
+                Message::ToolCall { tool, .. } => {
+                    unreadable.is_none() && self.policy.shadowed(tool)
+                }
                 _ => false,
             };
             match msg {
@@ -292,7 +309,14 @@ impl Engine {
                 } => {
                     let mut own_takes = Vec::new();
                     let mut approval = None;
-                    let limits = match self.policy.decide_call(tool, *arguments, &hint) {
+                    let verdict = match unreadable {
+                        Some(why) => CallVerdict::Deny {
+                            rule: "caller".to_string(),
+                            reason: format!("the caller's identity could not be read ({why}); the call is refused"),
+                        },
+                        None => self.policy.decide_call_for(tool, *arguments, &caller, &hint),
+                    };
+                    let limits = match verdict {
                         CallVerdict::Deny { rule, reason } => {
                             refusal = Some(denied(tool, rule, reason));
                             Vec::new()
@@ -653,6 +677,7 @@ impl Engine {
             return Err("internal: approval for a non-call".to_string());
         };
         let grant = self.fingerprint(Scope::Grant, scopes.grant);
+        let subject = scopes.caller.and_then(Caller::subject);
         let body = ObjectWriter::new()
             .str("tool", tool)
             .raw(
@@ -665,6 +690,11 @@ impl Engine {
                 scopes.session.and_then(|s| std::str::from_utf8(s).ok()),
             )
             .opt_str("request_id", scopes.request_id)
+            .opt_str("subject", subject.as_deref())
+            .opt_str(
+                "principal",
+                scopes.caller.and_then(|c| c.principal.as_deref()),
+            )
             .raw("jsonrpc_id", id.raw(source))
             .str("rule", rule)
             .str("reason", reason)
@@ -844,6 +874,31 @@ impl Engine {
         self.policy.lists(tool)
     }
 
+    /// What the host must read about the caller for this policy.
+    pub fn caller_needs(&self) -> &CallerNeeds {
+        &self.caller_needs
+    }
+
+    /// The grant scope's value: the verified identity `settings.grant_from`
+    /// names, else the host's grant (header or property).
+    fn grant_value(&self, scopes: &Scopes<'_>, caller: &CallerView<'_>) -> Option<Vec<u8>> {
+        match &self.policy.settings.caller.grant_from {
+            Some(from) => caller.grant_value(from),
+            None => scopes.grant.map(<[u8]>::to_vec),
+        }
+    }
+
+    /// The grant fingerprint (hex) for one caller, as budgets see it.
+    pub fn grant_fingerprint_for(&self, grant: Option<&[u8]>, caller: Option<&Caller>) -> String {
+        let scopes = Scopes {
+            grant,
+            caller,
+            ..Scopes::default()
+        };
+        let view = caller.map(Caller::view).unwrap_or_default();
+        self.grant_fingerprint(self.grant_value(&scopes, &view).as_deref())
+    }
+
     /// Filters a JSON `tools/list` answer by request id (event streams go
     /// through [`Engine::filter_event_chunk`], event by event).
     pub fn filter_tools_list(
@@ -851,9 +906,21 @@ impl Engine {
         body: &[u8],
         ids: &[ListId],
     ) -> Result<Option<String>, Unfilterable> {
+        self.filter_tools_list_for(body, ids, None)
+    }
+
+    /// [`Engine::filter_tools_list`] for one caller: tools whose caller-only
+    /// rules refuse this caller are removed too.
+    pub fn filter_tools_list_for(
+        &self,
+        body: &[u8],
+        ids: &[ListId],
+        caller: Option<&Caller>,
+    ) -> Result<Option<String>, Unfilterable> {
+        let view = caller.map(Caller::view).unwrap_or_default();
         let keep = |name: &str, entry: &Node<'_>| {
             self.policy
-                .lists_with_hint(name, Some(risk::from_annotations(entry)))
+                .lists_for(name, Some(risk::from_annotations(entry)), &view)
         };
         tools_list::filter_json_with(body, ids, &keep)
     }
@@ -875,6 +942,19 @@ impl Engine {
         end: bool,
         store: &dyn SharedStore,
     ) -> StreamOutput {
+        self.filter_event_chunk_for(filter, chunk, end, store, None)
+    }
+
+    /// [`Engine::filter_event_chunk`] for one caller.
+    pub fn filter_event_chunk_for(
+        &self,
+        filter: &mut EventStreamFilter,
+        chunk: &[u8],
+        end: bool,
+        store: &dyn SharedStore,
+        caller: Option<&Caller>,
+    ) -> StreamOutput {
+        let view = caller.map(Caller::view).unwrap_or_default();
         let learning = !self.policy.risk_actions.is_empty();
         let seen = std::cell::RefCell::new(Vec::new());
         let keep = |name: &str, entry: &Node<'_>| {
@@ -882,7 +962,7 @@ impl Engine {
             if learning {
                 seen.borrow_mut().push((name.to_string(), hint));
             }
-            self.policy.lists_with_hint(name, Some(hint))
+            self.policy.lists_for(name, Some(hint), &view)
         };
         let out = filter.push(chunk, end, &keep);
         if learning {

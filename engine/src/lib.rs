@@ -6,6 +6,7 @@
 
 pub mod answer;
 pub mod audit;
+pub mod caller;
 pub mod conditions;
 pub mod config;
 pub mod credentials;
@@ -13,6 +14,7 @@ pub mod engine;
 pub mod global_limits;
 pub mod json;
 pub mod jsonrpc;
+pub mod metadata;
 pub mod policy;
 pub mod ratelimit;
 pub mod risk;

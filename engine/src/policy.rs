@@ -5,7 +5,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::conditions::{self, ArgPath, Condition};
+use crate::caller::{CallerNeeds, CallerSettings, CallerView};
+use crate::conditions::{self, ArgPath, Condition, Facts};
 pub use crate::global_limits::{FailureMode, RateLimitService};
 use crate::json::Node;
 pub use crate::risk::Risk;
@@ -247,6 +248,9 @@ pub struct Settings {
     pub hold_body_timeout_ms: u64,
     /// `mode: "shadow"`: nothing is refused; what would be is recorded.
     pub shadow: bool,
+    /// Who is calling: where claims live, whether an identity is required,
+    /// whether grant budgets follow it.
+    pub caller: CallerSettings,
 }
 
 /// Which judged tool calls are written as audit lines.
@@ -274,6 +278,7 @@ impl Default for Settings {
             require_grant: false,
             hold_body_timeout_ms: 10_000,
             shadow: false,
+            caller: CallerSettings::default(),
         }
     }
 }
@@ -373,10 +378,29 @@ impl Policy {
         args: Option<&Node<'_>>,
         hint: &dyn Fn(&str) -> Option<Risk>,
     ) -> CallVerdict {
+        self.decide_call_for(tool, args, &CallerView::default(), hint)
+    }
+
+    /// [`Policy::decide_call`] knowing who is calling (`caller.*` paths,
+    /// `settings.require_caller`).
+    pub fn decide_call_for(
+        &self,
+        tool: &str,
+        args: Option<&Node<'_>>,
+        caller: &CallerView<'_>,
+        hint: &dyn Fn(&str) -> Option<Risk>,
+    ) -> CallVerdict {
         let limits = match self.decide(tool) {
             ToolVerdict::Deny { rule, reason } => return CallVerdict::Deny { rule, reason },
             ToolVerdict::Allow { limits } => limits,
         };
+        if self.settings.caller.require && caller.claims.is_none() && caller.principal.is_none() {
+            return CallVerdict::Deny {
+                rule: "settings.require_caller".to_string(),
+                reason: "this MCP server requires a verified caller identity (a valid JWT or an mTLS client certificate), and the request carries none".to_string(),
+            };
+        }
+        let facts = Facts { args, caller };
         let own = self.tools.get(tool);
         let shown = crate::answer::shown_name(tool);
         let mut verdict = CallVerdict::Allow { limits };
@@ -395,10 +419,10 @@ impl Policy {
             policy_risk = policy_risk.max(rule.risk);
             for arg_rule in &rule.rules {
                 let triggered = match &arg_rule.kind {
-                    RuleKind::DenyIf(c) => conditions::deny_if_holds(c, args),
-                    RuleKind::Require(c) => !conditions::require_holds(c, args),
+                    RuleKind::DenyIf(c) => conditions::deny_if_holds(c, &facts),
+                    RuleKind::Require(c) => !conditions::require_holds(c, &facts),
                     RuleKind::When(c) => {
-                        if conditions::when_holds(c, args) {
+                        if conditions::when_holds(c, &facts) {
                             policy_risk = policy_risk.max(arg_rule.risk);
                         }
                         false
@@ -467,6 +491,65 @@ impl Policy {
         if matches!(self.decide(tool), ToolVerdict::Deny { .. }) {
             return false;
         }
+        self.lists_by_risk(tool, hint)
+    }
+
+    /// [`Policy::lists_with_hint`] for one caller: a tool is also removed
+    /// when one of its (or `"*"`'s) rules that read only `caller.*` refuses
+    /// this caller whatever the arguments.
+    pub fn lists_for(&self, tool: &str, hint: Option<Risk>, caller: &CallerView<'_>) -> bool {
+        self.lists_with_hint(tool, hint) && !self.refuses_caller(tool, caller)
+    }
+
+    /// Whether a caller-only rule of `tool` or `"*"` refuses this caller.
+    fn refuses_caller(&self, tool: &str, caller: &CallerView<'_>) -> bool {
+        let facts = Facts { args: None, caller };
+        let own = self.tools.get(tool);
+        own.into_iter().chain([&self.wildcard]).any(|rule| {
+            rule.rules.iter().any(|r| {
+                r.action == Action::Deny
+                    && match &r.kind {
+                        RuleKind::DenyIf(c) => {
+                            conditions::only_caller(c) && conditions::deny_if_holds(c, &facts)
+                        }
+                        RuleKind::Require(c) => {
+                            conditions::only_caller(c) && !conditions::require_holds(c, &facts)
+                        }
+                        RuleKind::When(_) => false,
+                    }
+            })
+        })
+    }
+
+    /// What the policy's conditions read about the caller (the host reads
+    /// nothing else).
+    pub fn caller_needs(&self) -> CallerNeeds {
+        let mut needs = CallerNeeds::default();
+        let rules = self.tools.values().chain([&self.wildcard]);
+        for rule in rules.flat_map(|t| t.rules.iter()) {
+            let conds = match &rule.kind {
+                RuleKind::DenyIf(c) | RuleKind::Require(c) | RuleKind::When(c) => c,
+            };
+            for c in conds {
+                if let Some(p) = c.path.caller() {
+                    needs.add(p);
+                }
+            }
+        }
+        let c = &self.settings.caller;
+        if c.require {
+            needs.claims = true;
+            needs.principal = true;
+        }
+        match &c.grant_from {
+            Some(crate::caller::GrantFrom::Principal) => needs.principal = true,
+            Some(crate::caller::GrantFrom::Claim(_)) => needs.claims = true,
+            None => {}
+        }
+        needs
+    }
+
+    fn lists_by_risk(&self, tool: &str, hint: Option<Risk>) -> bool {
         if self.risk_actions.is_empty() {
             return true;
         }

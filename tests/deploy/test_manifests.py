@@ -32,6 +32,8 @@ WASM = REPO / "dist" / "mcp_policy.wasm"
 OCI = REPO / "dist" / "oci"
 SEED = REPO / "envoy" / "seed-policy.json"
 EXAMPLES = sorted((REPO / "envoy" / "examples").glob("*.json"))
+# Caller-identity examples (alternatives to the main WasmPlugin): checked on their own.
+IDENTITY = DEPLOY / "istio" / "identity"
 BUILD_LAYOUT = DEPLOY / "oci" / "build_layout.py"
 
 WASM_TYPE = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
@@ -62,6 +64,7 @@ def manifest(kind: str) -> dict:
     found = [
         d
         for p in sorted(DEPLOY.rglob("*.yaml"))
+        if IDENTITY not in p.parents
         for d in load_all(p)
         if isinstance(d, dict) and d.get("kind") == kind
     ]
@@ -188,7 +191,26 @@ def test_every_manifest_parses_as_yaml():
             assert isinstance(d, dict) and d.get("apiVersion") and d.get("kind"), f"{path}: not a Kubernetes object"
             assert d.get("metadata", {}).get("name"), f"{path}: {d['kind']} without metadata.name"
             kinds.append(d["kind"])
-    assert sorted(kinds) == sorted(["ConfigMap", "Deployment", "Service", "WasmPlugin", "EnvoyFilter"])
+    assert sorted(kinds) == sorted(
+        ["ConfigMap", "Deployment", "Service", "WasmPlugin", "EnvoyFilter"]
+        + ["RequestAuthentication", "AuthorizationPolicy", "WasmPlugin", "PeerAuthentication", "WasmPlugin"]
+    )
+
+
+@pytest.mark.parametrize("name", ["jwt-roles.yaml", "mtls-principal.yaml"])
+def test_identity_examples_hold_valid_policies_that_read_the_caller(name, tmp_path):
+    docs = load_all(IDENTITY / name)
+    plugins = [d for d in docs if d["kind"] == "WasmPlugin"]
+    assert len(plugins) == 1
+    spec = plugins[0]["spec"]
+    assert spec["phase"] == "AUTHZ" and spec["failStrategy"] == "FAIL_CLOSE"
+    config = spec["pluginConfig"]
+    assert config["settings"]["require_caller"] is True
+    assert "caller." in json.dumps(config)
+    cli_validate(json.dumps(config), tmp_path)
+    for d in docs:
+        selector = d["spec"].get("selector", {}).get("matchLabels")
+        assert selector == {"app": "mcp-server"}, f"{name}: {d['kind']} selects {selector}"
 
 
 # ---------------------------------------------------------------- plain Kubernetes

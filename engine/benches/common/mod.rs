@@ -88,4 +88,5 @@ pub const SCOPES: Scopes<'static> = Scopes {
     session: Some(b"bench-session"),
     source: Some(b"127.0.0.1"),
     request_id: None,
+    caller: None,
 };
