@@ -12,8 +12,8 @@ use crate::conditions::{ArgPath, Condition, Literal, Op, Path};
 use crate::json::{self, Node, Value};
 use crate::policy::{
     Action, Algorithm, ApprovalService, ArgRule, AuditLevel, Counter, ErrorStyle, FailureMode,
-    GrantSource, HeaderMode, Policy, RateLimitService, Risk, RuleKind, Scope, Settings, ToolRule,
-    Window,
+    GrantSource, HeaderMode, ItemRules, Policy, RateLimitService, Risk, RuleKind, Scope, Settings,
+    ToolRule, Window,
 };
 
 const ALGORITHMS: [(&str, Algorithm); 2] =
@@ -238,6 +238,8 @@ impl Validator<'_> {
                 "risk_actions",
                 "approval",
                 "rate_limit_service",
+                "resources",
+                "prompts",
             ],
         )?;
         match root.get("version") {
@@ -296,6 +298,12 @@ impl Validator<'_> {
                 );
             }
         }
+        let resources = root
+            .get("resources")
+            .map(|n| self.item_rules(n, "policy.resources", &mut counters));
+        let prompts = root
+            .get("prompts")
+            .map(|n| self.item_rules(n, "policy.prompts", &mut counters));
         let risk_actions = match root.get("risk_actions") {
             Some(node) => self.risk_actions(node),
             None => HashMap::new(),
@@ -308,7 +316,14 @@ impl Validator<'_> {
                 !t.shadow
                     && (t.action == Action::Approve
                         || t.rules.iter().any(|r| r.action == Action::Approve))
-            }) || risk_actions.values().any(|a| *a == Action::Approve));
+            }) || risk_actions.values().any(|a| *a == Action::Approve)
+                || [&resources, &prompts].into_iter().flatten().any(|section| {
+                    section
+                        .exact
+                        .values()
+                        .chain(section.patterns.iter().map(|(_, r)| r))
+                        .any(|r| !r.shadow && r.action == Action::Approve)
+                }));
         if approves && approval.is_none() && root.get("approval").is_none() {
             self.error(
                 "policy.approval",
@@ -340,6 +355,8 @@ impl Validator<'_> {
             hide_all,
             counters: counters.list,
             risk_actions,
+            resources,
+            prompts,
             approval,
             settings,
         })
@@ -363,6 +380,43 @@ impl Validator<'_> {
             }
         }
         (set, all)
+    }
+
+    /// A `resources` or `prompts` section: pattern -> rule with the actions
+    /// of a tool rule (argument rules and risk are for tools only).
+    fn item_rules(
+        &mut self,
+        node: &Node<'_>,
+        path: &str,
+        counters: &mut CounterTable,
+    ) -> ItemRules {
+        let mut section = ItemRules::default();
+        let Some(members) = node.as_object() else {
+            self.wrong(
+                path,
+                node,
+                "an object mapping patterns (`*` matches anything) to rules",
+            );
+            return section;
+        };
+        for (key, rule_node) in members {
+            let rule_path = child(path, key);
+            if key.is_empty() {
+                self.error(&rule_path, "pattern must not be empty".to_string());
+                continue;
+            }
+            for tools_only in ["rules", "risk"] {
+                if rule_node.get(tools_only).is_some() {
+                    self.error(
+                        &child(&rule_path, tools_only),
+                        "only tool rules take this key; expected one of action, reason, limits, description, mode".to_string(),
+                    );
+                }
+            }
+            let rule = self.tool_rule(rule_node, &rule_path, counters);
+            section.insert(key, rule);
+        }
+        section
     }
 
     fn tool_rule(&mut self, node: &Node<'_>, path: &str, counters: &mut CounterTable) -> ToolRule {

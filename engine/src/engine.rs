@@ -6,7 +6,7 @@ use crate::caller::{Caller, CallerNeeds, CallerView};
 use crate::config;
 use crate::global_limits::{self, FailureMode, GlobalAnswer, GlobalTake};
 use crate::json::{self, Node, Value};
-use crate::jsonrpc::{self, Message};
+use crate::jsonrpc::{self, CallKind, Message};
 use crate::policy::{ApprovalService, CallVerdict, Counter, Policy, Scope};
 use crate::ratelimit::{self, Charge, Clock, Denial, SharedStore, Take};
 use crate::risk;
@@ -230,8 +230,14 @@ impl Engine {
         };
         let mut classified = Vec::with_capacity(messages.len());
         for (i, node) in messages.iter().enumerate() {
-            match jsonrpc::classify(node) {
-                Ok(m) => classified.push(m),
+            match jsonrpc::classify(node).map(|m| self.governed(m)) {
+                Ok(Ok(m)) => classified.push(m),
+                Ok(Err(reason)) if batch => {
+                    return invalid(answer::invalid_request(&format!(
+                        "batch element {i}: {reason}"
+                    )))
+                }
+                Ok(Err(reason)) => return invalid(answer::invalid_request(&reason)),
                 Err(e) if batch => {
                     return invalid(answer::invalid_request(&format!(
                         "batch element {i}: {}",
@@ -256,6 +262,24 @@ impl Engine {
             }
         }
         self.judge(doc.source, &classified, batch, scopes, store, clock)
+    }
+
+    /// Resource and prompt messages are judged only when the policy has
+    /// their section; without it they pass as plumbing, exactly as before.
+    /// An unreadable one of a governed kind is refused (the reason).
+    fn governed<'d, 'a>(&self, msg: Message<'d, 'a>) -> Result<Message<'d, 'a>, String> {
+        match msg {
+            Message::ToolCall { kind, id, .. } | Message::ItemsList { kind, id }
+                if !self.policy.governs(kind) =>
+            {
+                Ok(Message::Other { id: Some(id) })
+            }
+            Message::Unjudged { kind, id, .. } if !self.policy.governs(kind) => {
+                Ok(Message::Other { id })
+            }
+            Message::Unjudged { reason, .. } => Err(reason),
+            other => Ok(other),
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -289,9 +313,12 @@ impl Engine {
             let mut refusal = None;
             // An identity we cannot read is refused even in shadow mode.
             let shadow = match msg {
-                Message::ToolCall { tool, .. } => {
-                    unreadable.is_none() && self.policy.shadowed(tool)
-                }
+                Message::ToolCall {
+                    kind: CallKind::Tool,
+                    tool,
+                    ..
+                } => unreadable.is_none() && self.policy.shadowed(tool),
+                Message::ToolCall { kind, tool, .. } => self.policy.item_shadowed(*kind, tool),
                 _ => false,
             };
             match msg {
@@ -305,11 +332,15 @@ impl Engine {
                     refusal = Some(denied(tool, "settings.require_grant".to_string(), reason));
                 }
                 Message::ToolCall {
-                    tool, arguments, ..
+                    kind,
+                    tool,
+                    arguments,
+                    ..
                 } => {
                     let mut own_takes = Vec::new();
                     let mut approval = None;
                     let verdict = match unreadable {
+                        _ if *kind != CallKind::Tool => self.policy.decide_item(*kind, tool),
                         Some(why) => CallVerdict::Deny {
                             rule: "caller".to_string(),
                             reason: format!("the caller's identity could not be read ({why}); the call is refused"),
@@ -350,12 +381,12 @@ impl Engine {
                         approvals.extend(approval);
                     }
                 }
-                Message::ToolsList { id } => {
+                Message::ToolsList { id } | Message::ItemsList { id, .. } => {
                     if let Some(list_id) = ListId::of(id) {
                         forwarded.list_ids.push(list_id);
                     }
                 }
-                Message::Other { .. } | Message::Response => {}
+                Message::Other { .. } | Message::Unjudged { .. } | Message::Response => {}
             }
             if shadow {
                 if let (Some(note), Some(r)) = (notes.get_mut(i), refusal.take()) {
@@ -672,6 +703,7 @@ impl Engine {
             id,
             tool,
             arguments,
+            ..
         }) = messages.get(*i)
         else {
             return Err("internal: approval for a non-call".to_string());
@@ -922,7 +954,11 @@ impl Engine {
             self.policy
                 .lists_for(name, Some(risk::from_annotations(entry)), &view)
         };
-        tools_list::filter_json_with(body, ids, &keep)
+        if self.policy.resources.is_none() && self.policy.prompts.is_none() {
+            return tools_list::filter_json_with(body, ids, &keep);
+        }
+        let items = |kind: CallKind, name: &str| self.policy.lists_item(kind, name);
+        tools_list::filter_json_items(body, ids, &keep, &items)
     }
 
     /// A filter for one `text/event-stream` answer, bounded like bodies.
@@ -964,7 +1000,9 @@ impl Engine {
             }
             self.policy.lists_for(name, Some(hint), &view)
         };
-        let out = filter.push(chunk, end, &keep);
+        let items = |kind: CallKind, name: &str| self.policy.lists_item(kind, name);
+        let governs_items = self.policy.resources.is_some() || self.policy.prompts.is_some();
+        let out = filter.push_items(chunk, end, &keep, governs_items.then_some(&items as _));
         if learning {
             risk::learn(store, &seen.into_inner());
         }
@@ -1036,8 +1074,10 @@ fn raw_ids<'s>(source: &'s str, messages: &[Message<'_, '_>]) -> Vec<Option<&'s 
 
 fn request_id<'d, 'a>(msg: &Message<'d, 'a>) -> Option<&'d Node<'a>> {
     match msg {
-        Message::ToolCall { id, .. } | Message::ToolsList { id } => Some(id),
-        Message::Other { id } => *id,
+        Message::ToolCall { id, .. }
+        | Message::ToolsList { id }
+        | Message::ItemsList { id, .. } => Some(id),
+        Message::Other { id } | Message::Unjudged { id, .. } => *id,
         Message::Response => None,
     }
 }
@@ -1095,6 +1135,8 @@ fn call_records(
 
 #[cfg(test)]
 mod identity_tests;
+#[cfg(test)]
+mod item_tests;
 #[cfg(test)]
 mod shadow_tests;
 #[cfg(test)]

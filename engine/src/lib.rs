@@ -12,6 +12,7 @@ pub mod config;
 pub mod credentials;
 pub mod engine;
 pub mod global_limits;
+pub mod item_rules;
 pub mod json;
 pub mod jsonrpc;
 pub mod metadata;

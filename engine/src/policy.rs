@@ -12,6 +12,7 @@ use crate::json::Node;
 pub use crate::risk::Risk;
 
 pub use crate::config::{load, ConfigError};
+pub use crate::item_rules::ItemRules;
 
 /// What happens to a call. Ordered: the most restrictive applicable wins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -296,6 +297,10 @@ pub struct Policy {
     pub counters: Vec<Counter>,
     /// Action per risk category (`"risk_actions": {"destructive": "deny"}`).
     pub risk_actions: HashMap<Risk, Action>,
+    /// `resources` (URI patterns): None leaves resource requests unjudged.
+    pub resources: Option<ItemRules>,
+    /// `prompts` (name patterns): None leaves prompt requests unjudged.
+    pub prompts: Option<ItemRules>,
     pub approval: Option<ApprovalService>,
     pub rate_limit_service: Option<RateLimitService>,
     pub settings: Settings,
