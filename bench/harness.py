@@ -1,16 +1,13 @@
 """Shared pieces of the benchmarks: bodies, Envoy configurations, processes,
 wrk runs and machine facts.
 
-Envoy configurations: the filter configurations come from
-`demo/envoy_config.render()`, the one template `make run`, the end-to-end
-tests and `envoy/envoy.yaml` use. Passthrough and the native MCP filter reuse
-the same rendered listener, with the Wasm filter block swapped, so every
-configuration differs only in its HTTP filters. The upstream is a second
-Envoy answering a small JSON-RPC result with `direct_response` after
-buffering the request (so it reads each body to its end and keeps its
-connections alive).
-
-Only the Python standard library is used.
+Envoy configurations: every one is `mcp-policy render envoy`'s bootstrap
+(through demo/envoy_config.py, as for `make run` and the tests).
+Passthrough and the native MCP filter swap the Wasm filter for theirs, so
+every proxy differs only in its HTTP filters. The upstream is a second
+Envoy from the same bootstrap answering a small JSON-RPC result with
+`direct_response` after buffering the request (so it reads each body to its
+end and keeps its connections alive).
 """
 
 from __future__ import annotations
@@ -89,27 +86,17 @@ RUNTIMES = {
     "wamr": "envoy.wasm.runtime.wamr",
 }
 
-_WASM_BLOCK = re.compile(
-    r"(?P<indent>[ ]*)- name: envoy\.filters\.http\.wasm\n.*?(?=(?P=indent)- name: envoy\.filters\.http\.router\n)",
-    re.S,
-)
+def _without_wasm(config: dict, replacement: list[dict]) -> dict:
+    """`config` with its Wasm filter replaced by `replacement` (the router stays last)."""
+    hcm = envoy_config.http_connection_manager(config)
+    hcm["http_filters"] = [
+        *replacement,
+        *[f for f in hcm["http_filters"] if f["name"] != "envoy.filters.http.wasm"],
+    ]
+    return config
 
 
-def _swap_filters(rendered: str, replacement: str) -> str:
-    """Replace the Wasm filter block of a rendered config with `replacement`
-    (already indented), keeping everything else identical."""
-    new, n = _WASM_BLOCK.subn(lambda _m: replacement, rendered, count=1)
-    if n != 1:
-        raise RuntimeError("demo/envoy_config.render() output changed: Wasm filter block not found")
-    return new
-
-
-def _indent(text: str, spaces: int) -> str:
-    pad = " " * spaces
-    return "".join(pad + line if line.strip() else line for line in text.splitlines(keepends=True))
-
-
-def _native_filters(allowed_tools: list[str]) -> str:
+def _native_filters(allowed_tools: list[str]) -> list[dict]:
     """envoy.filters.http.mcp + rbac: the same allow-list as the policy
     (calls to any other tool get 403, other methods pass).
 
@@ -117,42 +104,62 @@ def _native_filters(allowed_tools: list[str]) -> str:
     `envoy.filters.http.mcp` (the docs' example still says `mcp_proxy`, which
     matches nothing in 1.40: every call would pass).
     """
-    names = "\n".join(f"            - string_match: {{ exact: {json.dumps(t)} }}" for t in allowed_tools)
-    block = f"""\
-- name: envoy.filters.http.mcp
-  typed_config:
-    "@type": type.googleapis.com/envoy.extensions.filters.http.mcp.v3.Mcp
-    traffic_mode: PASS_THROUGH
-    # Same bound as the filter's settings.max_body_bytes (Envoy's default is 8 KiB).
-    max_request_body_size: 1048576
-- name: envoy.filters.http.rbac
-  typed_config:
-    "@type": type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC
-    rules:
-      action: ALLOW
-      policies:
-        non-tool-calls:
-          permissions:
-          - not_rule:
-              sourced_metadata:
-                metadata_matcher:
-                  filter: envoy.filters.http.mcp
-                  path: [{{ key: method }}]
-                  value: {{ string_match: {{ exact: tools/call }} }}
-          principals: [{{ any: true }}]
-        listed-tools:
-          permissions:
-          - sourced_metadata:
-              metadata_matcher:
-                filter: envoy.filters.http.mcp
-                path: [{{ key: params }}, {{ key: name }}]
-                value:
-                  or_match:
-                    value_matchers:
-{_indent(names, 12)}
-          principals: [{{ any: true }}]
-"""
-    return _indent(block, 10)
+
+    def metadata(path: list[str], value: dict) -> dict:
+        return {
+            "sourced_metadata": {
+                "metadata_matcher": {"filter": "envoy.filters.http.mcp", "path": [{"key": k} for k in path], "value": value}
+            }
+        }
+
+    return [
+        {
+            "name": "envoy.filters.http.mcp",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.mcp.v3.Mcp",
+                "traffic_mode": "PASS_THROUGH",
+                # Same bound as the filter's settings.max_body_bytes (Envoy's default is 8 KiB).
+                "max_request_body_size": 1048576,
+            },
+        },
+        {
+            "name": "envoy.filters.http.rbac",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC",
+                "rules": {
+                    "action": "ALLOW",
+                    "policies": {
+                        "non-tool-calls": {
+                            "permissions": [{"not_rule": metadata(["method"], {"string_match": {"exact": "tools/call"}})}],
+                            "principals": [{"any": True}],
+                        },
+                        "listed-tools": {
+                            "permissions": [
+                                metadata(
+                                    ["params", "name"],
+                                    {"or_match": {"value_matchers": [{"string_match": {"exact": t}} for t in allowed_tools]}},
+                                )
+                            ],
+                            "principals": [{"any": True}],
+                        },
+                    },
+                },
+            },
+        },
+    ]
+
+
+def _bootstrap(upstream_port: int, wasm_path: Path | None, policy_text: str, runtime: str, hold: bool) -> dict:
+    return envoy_config.bootstrap(
+        policy_text,
+        listen_port=0,
+        admin_port=0,
+        upstream_port=upstream_port,
+        wasm_path=str(wasm_path or REPO / "dist" / "mcp_policy.wasm"),
+        runtime=RUNTIMES[runtime],
+        allow_on_headers_stop_iteration=True if hold else None,
+        vm_settings={"header_mode": "hold"} if hold else None,
+    )
 
 
 def proxy_config(
@@ -164,7 +171,7 @@ def proxy_config(
     runtime: str = "v8",
     header_mode: str = "hold",
 ) -> str:
-    """Bootstrap YAML for one benchmarked proxy.
+    """Bootstrap for one benchmarked proxy.
 
     kind: "passthrough", "wasm" or "native".
     header_mode "hold": vm_config settings {"header_mode":"hold"} and
@@ -172,23 +179,12 @@ def proxy_config(
     "stream": neither (the filter's default, any Envoy).
     """
     policy_text = policy if policy is not None else POLICY_PATH.read_text()
-    hold = header_mode == "hold"
-    rendered = envoy_config.render(
-        policy_text,
-        listen_port=0,
-        listen_address="127.0.0.1",
-        admin_port=0,
-        upstream_port=upstream_port,
-        wasm_path=str(wasm_path or REPO / "dist" / "mcp_policy.wasm"),
-        runtime=RUNTIMES[runtime],
-        allow_on_headers_stop_iteration=True if hold else None,
-        vm_settings={"header_mode": "hold"} if hold else None,
-        header=f"# rendered by bench/harness.py: {kind}\n",
-    )
+    config = _bootstrap(upstream_port, wasm_path, policy_text, runtime, header_mode == "hold")
+    header = f"rendered by bench/harness.py: {kind}"
     if kind == "wasm":
-        return rendered
+        return envoy_config.dump(config, header)
     if kind == "passthrough":
-        return _swap_filters(rendered, "")
+        return envoy_config.dump(_without_wasm(config, []), header)
     if kind == "native":
         policy_doc = json.loads(policy_text)
         allowed = [
@@ -196,51 +192,34 @@ def proxy_config(
             for name, rule in policy_doc.get("tools", {}).items()
             if name != "*" and rule.get("action", "allow") != "deny"
         ]
-        return _swap_filters(rendered, _native_filters(allowed))
+        return envoy_config.dump(_without_wasm(config, _native_filters(allowed)), header)
     raise ValueError(kind)
 
 
 def upstream_config() -> str:
     """A fast upstream: Envoy reads the whole request, answers a JSON-RPC result."""
-    return f"""\
-# rendered by bench/harness.py: upstream
-admin:
-  address:
-    socket_address: {{ address: 127.0.0.1, port_value: 0 }}
-static_resources:
-  listeners:
-  - name: mcp_listener
-    address:
-      socket_address: {{ address: 127.0.0.1, port_value: 0 }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: upstream
-          codec_type: AUTO
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: {{ prefix: "/" }}
-                direct_response:
-                  status: 200
-                  body: {{ inline_string: {json.dumps(UPSTREAM_RESULT.decode())} }}
-                response_headers_to_add:
-                - header: {{ key: content-type, value: application/json }}
-          http_filters:
-          # Read each request body to its end before answering: a reply sent
-          # mid-body would make Envoy close the HTTP/1.1 connection.
-          - name: envoy.filters.http.buffer
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer
-              max_request_bytes: 4194304
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-"""
+    config = _bootstrap(0, None, POLICY_PATH.read_text(), "v8", False)
+    hcm = envoy_config.http_connection_manager(config)
+    hcm["stat_prefix"] = "upstream"
+    del hcm["access_log"]
+    hcm["route_config"]["virtual_hosts"][0]["routes"] = [
+        {
+            "match": {"prefix": "/"},
+            "direct_response": {"status": 200, "body": {"inline_string": UPSTREAM_RESULT.decode()}},
+            "response_headers_to_add": [{"header": {"key": "content-type", "value": "application/json"}}],
+        }
+    ]
+    # Read each request body to its end before answering: a reply sent
+    # mid-body would make Envoy close the HTTP/1.1 connection.
+    buffer = {
+        "name": "envoy.filters.http.buffer",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
+            "max_request_bytes": 4194304,
+        },
+    }
+    config["static_resources"]["clusters"] = []
+    return envoy_config.dump(_without_wasm(config, [buffer]), "rendered by bench/harness.py: upstream")
 
 
 # -- processes ----------------------------------------------------------------

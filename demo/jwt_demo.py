@@ -18,10 +18,13 @@ import time
 import uuid
 from typing import Any
 
+import yaml
+
+import envoy_config  # demo/: the CLI-rendered bootstrap helpers
+
 ISSUER = "https://mcp-policy.demo"
 AUDIENCE = "mcp-server"
 # Where the policy filter starts in the rendered bootstrap (demo/envoy_config.py).
-POLICY_FILTER_ANCHOR = "          - name: envoy.filters.http.wasm\n"
 
 # The demo's people: roles and scopes the example policy (envoy/examples/roles.json) reads.
 ROLES: dict[str, dict[str, Any]] = {
@@ -75,9 +78,11 @@ def jwt_authn_filter(providers: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 def insert_before_policy_filter(config: str, http_filter: dict[str, Any]) -> str:
     """`config` (a rendered bootstrap) with `http_filter` placed just before the policy filter."""
-    if config.count(POLICY_FILTER_ANCHOR) != 1:
-        raise ValueError("template changed: cannot place a filter before the policy filter")
-    return config.replace(POLICY_FILTER_ANCHOR, f"          - {json.dumps(http_filter)}\n" + POLICY_FILTER_ANCHOR)
+    bootstrap = yaml.safe_load(config)
+    filters = envoy_config.http_filters(bootstrap)
+    index = next(i for i, f in enumerate(filters) if f["name"] == "envoy.filters.http.wasm")
+    filters.insert(index, http_filter)
+    return envoy_config.dump(bootstrap, header=f"mcp-policy render envoy + {http_filter['name']} before the policy filter")
 
 
 def with_demo_jwt(config: str, secret: bytes) -> str:

@@ -2,13 +2,17 @@
 
 Starts demo/claude_code_server.py, then Envoy with the filter
 (dist/mcp_policy.wasm) and the seed policy (envoy/seed-policy.json), prints
-how to try it, and stops both on Ctrl-C (or when either one dies).
+how to try it, and stops both on Ctrl-C, SIGINT, SIGTERM or SIGHUP (exit 0),
+or when either one dies (exit 1). The children run in their own session so
+that only this script gets the terminal's Ctrl-C and stops them in order;
+its handlers are installed even when SIGINT was inherited as ignored (a
+shell's background job, `make test &`).
 
 Ports (environment): ENVOY_PORT 10000, ENVOY_ADMIN_PORT 9901, DEMO_PORT 8000.
 Envoy binary: $ENVOY_BIN, default .venv/bin/envoy. Policy: $POLICY_FILE,
 default envoy/seed-policy.json. Module: $MCP_POLICY_WASM, default
-dist/mcp_policy.wasm. The Envoy config is rendered from the same
-template as envoy/envoy.yaml (demo/envoy_config.py) with these values.
+dist/mcp_policy.wasm. The Envoy config is `mcp-policy render envoy` of the
+policy with these values (the CLI renders envoy/envoy.yaml too).
 
 A policy with an `approval` section (e.g. POLICY_FILE=envoy/examples/approval.json)
 also starts the reference approval service demo/approval_service.py on
@@ -32,6 +36,8 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -84,7 +90,7 @@ Try it (paste into a shell; the demo server keeps MCP sessions, so the
 first line opens one and the others send its id):
 
   # initialize: keep the Mcp-Session-Id the server answers with
-  SID=$(curl -si {h} {url} -d '{{"jsonrpc":"2.0","id":1,"method":"initialize","params":{{"protocolVersion":"2025-06-18","capabilities":{{}},"clientInfo":{{"name":"curl","version":"1"}}}}}}' | tr -d '\r' | awk -F': ' 'tolower($1)=="mcp-session-id" {{print $2}}'); echo "session $SID"
+  SID=$(curl -si {h} {url} -d '{{"jsonrpc":"2.0","id":1,"method":"initialize","params":{{"protocolVersion":"2025-06-18","capabilities":{{}},"clientInfo":{{"name":"curl","version":"1"}}}}}}' | tr -d '\\r' | awk -F': ' 'tolower($1)=="mcp-session-id" {{print $2}}'); echo "session $SID"
   curl -s {h} -H "mcp-session-id: $SID" {url} -d '{{"jsonrpc":"2.0","method":"notifications/initialized"}}'
 
   # tools/list: only claude_code_session is left
@@ -101,7 +107,8 @@ first line opens one and the others send its id):
 
 Point an MCP client at it (Streamable HTTP transport):
   URL: {url}
-  e.g. npx @modelcontextprotocol/inspector --cli {url} --transport http --method tools/list
+  e.g. npx -y @modelcontextprotocol/inspector@1.0.3 --cli {url} --transport http --method tools/list
+       (1.0.3 is the Inspector the tests use, on Node 20; later releases need Node 22)
        claude mcp add --transport http claude-code-demo {url}
 
 Filter counters: curl -s http://127.0.0.1:{admin_port}/stats | grep -i wasm
@@ -168,36 +175,52 @@ def main() -> int:
 
     workdir = Path(tempfile.mkdtemp(prefix="mcp-policy-run-"))
     config = workdir / "envoy.yaml"
-    rendered = envoy_config.render(
-            policy_text,
-            listen_port=port,
-            admin_port=admin_port,
-            upstream_port=demo_port,
-            wasm_path=WASM,
-            vm_settings=envoy_config.COMMITTED_VM_SETTINGS,
-            header=f"# rendered by demo/run.py from demo/envoy_config.py, policy {policy_file}\n",
-    )
+    try:
+        rendered = envoy_config.cli_render(
+            policy_file,
+            "--listen", f"127.0.0.1:{port}",
+            "--admin-port", str(admin_port),
+            "--upstream", f"127.0.0.1:{demo_port}",
+            "--wasm", str(WASM),
+        )  # fmt: skip
+    except (FileNotFoundError, RuntimeError) as error:
+        raise SystemExit(str(error)) from None
     if isinstance(approval_cluster, str) and approval_cluster:
-        rendered = envoy_config.with_extra_clusters(rendered, ((approval_cluster, approval_port),))
+        bootstrap = envoy_config.with_extra_clusters(yaml.safe_load(rendered), ((approval_cluster, approval_port),))
+        rendered = envoy_config.dump(bootstrap, header=f"rendered by demo/run.py: mcp-policy render envoy {policy_file}\n"
+                                     f"plus the approval service's cluster {approval_cluster}")  # fmt: skip
     jwt_secret = os.urandom(32) if jwt_demo.uses_claims(policy_text) else None
     if jwt_secret is not None:
         rendered = jwt_demo.with_demo_jwt(rendered, jwt_secret)
     config.write_text(rendered, encoding="utf-8")
 
     children: list[subprocess.Popen] = []
+    stopping = False
 
     def stop(*_: object) -> None:
+        nonlocal stopping
+        if stopping:
+            return  # a second Ctrl-C while the children stop
+        stopping = True
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, stop)
+    # Installed explicitly: a process started with SIGINT ignored (a shell
+    # background job) would otherwise never see Ctrl-C or `kill -INT`.
+    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(number, stop)
     try:
-        demo = subprocess.Popen([sys.executable, str(REPO / "demo" / "claude_code_server.py"), "--port", str(demo_port)])
+        demo = subprocess.Popen(
+            [sys.executable, str(REPO / "demo" / "claude_code_server.py"), "--port", str(demo_port)],
+            start_new_session=True,
+        )
         children.append(demo)
         _wait(lambda: _tcp_open(demo_port), "demo MCP server", demo)
         if isinstance(approval_cluster, str) and approval_cluster:
             mode = os.environ.get("APPROVAL_MODE", "ask")
             approver = subprocess.Popen(
-                [sys.executable, str(REPO / "demo" / "approval_service.py"), "--port", str(approval_port), "--mode", mode]
+                [sys.executable, str(REPO / "demo" / "approval_service.py"), "--port", str(approval_port), "--mode", mode],
+                # "ask" mode reads this terminal: keep it in the foreground group.
+                start_new_session=mode != "ask",
             )
             children.append(approver)
             _wait(lambda: _tcp_open(approval_port), "approval service", approver)
@@ -206,7 +229,7 @@ def main() -> int:
         envoy = subprocess.Popen(
             [envoy_bin, "-c", str(config), "--disable-hot-restart", "--log-level", "info",
              "--component-log-level", "wasm:info", "--log-path", str(envoy_log)],
-            cwd=REPO,
+            cwd=REPO, start_new_session=True,
         )  # fmt: skip
         children.append(envoy)
         try:
@@ -219,6 +242,8 @@ def main() -> int:
 
         while all(child.poll() is None for child in children):
             time.sleep(0.5)
+        if stopping:
+            return 0
         dead = next(child for child in children if child.poll() is not None)
         name = "Envoy" if dead is envoy else "demo MCP server"
         print(f"{name} exited with code {dead.returncode}; stopping", file=sys.stderr)
@@ -227,6 +252,7 @@ def main() -> int:
         print("\nstopping", flush=True)
         return 0
     finally:
+        stopping = True  # later signals are ignored while the children stop
         for child in reversed(children):
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)

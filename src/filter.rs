@@ -10,7 +10,7 @@ use mcp_policy_engine::caller::Caller;
 use mcp_policy_engine::credentials::{self, Grant};
 use mcp_policy_engine::engine::{PendingApproval, PendingGlobal};
 use mcp_policy_engine::global_limits;
-use mcp_policy_engine::policy::{AuditLevel, GrantSource, HeaderMode};
+use mcp_policy_engine::policy::{GrantSource, HeaderMode};
 use mcp_policy_engine::ratelimit::{Charge, Clock};
 use mcp_policy_engine::routing_headers::{self, RoutingHeaders};
 use mcp_policy_engine::tools_list::{EventStreamFilter, ListId};
@@ -260,30 +260,25 @@ impl Request {
 
     /// Metrics, audit lines and filter state for the judged tool calls.
     fn record(&self, calls: &[CallRecord]) {
-        let level = self.engine.policy.settings.audit;
-        let mut grant_fp: Option<String> = None;
         let subject = self.caller.as_ref().and_then(Caller::subject);
         for call in calls {
             self.metrics.count_call(&call.tool, call.outcome);
-            let wanted = match level {
-                AuditLevel::Off => false,
-                AuditLevel::Refused => call.outcome != Outcome::Allowed,
-                AuditLevel::All => true,
+        }
+        let entries = audit::entries(self.engine.policy.settings.audit, calls);
+        if !entries.is_empty() {
+            let grant = self
+                .engine
+                .grant_fingerprint_for(self.headers.grant.key(), self.caller.as_ref());
+            let ctx = AuditContext {
+                now_ms: HostClock.now_unix_millis(),
+                request_id: self.headers.request_id.as_deref(),
+                grant: &grant,
+                session: self.headers.session.as_deref(),
+                subject: subject.as_deref(),
+                principal: self.caller.as_ref().and_then(|c| c.principal.as_deref()),
             };
-            if wanted {
-                let grant = grant_fp.get_or_insert_with(|| {
-                    self.engine
-                        .grant_fingerprint_for(self.headers.grant.key(), self.caller.as_ref())
-                });
-                let ctx = AuditContext {
-                    now_ms: HostClock.now_unix_millis(),
-                    request_id: self.headers.request_id.as_deref(),
-                    grant,
-                    session: self.headers.session.as_deref(),
-                    subject: subject.as_deref(),
-                    principal: self.caller.as_ref().and_then(|c| c.principal.as_deref()),
-                };
-                log::info!("mcp-policy audit {}", audit::line(&ctx, call));
+            for entry in &entries {
+                log::info!("mcp-policy audit {}", audit::entry_line(&ctx, entry));
             }
         }
         // For access logs: %FILTER_STATE(wasm.mcp_policy.decision:PLAIN)% etc.

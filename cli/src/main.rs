@@ -28,9 +28,12 @@ usage:
       What the filter does with one tools/call: allowed (exit 0), or denied,
       rate limited, needs approval (exit 2); the rule, the reason, the limits.
       --claims and --principal stand for the verified caller (caller.* paths).
-  mcp-policy render envoy FILE [--wasm PATH] [--upstream HOST:PORT] [--port N]
-                               [--admin-port N] [--header-mode hold|stream]
-      A complete Envoy bootstrap YAML with the policy embedded.
+  mcp-policy render envoy FILE [--wasm PATH] [--upstream HOST:PORT]
+                               [--listen IP:PORT] [--port N] [--admin-port N]
+                               [--header-mode hold|stream] [--runtime v8|null|wamr|wasmtime]
+      A complete Envoy bootstrap YAML with the policy embedded. The module
+      path is written absolute (relative to the current directory); the
+      listener binds 127.0.0.1:10000 unless --listen (or --port) says otherwise.
   mcp-policy render istio FILE [--image URL] [--name NAME] [--namespace NS]
                                [--selector KEY=VALUE] [--only wasmplugin|envoyfilter]
       An Istio WasmPlugin and, after ---, the EnvoyFilter variant.
@@ -254,6 +257,19 @@ fn render_envoy(parser: &mut lexopt::Parser) -> Result<Exit, String> {
                 let text = string(parser.value().map_err(arg_err)?, "--upstream")?;
                 (o.upstream_host, o.upstream_port) = render::parse_host_port(&text)?;
             }
+            Long("listen") => {
+                let text = string(parser.value().map_err(arg_err)?, "--listen")?;
+                (o.listen_address, o.listen_port) = render::parse_listen(&text)?;
+            }
+            Long("runtime") => {
+                let text = string(parser.value().map_err(arg_err)?, "--runtime")?;
+                if !matches!(text.as_str(), "v8" | "null" | "wamr" | "wasmtime" | "wavm") {
+                    return Err(format!(
+                        "--runtime: got {text:?}, expected v8, null, wamr or wasmtime"
+                    ));
+                }
+                o.runtime = text;
+            }
             Long("port") => o.listen_port = number(parser.value().map_err(arg_err)?, "--port")?,
             Long("admin-port") => {
                 o.admin_port = number(parser.value().map_err(arg_err)?, "--admin-port")?
@@ -281,8 +297,16 @@ fn render_envoy(parser: &mut lexopt::Parser) -> Result<Exit, String> {
     if o.wasm.is_empty() || o.wasm.contains('\n') {
         return Err("--wasm: expected a file path".to_string());
     }
-    if o.listen_port == 0 || o.admin_port == 0 || o.listen_port == o.admin_port {
-        return Err("--port and --admin-port must be distinct and non-zero".to_string());
+    // Envoy opens the module relative to its own working directory: write
+    // the path absolute so the config works wherever Envoy starts.
+    o.wasm = std::path::absolute(&o.wasm)
+        .map_err(|e| format!("--wasm: {e}"))?
+        .to_str()
+        .ok_or("--wasm: not valid UTF-8")?
+        .to_string();
+    // Port 0: the kernel chooses (tests read the port back from /listeners).
+    if o.listen_port != 0 && o.listen_port == o.admin_port {
+        return Err("--port and --admin-port must differ".to_string());
     }
     let (file, _) = match load(&name, false)? {
         Ok(loaded) => loaded,

@@ -660,7 +660,8 @@ fn at<'a>(y: &'a Yaml, path: &[&str]) -> &'a Yaml {
 /// characters YAML refuses raw, and no trailing newline.
 const NASTY: &str = "{\n\t\"version\": \"1\",\r\n  \"description\": \"it's \\\"quoted\\\" \\\\ back\\\\slash\\n# not a comment: {x} [y] & *z !t %p @a `b` | > ' \u{e9}\u{2713}\u{1f980} \\u2028 \\u0007 \u{7f}\u{85}\u{2028}\u{feff}\",\n  \"default\": \"deny\",\n  \"tools\": {\"a b:c\": {\"reason\": \"x\", \"action\": \"deny\"}, \"*\": {}, \"yes\": {}}\n}";
 
-fn http_filters(doc: &Yaml) -> &Yaml {
+/// The HTTP connection manager's typed_config.
+fn hcm(doc: &Yaml) -> &Yaml {
     at(
         doc,
         &[
@@ -672,9 +673,25 @@ fn http_filters(doc: &Yaml) -> &Yaml {
             "filters",
             "0",
             "typed_config",
-            "http_filters",
         ],
     )
+}
+
+fn listener_address(doc: &Yaml) -> &Yaml {
+    at(
+        doc,
+        &[
+            "static_resources",
+            "listeners",
+            "0",
+            "address",
+            "socket_address",
+        ],
+    )
+}
+
+fn http_filters(doc: &Yaml) -> &Yaml {
+    &hcm(doc)["http_filters"]
 }
 
 #[test]
@@ -739,30 +756,9 @@ fn render_envoy_embeds_the_policy_byte_exact() {
         let decoded = json::parse(line.as_bytes()).unwrap();
         assert_eq!(decoded.root.as_str(), Some(text.as_str()), "{name}");
 
-        let hcm = at(
-            &docs[0],
-            &[
-                "static_resources",
-                "listeners",
-                "0",
-                "filter_chains",
-                "0",
-                "filters",
-                "0",
-                "typed_config",
-            ],
-        );
+        let hcm = hcm(&docs[0]);
         assert_eq!(hcm["codec_type"].as_str(), Some("AUTO"));
-        let listener = at(
-            &docs[0],
-            &[
-                "static_resources",
-                "listeners",
-                "0",
-                "address",
-                "socket_address",
-            ],
-        );
+        let listener = listener_address(&docs[0]);
         assert_eq!(listener["port_value"].as_i64(), Some(10001));
         let cluster = at(&docs[0], &["static_resources", "clusters", "0"]);
         assert_eq!(cluster["type"].as_str(), Some("STATIC"));
@@ -806,10 +802,72 @@ fn render_envoy_options() {
         config["vm_config"]["configuration"]["value"].as_str(),
         Some(r#"{"header_mode":"stream"}"#)
     );
+    // The module path is absolute: Envoy may start in any directory.
+    let cwd = std::env::current_dir().unwrap();
     assert_eq!(
         config["vm_config"]["code"]["local"]["filename"].as_str(),
-        Some("dist/mcp_policy.wasm")
+        Some(cwd.join("dist/mcp_policy.wasm").to_str().unwrap())
     );
+    // Loopback unless asked otherwise.
+    let listener = listener_address(&docs[0]);
+    assert_eq!(listener["address"].as_str(), Some("127.0.0.1"));
+    assert_eq!(listener["port_value"].as_i64(), Some(10000));
+    assert_eq!(
+        config["vm_config"]["runtime"].as_str(),
+        Some("envoy.wasm.runtime.v8")
+    );
+}
+
+#[test]
+fn render_envoy_listen_address_runtime_and_access_log() {
+    let o = run(&[
+        "render",
+        "envoy",
+        seed().to_str().unwrap(),
+        "--wasm",
+        "rel/m.wasm",
+        "--listen",
+        "0.0.0.0:0",
+        "--admin-port",
+        "0",
+        "--runtime",
+        "null",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let out = stdout(&o);
+    let docs = yaml_docs(&out);
+    let listener = listener_address(&docs[0]);
+    assert_eq!(listener["address"].as_str(), Some("0.0.0.0"));
+    assert_eq!(listener["port_value"].as_i64(), Some(0));
+    let config = &http_filters(&docs[0])[0]["typed_config"]["config"];
+    assert_eq!(
+        config["vm_config"]["runtime"].as_str(),
+        Some("envoy.wasm.runtime.null")
+    );
+    let cwd = std::env::current_dir().unwrap();
+    assert_eq!(
+        config["vm_config"]["code"]["local"]["filename"].as_str(),
+        Some(cwd.join("rel/m.wasm").to_str().unwrap())
+    );
+    // The access log uses the current field (text_format is deprecated).
+    assert!(!out.contains("text_format:"), "{out}");
+    let hcm = hcm(&docs[0]);
+    let format = hcm["access_log"][0]["typed_config"]["log_format"]["text_format_source"]
+        ["inline_string"]
+        .as_str()
+        .unwrap();
+    assert!(format.contains("mcp_decision=%FILTER_STATE(wasm.mcp_policy.decision:PLAIN)%"));
+    assert!(format.ends_with('\n'));
+
+    for (flag, value) in [
+        ("--listen", "localhost:10000"),
+        ("--listen", "10000"),
+        ("--runtime", "v9"),
+    ] {
+        let o = run(&["render", "envoy", seed().to_str().unwrap(), flag, value]);
+        assert_eq!(code(&o), 1, "{flag} {value}");
+        assert!(stderr(&o).contains(flag), "{}", stderr(&o));
+    }
 }
 
 #[test]

@@ -76,6 +76,18 @@ fn decide(c: &mut Criterion) {
             });
         }
     }
+    // Adversarial shapes: an arguments object with many keys (the folded-key
+    // check is per object), and a batch of 12,000 refused calls.
+    for (b, name, label) in [
+        (common::many_keys(1000), "many_keys", "1000keys"),
+        (common::many_keys(10_000), "many_keys", "10000keys"),
+        (common::refused_batch(12_000), "refused_batch", "12000msgs"),
+    ] {
+        group.throughput(Throughput::Bytes(b.len() as u64));
+        group.bench_function(BenchmarkId::new(name, label), |bench| {
+            bench.iter(|| black_box(engine.decide(black_box(&b), &SCOPES, &store, &clock)))
+        });
+    }
     group.finish();
 }
 

@@ -95,15 +95,27 @@ pub struct Refusal {
 /// (a 200 KB name must not come back four times).
 pub const MAX_ECHOED_NAME: usize = 128;
 
+/// Longest reason or error message text in an answer (characters).
+pub const MAX_ECHOED_TEXT: usize = 1024;
+
+/// Largest body of a local answer to a batch: past it the per-element
+/// answers are replaced by one error, so no answer amplifies a request.
+pub const MAX_BATCH_ANSWER: usize = 64 * 1024;
+
 /// `name`, cut to `MAX_ECHOED_NAME` characters with a marker if longer.
 pub fn shown_name(name: &str) -> std::borrow::Cow<'_, str> {
-    match name.char_indices().nth(MAX_ECHOED_NAME) {
-        Some((cut, _)) => std::borrow::Cow::Owned(format!(
+    cut(name, MAX_ECHOED_NAME)
+}
+
+/// `text` cut to `max` characters with a marker if longer.
+pub fn cut(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => std::borrow::Cow::Owned(format!(
             "{}...(+{} bytes)",
-            name.get(..cut).unwrap_or(""),
-            name.len() - cut
+            text.get(..at).unwrap_or(""),
+            text.len() - at
         )),
-        None => std::borrow::Cow::Borrowed(name),
+        None => std::borrow::Cow::Borrowed(text),
     }
 }
 
@@ -139,7 +151,11 @@ impl Refusal {
             Outcome::ApprovalRefused => "not approved",
             _ => "denied",
         };
-        format!("Tool \"{}\" {verb} by policy: {}", self.tool, self.reason)
+        format!(
+            "Tool \"{}\" {verb} by policy: {}",
+            self.tool,
+            cut(&self.reason, MAX_ECHOED_TEXT)
+        )
     }
 
     fn data(&self) -> String {
@@ -147,7 +163,7 @@ impl Refusal {
             .str("tool", &self.tool)
             .str("decision", self.decision())
             .str("rule", &self.rule)
-            .str("reason", &self.reason);
+            .str("reason", &cut(&self.reason, MAX_ECHOED_TEXT));
         if let Some(rate) = &self.rate {
             w = w
                 .str("counter", &rate.counter)
@@ -199,7 +215,7 @@ fn envelope(id: &str) -> ObjectWriter {
 pub fn error_message(id: &str, code: i64, message: &str) -> String {
     let error = ObjectWriter::new()
         .raw("code", &code.to_string())
-        .str("message", message)
+        .str("message", &cut(message, MAX_ECHOED_TEXT))
         .finish();
     envelope(id).raw("error", &error).finish()
 }
@@ -317,7 +333,17 @@ pub fn refusal_reply(
     outcome: Outcome,
     retry_after: Option<u64>,
 ) -> LocalReply {
-    let body = if batch {
+    let total = answers.iter().map(|a| a.len() + 1).sum::<usize>() + 1;
+    let body = if batch && total > MAX_BATCH_ANSWER {
+        error_message(
+            "null",
+            CODE_DENIED,
+            &format!(
+                "Not forwarded: {} messages of the batch were refused or held back by policy; the itemised answer would pass {MAX_BATCH_ANSWER} bytes",
+                answers.len()
+            ),
+        )
+    } else if batch {
         format!("[{}]", answers.join(","))
     } else {
         answers.into_iter().next().unwrap_or_default()

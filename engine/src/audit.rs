@@ -1,7 +1,83 @@
-//! Audit lines: one JSON object per judged tool call, for log pipelines.
+//! Audit lines: one JSON object per judged tool call, for log pipelines;
+//! one per refused batch, with counts (a batch cannot multiply log lines).
 
+use crate::answer::Outcome;
 use crate::engine::CallRecord;
+use crate::policy::AuditLevel;
 use crate::write::ObjectWriter;
+
+/// The rule marking a call that was acceptable but sat in a refused batch.
+pub const BATCH_RULE: &str = "batch";
+
+/// What one audit line reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry<'c> {
+    Call(&'c CallRecord),
+    /// A refused batch: its first refused call speaks for it, with counts.
+    Batch {
+        first: &'c CallRecord,
+        counts: BatchCounts,
+    },
+}
+
+/// The tool calls of a refused batch, by what happened to them.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BatchCounts {
+    pub calls: usize,
+    pub denied: usize,
+    pub rate_limited: usize,
+    pub approval_refused: usize,
+    /// Acceptable calls not forwarded because a sibling was refused.
+    pub held_back: usize,
+}
+
+/// The audit lines due for the judged calls of one request at `level`.
+pub fn entries(level: AuditLevel, calls: &[CallRecord]) -> Vec<Entry<'_>> {
+    let refused = |c: &&CallRecord| c.outcome != Outcome::Allowed;
+    let first = calls
+        .iter()
+        .filter(refused)
+        .find(|c| c.rule.as_deref() != Some(BATCH_RULE))
+        .or_else(|| calls.iter().find(refused));
+    match (level, first) {
+        (AuditLevel::Off, _) => Vec::new(),
+        (_, Some(first)) if calls.len() > 1 => {
+            let mut counts = BatchCounts {
+                calls: calls.len(),
+                ..BatchCounts::default()
+            };
+            for call in calls {
+                match call.outcome {
+                    _ if call.rule.as_deref() == Some(BATCH_RULE) => counts.held_back += 1,
+                    Outcome::RateLimited => counts.rate_limited += 1,
+                    Outcome::ApprovalRefused => counts.approval_refused += 1,
+                    _ => counts.denied += 1,
+                }
+            }
+            vec![Entry::Batch { first, counts }]
+        }
+        (AuditLevel::Refused, _) => calls.iter().filter(refused).map(Entry::Call).collect(),
+        (AuditLevel::All, _) => calls.iter().map(Entry::Call).collect(),
+    }
+}
+
+/// The JSON text of one entry.
+pub fn entry_line(ctx: &AuditContext<'_>, entry: &Entry<'_>) -> String {
+    match entry {
+        Entry::Call(call) => line(ctx, call),
+        Entry::Batch { first, counts } => {
+            let n = |v: usize| v.to_string();
+            let batch = ObjectWriter::new()
+                .raw("calls", &n(counts.calls))
+                .raw("denied", &n(counts.denied))
+                .raw("rate_limited", &n(counts.rate_limited))
+                .raw("approval_refused", &n(counts.approval_refused))
+                .raw("held_back", &n(counts.held_back))
+                .finish();
+            fields(ctx, first).raw("batch", &batch).finish()
+        }
+    }
+}
 
 /// What an audit line says beyond the call record.
 #[derive(Debug, Default, Clone, Copy)]
@@ -20,6 +96,10 @@ pub struct AuditContext<'a> {
 /// `{"time","request_id","tool","decision","rule","reason","grant","session","subject","principal"}`
 /// (never a token: claims are reduced to the subject).
 pub fn line(ctx: &AuditContext<'_>, call: &CallRecord) -> String {
+    fields(ctx, call).finish()
+}
+
+fn fields(ctx: &AuditContext<'_>, call: &CallRecord) -> ObjectWriter {
     ObjectWriter::new()
         .str("time", &rfc3339(ctx.now_ms))
         .opt_str("request_id", ctx.request_id)
@@ -31,7 +111,6 @@ pub fn line(ctx: &AuditContext<'_>, call: &CallRecord) -> String {
         .opt_str("session", ctx.session)
         .opt_str("subject", ctx.subject)
         .opt_str("principal", ctx.principal)
-        .finish()
 }
 
 /// UTC time as `YYYY-MM-DDTHH:MM:SS.mmmZ` (civil-from-days, no dependency).
@@ -60,10 +139,56 @@ pub fn rfc3339(ms: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::indexing_slicing)]
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     use super::*;
+
+    fn record(tool: &str, outcome: Outcome, rule: Option<&str>) -> CallRecord {
+        CallRecord {
+            tool: tool.to_string(),
+            outcome,
+            rule: rule.map(str::to_string),
+            reason: rule.map(|r| format!("because {r}")),
+        }
+    }
+
+    #[test]
+    fn a_refused_batch_gets_one_line_with_counts() {
+        let mut calls = vec![record("ok", Outcome::Denied, Some(BATCH_RULE)); 40];
+        calls.push(record("rm", Outcome::Denied, Some("tools.rm")));
+        calls.push(record("x", Outcome::RateLimited, Some("limits.c")));
+        for level in [AuditLevel::Refused, AuditLevel::All] {
+            let entries = entries(level, &calls);
+            assert_eq!(entries.len(), 1, "{entries:?}");
+            let text = entry_line(&AuditContext::default(), &entries[0]);
+            assert!(
+                text.contains(r#""tool":"rm","decision":"denied","rule":"tools.rm""#),
+                "{text}"
+            );
+            assert!(
+                text.contains(r#""batch":{"calls":42,"denied":1,"rate_limited":1,"approval_refused":0,"held_back":40}"#),
+                "{text}"
+            );
+        }
+        assert!(entries(AuditLevel::Off, &calls).is_empty());
+    }
+
+    #[test]
+    fn single_calls_and_forwarded_batches_get_a_line_per_call() {
+        let one = [record("rm", Outcome::Denied, Some("tools.rm"))];
+        assert_eq!(
+            entries(AuditLevel::Refused, &one),
+            vec![Entry::Call(&one[0])]
+        );
+        let allowed = [
+            record("a", Outcome::Allowed, None),
+            record("b", Outcome::Allowed, None),
+        ];
+        assert!(entries(AuditLevel::Refused, &allowed).is_empty());
+        assert_eq!(entries(AuditLevel::All, &allowed).len(), 2);
+    }
 
     #[test]
     fn formats_utc_times() {

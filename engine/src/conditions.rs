@@ -48,6 +48,32 @@ impl ArgPath {
     pub fn resolve<'d, 'a>(&self, args: Option<&'d Node<'a>>) -> Option<&'d Node<'a>> {
         resolve_steps(args, &self.steps)
     }
+
+    /// Would the path resolve if keys were matched case-insensitively (as
+    /// Go's `encoding/json` matches struct fields)? Asked only when it does
+    /// not resolve exactly: then `{"Action":"cancel"}` is what a folding
+    /// server reads as `action`, and the condition cannot be judged.
+    fn resolves_by_folding(&self, args: Option<&Node<'_>>) -> bool {
+        let Some(mut node) = args else {
+            return false;
+        };
+        for step in &self.steps {
+            let next = match step {
+                Step::Key(k) => node.get(k).or_else(|| {
+                    node.as_object()?
+                        .iter()
+                        .find(|(key, _)| crate::key_folding::fold_eq(key, k))
+                        .map(|(_, v)| v)
+                }),
+                Step::Index(i) => node.as_array().and_then(|items| items.get(*i)),
+            };
+            match next {
+                Some(n) => node = n,
+                None => return false,
+            }
+        }
+        true
+    }
 }
 
 /// Parses the steps of a path after its root: `.a`, `.b[0]`, `["odd key"]`.
@@ -283,6 +309,12 @@ impl Condition {
             Path::Caller { path, .. } => facts.caller.resolve(path),
         };
         let Some(node) = found else {
+            // Arguments only: a server reads them, maybe case-insensitively.
+            if let Path::Args(p) = &self.path {
+                if p.resolves_by_folding(facts.args) {
+                    return Truth::Unknown;
+                }
+            }
             return truth(matches!(
                 self.op,
                 Op::Neq(_) | Op::NotIn(_) | Op::NotContains(_) | Op::Exists(false)

@@ -85,7 +85,7 @@ fn parse_doc<'a>(text: &'a [u8], what: &str) -> Result<json::Document<'a>, Vec<C
     json::parse(text).map_err(|e| {
         vec![ConfigError {
             path: what.to_string(),
-            message: format!("not valid JSON: {e}"),
+            message: format!("not valid JSON: {}", e.located(text)),
         }]
     })
 }
@@ -641,6 +641,7 @@ impl Validator<'_> {
                 "timeout_ms",
                 "failure_mode",
                 "all_limits",
+                "include_tool",
             ],
         )?;
         let cluster = match obj.get("cluster") {
@@ -979,6 +980,7 @@ impl Validator<'_> {
             &[
                 "max_body_bytes",
                 "max_depth",
+                "max_batch",
                 "error_style",
                 "header_mode",
                 "grant_header",
@@ -1014,6 +1016,12 @@ impl Validator<'_> {
         if let Some(n) = obj.get("max_depth") {
             if let Some(v) = self.positive_int(n, &child(path, "max_depth"), 128) {
                 s.max_depth = usize::try_from(v).unwrap_or(json::DEFAULT_MAX_DEPTH);
+            }
+        }
+        if let Some(n) = obj.get("max_batch") {
+            let at = child(path, "max_batch");
+            if let Some(v) = self.positive_int(n, &at, crate::policy::MAX_BATCH_LIMIT) {
+                s.max_batch = usize::try_from(v).unwrap_or(crate::policy::DEFAULT_MAX_BATCH);
             }
         }
         if let Some(n) = obj.get("error_style") {

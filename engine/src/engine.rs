@@ -225,6 +225,9 @@ impl Engine {
             Value::Array(items) if items.is_empty() => {
                 return invalid(answer::invalid_request("empty batch"));
             }
+            Value::Array(items) if items.len() > self.policy.settings.max_batch => {
+                return invalid(oversize_batch(items, self.policy.settings.max_batch));
+            }
             Value::Array(items) => (items.iter().collect(), true),
             _ => (vec![&doc.root], false),
         };
@@ -637,7 +640,7 @@ impl Engine {
                     call.reason = Some(refusal.reason.clone());
                 } else {
                     call.outcome = Outcome::Denied;
-                    call.rule = Some("batch".to_string());
+                    call.rule = Some(crate::audit::BATCH_RULE.to_string());
                     call.reason = Some("another message in the same batch was refused".to_string());
                 }
                 call
@@ -1057,6 +1060,20 @@ fn denied(tool: &str, rule: String, reason: String) -> Refusal {
     }
 }
 
+/// One error for a batch past `settings.max_batch`, before any element is
+/// classified or judged: the cost and the answer stay the same whatever the
+/// batch holds.
+fn oversize_batch(items: &[Node<'_>], max: usize) -> LocalReply {
+    let calls = items
+        .iter()
+        .filter(|m| m.get("method").and_then(Node::as_str) == Some(jsonrpc::TOOLS_CALL))
+        .count();
+    answer::invalid_request(&format!(
+        "batch of {} messages ({calls} tools/call) exceeds settings.max_batch ({max}); nothing was forwarded",
+        items.len()
+    ))
+}
+
 fn invalid(reply: LocalReply) -> Verdict {
     Verdict::Reply {
         reply,
@@ -1119,7 +1136,7 @@ fn call_records(
                 None if any_refused => CallRecord {
                     tool,
                     outcome: Outcome::Denied,
-                    rule: Some("batch".to_string()),
+                    rule: Some(crate::audit::BATCH_RULE.to_string()),
                     reason: Some("another message in the same batch was refused".to_string()),
                 },
                 None => CallRecord {

@@ -100,6 +100,10 @@ pub struct RateLimitResponse {
 pub struct DescriptorStatus {
     #[prost(int32, tag = "1")]
     pub code: i32,
+    /// The limit the service applied (`RateLimitResponse.RateLimit`, whose
+    /// fields 1 and 2 match the override's).
+    #[prost(message, optional, tag = "2")]
+    pub current_limit: Option<RateLimitOverride>,
     #[prost(uint32, tag = "3")]
     pub limit_remaining: u32,
     #[prost(message, optional, tag = "4")]
@@ -202,11 +206,21 @@ pub enum GlobalAnswer {
 }
 
 /// Reads a `RateLimitResponse`.
+///
+/// An OK whose statuses show that the service applied no limit to one of
+/// the descriptors is a failure, not a pass: envoyproxy/ratelimit answers
+/// that way for a domain missing from its configuration (it then ignores
+/// the `limit` override), which would otherwise lift every global limit.
+/// Services that send no statuses at all (Limitador) are taken at their
+/// word.
 pub fn decode_response(bytes: &[u8]) -> GlobalAnswer {
     let Ok(resp) = RateLimitResponse::decode(bytes) else {
         return GlobalAnswer::Failed("unreadable RateLimitResponse".to_string());
     };
     match resp.overall_code {
+        CODE_OK if resp.statuses.iter().any(|s| s.current_limit.is_none()) => GlobalAnswer::Failed(
+            "the service applied no limit (is the domain in its configuration?)".to_string(),
+        ),
         CODE_OK => GlobalAnswer::Ok,
         CODE_OVER_LIMIT => {
             let over = resp
@@ -295,11 +309,13 @@ mod tests {
             statuses: vec![
                 DescriptorStatus {
                     code: 1,
+                    current_limit: None,
                     limit_remaining: 3,
                     duration_until_reset: None,
                 },
                 DescriptorStatus {
                     code: 2,
+                    current_limit: None,
                     limit_remaining: 0,
                     duration_until_reset: Some(Duration {
                         seconds: 41,
@@ -324,5 +340,36 @@ mod tests {
             decode_response(&[0xff, 0xff]),
             GlobalAnswer::Failed(_)
         ));
+    }
+
+    #[test]
+    fn ok_without_an_applied_limit_is_a_failure() {
+        let status = |limit: Option<RateLimitOverride>| DescriptorStatus {
+            code: 1,
+            current_limit: limit,
+            limit_remaining: 0,
+            duration_until_reset: None,
+        };
+        let applied = Some(RateLimitOverride {
+            requests_per_unit: 10,
+            unit: 2,
+        });
+        let answer = |statuses| {
+            decode_response(
+                &RateLimitResponse {
+                    overall_code: 1,
+                    statuses,
+                }
+                .encode_to_vec(),
+            )
+        };
+        // envoyproxy/ratelimit for a domain it does not know.
+        assert!(matches!(
+            answer(vec![status(applied.clone()), status(None)]),
+            GlobalAnswer::Failed(e) if e.contains("domain")
+        ));
+        assert_eq!(answer(vec![status(applied)]), GlobalAnswer::Ok);
+        // No statuses at all (Limitador): OK stays OK.
+        assert_eq!(answer(vec![]), GlobalAnswer::Ok);
     }
 }

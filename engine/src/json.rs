@@ -109,6 +109,33 @@ impl fmt::Display for ParseError {
     }
 }
 
+impl ParseError {
+    /// Line and column (both from 1; the column counts characters) of the
+    /// error in `input`, the text it was parsed from: what people editing a
+    /// file look for, where the offset is what a program needs.
+    pub fn line_column(&self, input: &[u8]) -> (usize, usize) {
+        let before = input.get(..self.offset).unwrap_or(input);
+        let line_start = before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+        let on_line = before.get(line_start..).unwrap_or_default();
+        // Characters, not bytes: UTF-8 continuation bytes do not start one.
+        let column = on_line.iter().filter(|&&b| b & 0xC0 != 0x80).count() + 1;
+        (line, column)
+    }
+
+    /// The message with the line and column in `input` (see [`Self::line_column`]).
+    pub fn located(&self, input: &[u8]) -> String {
+        let (line, column) = self.line_column(input);
+        format!(
+            "{} at line {line}, column {column} (byte {})",
+            self.reason, self.offset
+        )
+    }
+}
+
 /// A parsed document: the validated source text and its root node.
 #[derive(Debug)]
 pub struct Document<'a> {

@@ -6,6 +6,7 @@
 //! name.
 
 use crate::json::{Node, Value};
+use crate::key_folding;
 
 /// The method policed by the tool policy. Compared exactly, after unescaping,
 /// as servers do.
@@ -78,33 +79,27 @@ fn invalid(reason: impl Into<String>) -> Invalid {
 const MESSAGE_KEYS: [&str; 6] = ["jsonrpc", "id", "method", "params", "result", "error"];
 const PARAMS_KEYS: [&str; 3] = ["name", "arguments", "_meta"];
 
-/// Case folding as a lenient server might apply it: ASCII case plus the two
-/// Unicode characters Go's `strings.EqualFold` folds onto ASCII letters
-/// (U+017F LATIN SMALL LETTER LONG S, U+212A KELVIN SIGN).
-fn folds_to(key: &str, target: &str) -> bool {
-    let fold = |c: char| match c {
-        '\u{17F}' => 's',
-        '\u{212A}' => 'k',
-        c => c.to_ascii_lowercase(),
-    };
-    key.chars().map(fold).eq(target.chars())
-}
-
 /// Refuses a key that differs from a significant key only by case: the JS
 /// and Python servers ignore it, but a case-folding server (the Go SDK
 /// before CVE-2026-27896) would act on it while we judged the other one.
 fn check_key_case(node: &Node<'_>, significant: &[&str], at: &str) -> Result<(), Invalid> {
     for (key, _) in node.as_object().unwrap_or(&[]) {
         for target in significant {
-            if key != target && folds_to(key, target) {
+            if key != target && key_folding::fold_eq(key, target) {
                 return Err(invalid(format!(
-                    "{at}key \"{key}\" differs from \"{target}\" only in case; refused as ambiguous"
+                    "{at}key \"{}\" differs from \"{target}\" only in case; refused as ambiguous",
+                    key_folding::shown(key)
                 )));
             }
         }
     }
     Ok(())
 }
+
+/// Longest id (its JSON text) accepted: ids are echoed in local answers, so
+/// a client-chosen id must not make an answer large. Real clients send small
+/// integers or UUIDs.
+pub const MAX_ID_BYTES: usize = 256;
 
 /// Is this id a legal JSON-RPC request id (string or number)?
 fn usable_id(node: &Node<'_>) -> bool {
@@ -123,6 +118,14 @@ pub fn classify<'d, 'a>(msg: &'d Node<'a>) -> Result<Message<'d, 'a>, Invalid> {
     if let Some(params) = msg.get("params") {
         check_key_case(params, &PARAMS_KEYS, "params: ")?;
     }
+    // Requests and notifications: no object anywhere may hold two keys that
+    // fold together (a server's answers to our client's requests are not
+    // judged, so responses are left alone).
+    if msg.get("method").is_some() {
+        if let Some(clash) = key_folding::find(msg) {
+            return Err(invalid(clash.reason()));
+        }
+    }
     match msg.get("jsonrpc").and_then(Node::as_str) {
         Some("2.0") => {}
         _ => return Err(invalid("\"jsonrpc\" must be \"2.0\"")),
@@ -131,6 +134,11 @@ pub fn classify<'d, 'a>(msg: &'d Node<'a>) -> Result<Message<'d, 'a>, Invalid> {
     if let Some(id) = id {
         if !(usable_id(id) || id.is_null()) {
             return Err(invalid("\"id\" must be a string, a number or null"));
+        }
+        if id.end.saturating_sub(id.start) > MAX_ID_BYTES {
+            return Err(invalid(format!(
+                "\"id\" is longer than {MAX_ID_BYTES} bytes"
+            )));
         }
     }
     let Some(method_node) = msg.get("method") else {

@@ -15,6 +15,7 @@ pub mod global_limits;
 pub mod item_rules;
 pub mod json;
 pub mod jsonrpc;
+pub mod key_folding;
 pub mod metadata;
 pub mod policy;
 pub mod ratelimit;

@@ -228,6 +228,9 @@ impl GrantSource {
 pub struct Settings {
     pub max_body_bytes: u64,
     pub max_depth: usize,
+    /// Most messages in one JSON-RPC batch; a larger batch is refused whole
+    /// with one error before any message in it is judged.
+    pub max_batch: usize,
     pub error_style: ErrorStyle,
     pub header_mode: HeaderMode,
     pub grant: GrantSource,
@@ -254,6 +257,12 @@ pub struct Settings {
     pub caller: CallerSettings,
 }
 
+/// Default `settings.max_batch`: far above what a client batches (MCP
+/// dropped batches in 2025-06-18), far below what amplifies.
+pub const DEFAULT_MAX_BATCH: usize = 64;
+/// Ceiling for `settings.max_batch`.
+pub const MAX_BATCH_LIMIT: u64 = 1000;
+
 /// Which judged tool calls are written as audit lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuditLevel {
@@ -268,6 +277,7 @@ impl Default for Settings {
         Self {
             max_body_bytes: 1024 * 1024,
             max_depth: crate::json::DEFAULT_MAX_DEPTH,
+            max_batch: DEFAULT_MAX_BATCH,
             error_style: ErrorStyle::JsonRpc,
             header_mode: HeaderMode::Stream,
             grant: GrantSource::Header("authorization".to_string()),

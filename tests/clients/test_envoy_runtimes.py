@@ -21,6 +21,8 @@ import pytest
 import harness
 from conftest import EnvoyPool, start_server
 from envoy_process import envoy_bin
+
+import envoy_config  # demo/, on sys.path through envoy_process
 from specs import SERVERS, policy
 
 RUNTIMES = ["v8", "wasmtime", "wamr"]
@@ -29,7 +31,8 @@ RUNTIMES = ["v8", "wasmtime", "wamr"]
 def runtimes_in(binary: str, workdir: Path) -> list[str]:
     """The `envoy.wasm.runtime` extensions this Envoy binary prints at startup."""
     config = workdir / "admin-only.yaml"
-    config.write_text("admin:\n  address: { socket_address: { address: 127.0.0.1, port_value: 0 } }\n")
+    admin = envoy_config.bootstrap("", admin_port=0)["admin"]  # the rendered admin interface, nothing else
+    config.write_text(envoy_config.dump({"admin": admin}, "admin only: Envoy lists its extensions at startup"))
     log = workdir / "startup.log"
     with open(log, "wb") as out:
         process = subprocess.Popen([binary, "-c", str(config), "--disable-hot-restart", "-l", "info"],

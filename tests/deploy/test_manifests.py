@@ -104,6 +104,8 @@ def assert_envoy_accepts(config: str | dict, tmp_path: Path, name: str = "envoy.
     assert r.returncode == 0 and "OK" in out, f"envoy --mode validate refused {name}:\n{out[-4000:]}"
     # The filter really ran on_configure on the policy.
     assert "mcp-policy: policy loaded" in out, out[-4000:]
+    # Only current fields: Envoy warns about deprecated ones while loading.
+    assert "deprecated" not in out.lower(), f"{name} uses a deprecated Envoy field:\n{out[-4000:]}"
 
 
 def http_filters(bootstrap: dict) -> list[dict]:
@@ -122,55 +124,13 @@ def wasm_config(bootstrap: dict) -> dict:
 
 
 def minimal_bootstrap(http_filter: dict) -> dict:
-    """A listener whose HTTP chain is `http_filter` then the router."""
-    return {
-        "static_resources": {
-            "listeners": [
-                {
-                    "name": "inbound",
-                    "address": {"socket_address": {"address": "127.0.0.1", "port_value": 15006}},
-                    "filter_chains": [
-                        {
-                            "filters": [
-                                {
-                                    "name": "envoy.filters.network.http_connection_manager",
-                                    "typed_config": {
-                                        "@type": HCM_TYPE,
-                                        "stat_prefix": "inbound",
-                                        "route_config": {
-                                            "virtual_hosts": [
-                                                {
-                                                    "name": "app",
-                                                    "domains": ["*"],
-                                                    "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "app"}}],
-                                                }
-                                            ]
-                                        },
-                                        "http_filters": [
-                                            http_filter,
-                                            {"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER_TYPE}},
-                                        ],
-                                    },
-                                }
-                            ]
-                        }
-                    ],
-                }
-            ],
-            "clusters": [
-                {
-                    "name": "app",
-                    "type": "STATIC",
-                    "load_assignment": {
-                        "cluster_name": "app",
-                        "endpoints": [
-                            {"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 8000}}}}]}
-                        ],
-                    },
-                }
-            ],
-        }
-    }
+    """`mcp-policy render envoy`'s bootstrap with `http_filter` in place of its filter (before the router)."""
+    r = cli("render", "envoy", str(SEED), "--wasm", str(WASM), "--admin-port", "0", "--listen", "127.0.0.1:0")
+    assert r.returncode == 0, r.stderr
+    bootstrap = yaml.safe_load(r.stdout)
+    hcm = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    hcm["http_filters"] = [http_filter, *[f for f in hcm["http_filters"] if f["typed_config"]["@type"] == ROUTER_TYPE]]
+    return bootstrap
 
 
 def local_code() -> dict:
@@ -246,7 +206,7 @@ def test_configmap_envoy_yaml_is_the_cli_rendering_of_policy_json(tmp_path):
     (tmp_path / "policy.json").write_text(cm["data"]["policy.json"], encoding="utf-8")
     r = cli(
         "render", "envoy", str(tmp_path / "policy.json"),
-        "--wasm", K8S_WASM, "--upstream", "127.0.0.1:8000", "--port", "10000",
+        "--wasm", K8S_WASM, "--upstream", "127.0.0.1:8000", "--listen", "0.0.0.0:10000",
     )
     assert r.returncode == 0, r.stderr
     assert yaml.safe_load(r.stdout) == yaml.safe_load(cm["data"]["envoy.yaml"]), (

@@ -81,7 +81,11 @@ class Envoy:
 
     def bootstrap(self) -> str:
         """The Envoy configuration to run; subclasses with other layouts override it."""
-        config = envoy_config.render(
+        return envoy_config.dump(self.bootstrap_config(), header="rendered by tests/e2e/envoy_process.py")
+
+    def bootstrap_config(self) -> dict:
+        """`mcp-policy render envoy`'s bootstrap with this Envoy's options and policy."""
+        config = envoy_config.bootstrap(
             self.policy,
             listen_port=0,
             listen_address="127.0.0.1",
@@ -91,7 +95,6 @@ class Envoy:
             runtime=self.options.runtime,
             allow_on_headers_stop_iteration=self.options.allow_on_headers_stop_iteration,
             vm_settings=self.options.vm_settings,
-            header="# rendered by tests/e2e/envoy_process.py\n",
         )
         return envoy_config.with_extra_clusters(config, self.options.extra_clusters)
 

@@ -42,7 +42,9 @@ from envoy_process import Envoy, EnvoyOptions, envoy_bin
 from policy_proxy import PolicyProxy, new_marker
 from test_demo import REPO, _free_port
 
-import jwt_demo  # noqa: E402  (demo/, on sys.path through envoy_process)
+import envoy_config  # noqa: E402  (demo/, on sys.path through envoy_process)
+import jwt_demo  # noqa: E402
+import yaml  # noqa: E402
 
 RSA_ISSUER = "https://issuer.test/rsa"
 HMAC_ISSUER = "https://issuer.test/hmac"
@@ -147,7 +149,6 @@ class Certificates:
 
 # -- Envoy with jwt_authn (and optionally mTLS) in front of the filter -------
 
-FILTER_CHAIN_ANCHOR = "    filter_chains:\n    - filters:\n"
 
 
 class IdentityEnvoy(Envoy):
@@ -180,8 +181,9 @@ class IdentityEnvoy(Envoy):
                     },
                 },
             }
-            assert config.count(FILTER_CHAIN_ANCHOR) == 1, "template changed: cannot place the TLS transport socket"
-            config = config.replace(FILTER_CHAIN_ANCHOR, f"    filter_chains:\n    - transport_socket: {json.dumps(tls)}\n      filters:\n")
+            bootstrap = yaml.safe_load(config)
+            bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["transport_socket"] = tls
+            config = envoy_config.dump(bootstrap, header="mcp-policy render envoy + jwt_authn + downstream TLS")
         return config
 
 

@@ -2,9 +2,10 @@
 
 - envoy/seed-policy.json is the reference seed policy, byte for byte (CI
   clones only the repository, so it keeps a copy).
-- envoy/envoy.yaml is the template's rendering of it (no hand drift), holds
-  the seed policy verbatim, and Envoy itself accepts it (`--mode validate`
-  loads the module and runs the filter's configuration check too).
+- envoy/envoy.yaml is `mcp-policy render envoy`'s output for it (no hand
+  drift), holds the seed policy verbatim, uses only current Envoy fields, and
+  Envoy itself accepts it (`--mode validate` loads the module and runs the
+  filter's configuration check too) without a deprecation warning.
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ def test_seed_policy_copy_is_byte_identical() -> None:
     assert SEED_COPY.read_bytes() == REFERENCE_SEED.read_bytes()
 
 
-def test_envoy_yaml_is_the_rendered_template() -> None:
+def test_envoy_yaml_is_the_cli_rendering() -> None:
     assert ENVOY_YAML.read_text(encoding="utf-8") == envoy_config.committed_config(), (
-        "envoy/envoy.yaml differs from the template: run `python demo/envoy_config.py --write`"
+        "envoy/envoy.yaml differs from `mcp-policy render envoy`: run `make cli && python demo/envoy_config.py --write`"
     )
 
 
@@ -43,12 +44,35 @@ def test_seed_policy_is_embedded_verbatim() -> None:
     assert json.dumps(envoy_config.COMMITTED_VM_SETTINGS, separators=(",", ":")) in decoded, decoded
 
 
-def test_envoy_yaml_validates() -> None:
-    """Run from the repository root, as documented (the module path is relative)."""
+def _validate(config_text: str, tmp_path) -> str:
+    path = tmp_path / "envoy.yaml"
+    path.write_text(config_text, encoding="utf-8")
+    result = subprocess.run(
+        [envoy_bin(), "--mode", "validate", "-c", str(path), "--disable-hot-restart", "--log-level", "info"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 0 and "OK" in output, output
+    return output
+
+
+def test_envoy_yaml_validates_without_deprecation_warnings(tmp_path) -> None:
+    """With the built module in place of the installed path it names."""
     if not BUILT_WASM.exists():
         pytest.fail(f"{BUILT_WASM} does not exist: run `make build` first", pytrace=False)
-    result = subprocess.run(
-        [envoy_bin(), "--mode", "validate", "-c", "envoy/envoy.yaml", "--disable-hot-restart"],
-        cwd=REPO, capture_output=True, text=True, timeout=60,
+    text = ENVOY_YAML.read_text(encoding="utf-8")
+    assert envoy_config.COMMITTED_WASM in text
+    output = _validate(text.replace(envoy_config.COMMITTED_WASM, str(BUILT_WASM)), tmp_path)
+    assert "deprecated" not in output.lower(), output
+
+
+def test_test_and_demo_configs_use_no_deprecated_field(tmp_path) -> None:
+    """What the harnesses write (JSON after a comment) loads as the CLI's YAML does."""
+    if not BUILT_WASM.exists():
+        pytest.fail(f"{BUILT_WASM} does not exist: run `make build` first", pytrace=False)
+    text = envoy_config.render(
+        SEED_COPY.read_text(encoding="utf-8"), listen_port=0, admin_port=0, wasm_path=BUILT_WASM,
+        vm_settings={"header_mode": "hold"}, header="a test's bootstrap",
     )  # fmt: skip
-    assert result.returncode == 0 and "OK" in result.stdout + result.stderr, result.stdout + result.stderr
+    output = _validate(text, tmp_path)
+    assert "deprecated" not in output.lower(), output

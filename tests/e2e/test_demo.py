@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -126,15 +127,32 @@ def test_demo_server_alone_has_the_whole_catalog(demo_server: int) -> None:
     assert session_tool.annotations is not None and session_tool.annotations.destructiveHint is True
 
 
-def test_make_run_starts_and_stops_cleanly() -> None:
-    """demo/run.py with free ports: usable, prints how to try it, Ctrl-C stops both children."""
+def _ignore_sigint() -> None:
+    """What a shell does for a background job (`make test &`): SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+# How `make run` gets stopped: Ctrl-C in a terminal (the whole foreground
+# process group gets SIGINT), a script's `kill -INT` on a run that inherited
+# SIGINT as ignored (a background job), and a service manager's SIGTERM.
+STOPS = {
+    "ctrl-c": (signal.SIGINT, True, None),
+    "sigint-background-job": (signal.SIGINT, False, _ignore_sigint),
+    "sigterm": (signal.SIGTERM, False, None),
+}
+
+
+@pytest.mark.parametrize("stop", list(STOPS))
+def test_make_run_starts_and_stops_cleanly(stop: str) -> None:
+    """demo/run.py with free ports: usable, its printed lines work pasted, and every way to stop it exits 0."""
     if not WASM.exists():
         pytest.fail(f"{WASM} does not exist: run `make build` first", pytrace=False)
+    number, whole_group, preexec = STOPS[stop]
     ports = {"ENVOY_PORT": _free_port(), "ENVOY_ADMIN_PORT": _free_port(), "DEMO_PORT": _free_port()}
     env = {**os.environ, **{k: str(v) for k, v in ports.items()}, "ENVOY_BIN": envoy_bin()}
     process = subprocess.Popen(
         [sys.executable, str(REPO / "demo" / "run.py")], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, start_new_session=True,
+        text=True, start_new_session=True, preexec_fn=preexec,
     )  # fmt: skip
     output = []
     try:
@@ -146,15 +164,18 @@ def test_make_run_starts_and_stops_cleanly() -> None:
                 break
         text = "".join(output)
         assert "Ctrl-C stops" in text, text
-        assert f"http://127.0.0.1:{ports['ENVOY_PORT']}/mcp" in text and "curl" in text
         url = f"http://127.0.0.1:{ports['ENVOY_PORT']}/mcp"
-        headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
-        denied = httpx.post(url, headers=headers, json={"jsonrpc": "2.0", "id": 4, "method": "tools/call",
-                                                        "params": {"name": "claude_code", "arguments": {"prompt": "x"}}})  # fmt: skip
-        assert denied.status_code == 200 and (denied.json().get("error") or {}).get("code") == POLICY_DENIED, denied.text
-        # Ctrl-C in a terminal signals the whole process group.
-        os.killpg(process.pid, signal.SIGINT)
-        assert process.wait(20) == 0
+        assert url in text and "curl" in text
+        if stop == "ctrl-c":
+            _printed_lines_work_pasted(text)
+        if whole_group:
+            os.killpg(process.pid, number)
+        else:
+            process.send_signal(number)
+        code = process.wait(20)
+        rest = process.stdout.read()
+        assert code == 0, text + rest
+        assert "Traceback" not in rest and "exited with code" not in rest, rest
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
@@ -162,3 +183,16 @@ def test_make_run_starts_and_stops_cleanly() -> None:
     for port in ports.values():
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+
+def _printed_lines_work_pasted(text: str) -> None:
+    """The curl lines as printed, run by a shell: a session opens, the allowed call runs, the denied is refused."""
+    assert "\r" not in text, "a literal carriage return would break the pasted line"
+    lines = [line.strip() for line in text.splitlines() if line.strip().startswith(("SID=", "curl "))]
+    assert len(lines) >= 4, text
+    script = "\n".join(lines[:5]) + "\n"
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60)
+    out = result.stdout
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^session \S+", out, re.M), out
+    assert '"claude_code_session"' in out and str(POLICY_DENIED) in out, out

@@ -21,6 +21,7 @@ import pytest
 
 from assertions import assert_http_error
 from conftest import EnvoyPool, policy_for
+import envoy_config
 from envoy_process import Envoy, EnvoyOptions
 from policies import MAIN, with_settings
 from policy_proxy import JSON_HEADERS, PolicyProxy, call_message, new_marker
@@ -58,12 +59,11 @@ class TunnelingEnvoy(Envoy):
     such requests reach the filter instead of Envoy's own 403."""
 
     def bootstrap(self) -> str:
-        anchor = "          codec_type: AUTO\n"
-        config = super().bootstrap()
-        assert anchor in config
-        extra = ("          upgrade_configs:\n          - upgrade_type: websocket\n          - upgrade_type: CONNECT\n"
-                 "          http2_protocol_options:\n            allow_connect: true\n")  # fmt: skip
-        return config.replace(anchor, anchor + extra)
+        config = self.bootstrap_config()
+        hcm = envoy_config.http_connection_manager(config)
+        hcm["upgrade_configs"] = [{"upgrade_type": "websocket"}, {"upgrade_type": "CONNECT"}]
+        hcm["http2_protocol_options"] = {"allow_connect": True}
+        return envoy_config.dump(config, header="rendered by tests/e2e/test_hold_deadline.py (+ upgrade_configs)")
 
 
 @pytest.fixture(params=["default-hcm", "upgrades-enabled"])

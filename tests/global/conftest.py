@@ -1,9 +1,10 @@
 """Fixtures of the global-limit suite: Redis, the rate limit service, Envoys.
 
 One Redis (port picked here, persistence off) and one rate limit service
-(tools/rls-server, `--port 0`, its port read from its first line) serve the
-session; tests that kill or pause the service get it back running on the
-same port (the Envoys' `rls` cluster points there) before the next test.
+(envoyproxy/ratelimit with the production configuration, services.py)
+serve the session; tests that kill or pause the service get it back running
+on the same port (the Envoys' `rls` cluster points there) before the next
+test.
 Envoy replicas come in pairs per policy, started on first use, all in front
 of one recording upstream. Tests keep their budgets apart with fresh grants
 (Authorization credentials), so nothing needs resetting between tests.
@@ -25,7 +26,7 @@ sys.path.insert(0, str(HERE.parent / "e2e"))
 from envoy_process import WASM, Envoy, envoy_bin  # noqa: E402
 from global_envoy import STARTED, Replicas  # noqa: E402
 from recording_upstream import RecordingUpstream  # noqa: E402
-from services import RedisServer, RlsServer, redis_server_bin, rls_server_bin  # noqa: E402
+from services import RateLimitService, RedisServer, ratelimit_bin, redis_server_bin  # noqa: E402
 
 _WORKDIRS: list[Path] = []
 
@@ -46,15 +47,15 @@ def redis(workdir: Path) -> Iterator[RedisServer]:
 
 
 @pytest.fixture(scope="session")
-def rls_session(workdir: Path, redis: RedisServer) -> Iterator[RlsServer]:
-    server = RlsServer(workdir / "rls", redis.url).start(port=0)
+def rls_session(workdir: Path, redis: RedisServer) -> Iterator[RateLimitService]:
+    server = RateLimitService(workdir / "ratelimit", redis.url).start()
     STARTED.append(server)
     yield server
     server.stop()
 
 
 @pytest.fixture
-def rls(rls_session: RlsServer) -> Iterator[RlsServer]:
+def rls(rls_session: RateLimitService) -> Iterator[RateLimitService]:
     """The session's rate limit service, running; restarted after a test killed or paused it."""
     if not rls_session.running():
         rls_session.start()
@@ -73,7 +74,7 @@ def upstream() -> Iterator[RecordingUpstream]:
 
 
 @pytest.fixture(scope="session")
-def replicas(upstream: RecordingUpstream, rls_session: RlsServer, workdir: Path) -> Iterator[Replicas]:
+def replicas(upstream: RecordingUpstream, rls_session: RateLimitService, workdir: Path) -> Iterator[Replicas]:
     pool = Replicas(upstream, rls_session, workdir)
     yield pool
     pool.close()
@@ -83,7 +84,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return [
         f"envoy: {envoy_bin()}",
         f"filter module: {WASM} ({'present' if WASM.exists() else 'MISSING'})",
-        f"rls-server: {rls_server_bin()} ({'present' if rls_server_bin().exists() else 'MISSING'})",
+        f"envoyproxy/ratelimit: {ratelimit_bin() or 'MISSING ($RATELIMIT_BIN unset: run make test-global)'}",
         f"redis-server: {redis_server_bin() or 'MISSING'}",
     ]
 
@@ -95,12 +96,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
     report = outcome.get_result()
     if report.failed and call.when == "call":
         for service in STARTED:
-            if isinstance(service, RlsServer):
-                report.sections.append((f"rls-server log (tail) {service.log_path}", service.log_tail(25)))
+            if isinstance(service, RateLimitService):
+                report.sections.append((f"ratelimit log (tail) {service.log_path}", service.log_tail(25)))
             elif isinstance(service, Envoy) and service.process is not None and service.process.poll() is None:
                 report.sections.append((f"envoy log (tail) {service.log_path}", service.log_tail(15)))
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     for directory in _WORKDIRS:
-        terminalreporter.write_line(f"redis, rls-server and envoy configs and logs: {directory}")
+        terminalreporter.write_line(f"redis, ratelimit and envoy configs and logs: {directory}")

@@ -1,23 +1,17 @@
 """Envoys for the global-limit tests.
 
-`FilterEnvoy` is the e2e suite's Envoy (tests/e2e/envoy_process.py, the one
-template demo/envoy_config.py renders) plus one static cluster for the rate
-limit service: gRPC needs HTTP/2 to the upstream, set through
-`typed_extension_protocol_options` (the cluster-level
-`http2_protocol_options` field is deprecated). The cluster is appended to
-the rendered bootstrap's `clusters:` list, which the template ends with.
+`FilterEnvoy` is the e2e suite's Envoy (tests/e2e/envoy_process.py: the
+bootstrap `mcp-policy render envoy` writes) plus one static cluster for the
+rate limit service, which speaks gRPC and so needs HTTP/2 upstream.
 
-`NativeRateLimitEnvoy` runs no mcp-policy filter at all: Envoy's own
-`envoy.filters.http.ratelimit` asks the service, proving the service speaks
+`NativeRateLimitEnvoy` swaps the mcp-policy filter for Envoy's own
+`envoy.filters.http.ratelimit`, which asks the service, proving the service speaks
 the real API to Envoy's gRPC client (and that Envoy reads back its
 DescriptorStatus fields, through the X-RateLimit headers).
 
 `Replicas` starts FilterEnvoys in pairs (two replicas of one policy);
 `probe_filter_support` skips a test when the built module refuses a policy
 with `rate_limit_service` (a filter without the feature).
-
-(tests/e2e's `EnvoyOptions.extra_clusters` adds HTTP/1.1 clusters only; a
-gRPC cluster needs the HTTP/2 protocol options, hence the own rendering.)
 """
 
 from __future__ import annotations
@@ -32,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 
 from envoy_process import WASM, Envoy, EnvoyOptions, EnvoyStartError  # noqa: E402
 from recording_upstream import RecordingUpstream  # noqa: E402
-from services import RlsServer  # noqa: E402
+from services import RateLimitService  # noqa: E402
 
 import envoy_config  # noqa: E402  (demo/, put on sys.path by envoy_process)
 
@@ -40,28 +34,6 @@ import envoy_config  # noqa: E402  (demo/, put on sys.path by envoy_process)
 # Every Envoy, Redis and rate limit service the suite started: conftest.py
 # attaches their log tails to failing tests' reports.
 STARTED: list[Any] = []
-
-
-def rls_cluster_yaml(name: str, port: int, connect_timeout: str = "0.25s") -> str:
-    """A static cluster `name` speaking cleartext HTTP/2 (gRPC) to 127.0.0.1:`port`."""
-    return f"""\
-  # The rate limit service (tools/rls-server): gRPC, so HTTP/2 upstream.
-  - name: {name}
-    type: STATIC
-    connect_timeout: {connect_timeout}
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config:
-          http2_protocol_options: {{}}
-    load_assignment:
-      cluster_name: {name}
-      endpoints:
-      - lb_endpoints:
-        - endpoint:
-            address:
-              socket_address: {{ address: 127.0.0.1, port_value: {port} }}
-"""
 
 
 class FilterEnvoy(Envoy):
@@ -75,21 +47,11 @@ class FilterEnvoy(Envoy):
         self.rls_cluster = rls_cluster
 
     def bootstrap(self) -> str:
-        text = envoy_config.render(
-            self.policy,
-            listen_port=0,
-            listen_address="127.0.0.1",
-            admin_port=0,
-            upstream_port=self.options.upstream_port,
-            wasm_path=self.options.wasm_path,
-            runtime=self.options.runtime,
-            allow_on_headers_stop_iteration=self.options.allow_on_headers_stop_iteration,
-            vm_settings=self.options.vm_settings,
-            header="# rendered by tests/global/global_envoy.py (tests/e2e template + rls cluster)\n",
+        config = self.bootstrap_config()
+        config["static_resources"]["clusters"].append(
+            envoy_config.static_cluster(self.rls_cluster, self.rls_port, connect_timeout="0.25s", http2=True)
         )
-        # The template ends with its `clusters:` list: append ours to it.
-        assert text.rstrip().endswith("}") and "\n  clusters:\n" in text, "unexpected bootstrap layout"
-        return text.rstrip("\n") + "\n" + rls_cluster_yaml(self.rls_cluster, self.rls_port)
+        return envoy_config.dump(config, header="rendered by tests/global/global_envoy.py (+ the rate limit service's cluster)")
 
 
 class NativeRateLimitEnvoy(Envoy):
@@ -97,8 +59,9 @@ class NativeRateLimitEnvoy(Envoy):
 
     Descriptor per request: [("counter", "native"), ("scope_value", <x-grant
     header>)], no limit override (Envoy's route actions cannot build one from
-    a header), so the service runs with `--default-limit`. Answers carry
-    X-RateLimit-* headers built from the service's DescriptorStatus.
+    a header), so the service's own rule for domain `native` applies
+    (services.RATELIMIT_CONFIGS). Answers carry X-RateLimit-* headers built
+    from the service's DescriptorStatus.
     """
 
     def __init__(self, workdir: Path, *, rls_port: int, upstream_port: int, domain: str = "native") -> None:
@@ -107,68 +70,45 @@ class NativeRateLimitEnvoy(Envoy):
         self.domain = domain
 
     def bootstrap(self) -> str:
-        return f"""\
-# rendered by tests/global/global_envoy.py: Envoy's own ratelimit filter
-admin:
-  address:
-    socket_address: {{ address: 127.0.0.1, port_value: 0 }}
-static_resources:
-  listeners:
-  - name: mcp_listener
-    address:
-      socket_address: {{ address: 127.0.0.1, port_value: 0 }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: native
-          route_config:
-            name: native
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: {{ prefix: "/" }}
-                route:
-                  cluster: upstream
-                  rate_limits:
-                  - actions:
-                    - generic_key: {{ descriptor_key: counter, descriptor_value: native }}
-                    - request_headers: {{ header_name: x-grant, descriptor_key: scope_value }}
-          http_filters:
-          - name: envoy.filters.http.ratelimit
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimit
-              domain: {self.domain}
-              failure_mode_deny: true
-              timeout: 1s
-              enable_x_ratelimit_headers: DRAFT_VERSION_03
-              rate_limit_service:
-                transport_api_version: V3
-                grpc_service:
-                  envoy_grpc: {{ cluster_name: rls }}
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  clusters:
-  - name: upstream
-    type: STATIC
-    connect_timeout: 1s
-    load_assignment:
-      cluster_name: upstream
-      endpoints:
-      - lb_endpoints:
-        - endpoint:
-            address:
-              socket_address: {{ address: 127.0.0.1, port_value: {self.options.upstream_port} }}
-{rls_cluster_yaml("rls", self.rls_port)}"""
+        """The rendered bootstrap with the Wasm filter replaced by Envoy's ratelimit filter."""
+        config = self.bootstrap_config()
+        hcm = envoy_config.http_connection_manager(config)
+        hcm["stat_prefix"] = "native"
+        hcm["route_config"]["virtual_hosts"][0]["routes"][0]["route"]["rate_limits"] = [
+            {
+                "actions": [
+                    {"generic_key": {"descriptor_key": "counter", "descriptor_value": "native"}},
+                    {"request_headers": {"header_name": "x-grant", "descriptor_key": "scope_value"}},
+                ]
+            }
+        ]
+        hcm["http_filters"] = [
+            {
+                "name": "envoy.filters.http.ratelimit",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimit",
+                    "domain": self.domain,
+                    "failure_mode_deny": True,
+                    "timeout": "1s",
+                    "enable_x_ratelimit_headers": "DRAFT_VERSION_03",
+                    "rate_limit_service": {
+                        "transport_api_version": "V3",
+                        "grpc_service": {"envoy_grpc": {"cluster_name": "rls"}},
+                    },
+                },
+            },
+            *[f for f in hcm["http_filters"] if f["name"] == "envoy.filters.http.router"],
+        ]
+        config["static_resources"]["clusters"].append(
+            envoy_config.static_cluster("rls", self.rls_port, connect_timeout="0.25s", http2=True)
+        )
+        return envoy_config.dump(config, header="rendered by tests/global/global_envoy.py: Envoy's own ratelimit filter")
 
 
 class Replicas:
     """Pairs of filter Envoys per policy, started lazily, stopped at session end."""
 
-    def __init__(self, upstream: RecordingUpstream, rls: RlsServer, workdir: Path) -> None:
+    def __init__(self, upstream: RecordingUpstream, rls: RateLimitService, workdir: Path) -> None:
         self.upstream = upstream
         self.rls = rls
         self.workdir = workdir

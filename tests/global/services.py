@@ -1,17 +1,20 @@
-"""Redis and the rate limit service (tools/rls-server) as test processes.
+"""Redis and the rate limit service (envoyproxy/ratelimit) as test processes.
 
 Both bind 127.0.0.1 only. Redis runs with persistence off (`--save ''
---appendonly no`) in its own directory; the service runs from
-tools/rls-server/target/release/rls-server (`$RLS_SERVER_BIN` to use another
-build) and is started on port 0 unless a port is given: it prints the port
-it got, so nothing races for ports. Every process is stopped by its own
-handle, never by name.
+--appendonly no`) in its own directory. The rate limit service is
+envoyproxy/ratelimit's `service_cmd` (`make ratelimit` builds the pinned
+version into ~/.cache/mcp-policy/go; `$RATELIMIT_BIN` names the binary),
+configured only through its environment: a runtime directory in the test's
+workdir holding the configuration files (`RATELIMIT_CONFIGS` below, the one
+docs/rate-limit-service.md documents for production), Redis over TCP, no statsd, and free
+ports for gRPC, HTTP and debug (it cannot report a kernel-chosen port, so
+the ports are picked here just before it starts). Every process is stopped
+by its own handle, never by name.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import socket
@@ -20,11 +23,38 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-RLS_SERVER_DIR = REPO / "tools" / "rls-server"
+
+# The production configuration (docs/rate-limit-service.md): the
+# domain must exist for the service to honour the filter's `limit`
+# override; it needs no rules of its own. `native` serves
+# test_ratelimit_service.py's Envoy without the filter, whose descriptors
+# carry no override: a rule of the service's own applies.
+RATELIMIT_CONFIGS = {
+    "mcp_policy.yaml": "domain: mcp_policy\n",
+    "native.yaml": """\
+domain: native
+descriptors:
+  - key: counter
+    value: native
+    descriptors:
+      - key: scope_value
+        rate_limit: { unit: hour, requests_per_unit: 3 }
+""",
+}
+# The production settings; the rest is where this test instance listens.
+RATELIMIT_ENV = {
+    "USE_STATSD": "false",
+    "LOG_LEVEL": "debug",
+    "REDIS_SOCKET_TYPE": "tcp",
+    "RUNTIME_SUBDIRECTORY": "ratelimit",
+    "RUNTIME_WATCH_ROOT": "false",
+    "STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT": "true",
+}
 
 
-def rls_server_bin() -> Path:
-    return Path(os.environ.get("RLS_SERVER_BIN") or RLS_SERVER_DIR / "target" / "release" / "rls-server")
+def ratelimit_bin() -> Path | None:
+    value = os.environ.get("RATELIMIT_BIN")
+    return Path(value) if value else None
 
 
 def redis_server_bin() -> str | None:
@@ -103,41 +133,77 @@ class RedisServer:
         return _tail(self.log_path, lines)
 
 
-class RlsServer:
-    """tools/rls-server; `kill()` and `pause()` simulate a dead or hung service."""
+class RateLimitService:
+    """envoyproxy/ratelimit on `redis_url`; `kill()` and `pause()` simulate a dead or hung service."""
 
-    def __init__(self, workdir: Path, redis_url: str, *extra_args: str, name: str = "rls") -> None:
+    def __init__(self, workdir: Path, redis_url: str, name: str = "ratelimit", **env: str) -> None:
         self.workdir = workdir
-        workdir.mkdir(parents=True, exist_ok=True)
+        self.runtime = workdir / "runtime"
+        config = self.runtime / RATELIMIT_ENV["RUNTIME_SUBDIRECTORY"] / "config"
+        config.mkdir(parents=True, exist_ok=True)
+        for file, text in RATELIMIT_CONFIGS.items():
+            (config / file).write_text(text)
         self.redis_url = redis_url
-        self.extra_args = list(extra_args)
+        self.extra_env = env
         self.log_path = workdir / f"{name}.log"
-        self.port = 0
+        self.port = 0  # gRPC
+        self.http_port = 0
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, port: int | None = None, timeout: float = 10.0) -> RlsServer:
-        """Start on `port` (default: the port it had before, else any free one)."""
-        binary = rls_server_bin()
-        if not binary.exists():
-            raise RuntimeError(f"{binary} does not exist: run `make test-global` (it builds tools/rls-server)")
+    def environment(self) -> dict[str, str]:
+        redis = self.redis_url.removeprefix("redis://")
+        return {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            **RATELIMIT_ENV,
+            "RUNTIME_ROOT": str(self.runtime),
+            "REDIS_URL": redis,
+            "HOST": "127.0.0.1",
+            "PORT": str(self.http_port),
+            "GRPC_HOST": "127.0.0.1",
+            "GRPC_PORT": str(self.port),
+            "DEBUG_HOST": "127.0.0.1",
+            "DEBUG_PORT": str(free_port()),
+            **self.extra_env,
+        }
+
+    def start(self, port: int | None = None, timeout: float = 20.0) -> RateLimitService:
+        """Start on gRPC `port` (default: the port it had before, else a free one)."""
+        binary = ratelimit_bin()
+        if binary is None or not binary.exists():
+            raise RuntimeError(
+                f"envoyproxy/ratelimit not found ({binary}): run `make test-global` (it builds it with go install)"
+            )
         port = self.port if port is None else port
-        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-        command = [str(binary), "--port", str(port), "--redis", self.redis_url, "--verbose", *self.extra_args]
+        self.port = port or free_port()
+        self.http_port = self.http_port or free_port()
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            self.process = subprocess.Popen(
+                [str(binary)], env=self.environment(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"rls-server exited with {self.process.returncode}:\n{self.log_tail()}")
-            with open(self.log_path, "rb") as log:
-                log.seek(offset)
-                found = re.search(rb"rls-server listening on [0-9.]+:(\d+)", log.read())
-            if found:
-                self.port = int(found.group(1))
+                raise RuntimeError(f"ratelimit exited with {self.process.returncode}:\n{self.log_tail()}")
+            if self._healthy() and self._grpc_listening():
                 return self
-            time.sleep(0.02)
+            time.sleep(0.05)
         self.stop()
-        raise RuntimeError(f"rls-server did not start within {timeout}s:\n{self.log_tail()}")
+        raise RuntimeError(f"ratelimit did not become healthy within {timeout}s:\n{self.log_tail()}")
+
+    def _healthy(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.http_port), timeout=1) as sock:
+                sock.sendall(b"GET /healthcheck HTTP/1.0\r\nHost: x\r\n\r\n")
+                return b" 200 " in sock.recv(64).split(b"\r\n", 1)[0]
+        except OSError:
+            return False
+
+    def _grpc_listening(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                return True
+        except OSError:
+            return False
 
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None

@@ -37,6 +37,24 @@ pub fn body(size: usize, tool: &str, limit: u32) -> Vec<u8> {
     body_with(size, tool, limit, FILLER)
 }
 
+/// An allowed `tools/call` whose arguments object has `n` keys.
+pub fn many_keys(n: usize) -> Vec<u8> {
+    let keys: Vec<String> = (0..n).map(|i| format!("\"field{i}\":{i}")).collect();
+    format!(
+        "{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{{\"name\":\"search_docs\",\"arguments\":{{\"query\":\"q\",\"limit\":10,{}}}}}}}",
+        keys.join(",")
+    )
+    .into_bytes()
+}
+
+/// A batch of `n` calls to a tool the policy denies.
+pub fn refused_batch(n: usize) -> Vec<u8> {
+    let calls: Vec<String> = (0..n)
+        .map(|i| format!("{{\"jsonrpc\":\"2.0\",\"id\":{i},\"method\":\"tools/call\",\"params\":{{\"name\":\"delete_repository\"}}}}"))
+        .collect();
+    format!("[{}]", calls.join(",")).into_bytes()
+}
+
 pub struct Case {
     pub name: &'static str,
     pub tool: &'static str,

@@ -160,6 +160,7 @@ fn settings_defaults_are_safe() {
     assert!(!s.refund_on_error);
     assert_eq!(s.counter_slots, 256);
     assert_eq!(s.grant_hash_key, None);
+    assert_eq!(s.max_batch, 64);
 }
 
 #[test]
@@ -356,6 +357,9 @@ fn not_json_is_reported_at_the_root() {
     let e = only_error(r#"{"version":"1","#);
     assert_eq!(e.path, "policy");
     assert!(e.message.contains("not valid JSON"), "{e}");
+    // Where, as an editor shows it.
+    let e = only_error("{\n  \"version\": \"1\",\n  \"default\": deny\n}");
+    assert!(e.message.contains("at line 3, column 14"), "{e}");
 }
 
 #[test]
@@ -652,6 +656,20 @@ fn max_depth_is_bounded() {
             "policy.settings.max_depth",
             &format!("got {bad}"),
             "an integer from 1 to 128",
+        );
+    }
+}
+
+#[test]
+fn max_batch_is_read_and_bounded() {
+    let p = loaded(&with_settings(r#"{"max_batch":1000}"#));
+    assert_eq!(p.settings.max_batch, 1000);
+    for bad in ["0", "1001", "\"64\"", "2.5"] {
+        assert_error(
+            &with_settings(&format!(r#"{{"max_batch":{bad}}}"#)),
+            "policy.settings.max_batch",
+            &format!("got {bad}"),
+            "an integer from 1 to 1000",
         );
     }
 }
@@ -1251,6 +1269,25 @@ fn global_limit_needs_a_rate_limit_service() {
     loaded(&policy_with(
         r#""rate_limit_service":{"cluster":"rls"},"tools":{"t":{"limits":[{"counter":"c","window":"day","max":5,"global":true}]}}"#,
     ));
+}
+
+#[test]
+fn rate_limit_service_include_tool_is_accepted() {
+    let service = |body: &str| {
+        loaded(&policy_with(&format!(
+            r#""rate_limit_service":{{"cluster":"rls"{body}}}"#
+        )))
+        .rate_limit_service
+        .unwrap()
+    };
+    assert!(service("").include_tool);
+    assert!(!service(r#","include_tool":false"#).include_tool);
+    assert_error(
+        &policy_with(r#""rate_limit_service":{"cluster":"rls","include_tool":"no"}"#),
+        "policy.rate_limit_service.include_tool",
+        r#"got "no""#,
+        "true or false",
+    );
 }
 
 #[test]

@@ -1214,3 +1214,129 @@ fn upstream_errors_are_recognised_for_refunds() {
         .engine
         .answer_is_error(format!("event: message\ndata: {ok}\n\n").as_bytes(), true));
 }
+
+// ---------------------------------------------------------------- amplification
+
+#[test]
+fn batch_past_max_batch_is_refused_whole_with_one_error() {
+    let h = harness(DENY_ALL_BUT_ECHO);
+    let items: Vec<String> = (0..12_000).map(|i| call(&i.to_string(), "rm")).collect();
+    let body = batch(&items);
+    let (reply, calls) = match h.decide(&body) {
+        Verdict::Reply { reply, calls } => (reply, calls),
+        other => panic!("not answered: {other:?}"),
+    };
+    assert!(calls.is_empty(), "no call is judged");
+    assert_eq!(reply.status, 400);
+    assert!(reply.body.len() < 512, "{}", reply.body);
+    assert_eq!(
+        raw_at(&reply.body, &["error", "code"]),
+        CODE_INVALID_REQUEST.to_string()
+    );
+    let message = str_at(&reply.body, &["error", "message"]);
+    assert!(
+        message
+            .contains("batch of 12000 messages (12000 tools/call) exceeds settings.max_batch (64)"),
+        "{message}"
+    );
+}
+
+#[test]
+fn batch_of_exactly_max_batch_is_judged_as_before() {
+    let h = harness(DENY_ALL_BUT_ECHO);
+    let allowed: Vec<String> = (0..64).map(|i| call(&i.to_string(), "echo")).collect();
+    assert_eq!(h.forwarded(&batch(&allowed)).calls.len(), 64);
+    let mut mixed = allowed.clone();
+    mixed[63] = call("63", "rm");
+    let (reply, calls) = h.reply(&batch(&mixed));
+    assert_eq!(reply.status, 200);
+    assert_eq!(array_len(&reply.body), 64);
+    assert_eq!(calls.len(), 64);
+    assert!(reply.body.len() <= answer::MAX_BATCH_ANSWER);
+}
+
+#[test]
+fn max_batch_is_a_setting() {
+    let h = harness(r#"{"version":"1","default":"allow","settings":{"max_batch":2}}"#);
+    h.forwarded(&batch(&[call("1", "a"), call("2", "b")]));
+    let (reply, _) = h.reply(&batch(&[call("1", "a"), call("2", "b"), call("3", "c")]));
+    assert_eq!(reply.status, 400);
+    assert!(
+        reply.body.contains("settings.max_batch (2)"),
+        "{}",
+        reply.body
+    );
+}
+
+#[test]
+fn refused_batch_answers_stay_under_64_kib() {
+    // Long tool names and a long configured reason, the most per element.
+    let reason = "r".repeat(5000);
+    let h = harness(&format!(
+        r#"{{"version":"1","default":"deny","settings":{{"max_batch":1000}},"tools":{{"x":{{"action":"deny","reason":"{reason}"}}}}}}"#
+    ));
+    let long = "\u{10348}".repeat(500);
+    let items: Vec<String> = (0..64)
+        .map(|i| call(&i.to_string(), if i == 0 { "x" } else { &long }))
+        .collect();
+    let (reply, _) = h.reply(&batch(&items));
+    assert!(reply.body.len() < 5 * 1024 * 64, "per element bound");
+    let items: Vec<String> = (0..1000).map(|i| call(&i.to_string(), &long)).collect();
+    let (reply, _) = h.reply(&batch(&items));
+    assert!(
+        reply.body.len() <= answer::MAX_BATCH_ANSWER,
+        "{}",
+        reply.body.len()
+    );
+    assert_eq!(raw_at(&reply.body, &["id"]), "null");
+    assert!(str_at(&reply.body, &["error", "message"]).contains("1000 messages"));
+}
+
+#[test]
+fn huge_ids_are_refused_not_echoed() {
+    let h = harness(DENY_ALL_BUT_ECHO);
+    let id = format!("\"{}\"", "i".repeat(300));
+    let message = assert_invalid(&h, &call(&id, "rm"), 400, CODE_INVALID_REQUEST);
+    assert!(message.contains("longer than 256 bytes"), "{message}");
+    let ok = format!("\"{}\"", "i".repeat(254));
+    let (reply, _) = h.reply(&call(&ok, "rm"));
+    assert_eq!(raw_at(&reply.body, &["id"]), ok);
+}
+
+#[test]
+fn folded_argument_keys_are_invalid_requests() {
+    let h = harness(SEED_POLICY);
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"claude_code_session","arguments":{"action":"list","Action":"cancel"}}}"#;
+    let message = assert_invalid(&h, body, 400, CODE_INVALID_REQUEST);
+    assert!(
+        message.contains("params.arguments: keys \"action\" and \"Action\""),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_lone_key_in_another_case_than_a_rule_reads_cannot_pass_a_deny_if() {
+    let h = harness(
+        r#"{"version":"1","default":"deny","tools":{"s":{"rules":[{"name":"no-cancel","deny_if":[{"path":"args.opts.action","op":"eq","value":"cancel"}]}]}}}"#,
+    );
+    let with = |args: &str| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"s","arguments":{args}}}}}"#
+        )
+    };
+    // A Go server reads "Action" (or "opt\u017f") as the field the rule checks.
+    for args in [
+        r#"{"opts":{"Action":"cancel"}}"#,
+        r#"{"OPTS":{"action":"cancel"}}"#,
+        r#"{"opt\u017f":{"ACTION":"list"}}"#,
+    ] {
+        let (reply, _) = h.reply(&with(args));
+        assert!(
+            str_at(&reply.body, &["error", "data", "rule"]).ends_with("no-cancel"),
+            "{args}: {}",
+            reply.body
+        );
+    }
+    h.forwarded(&with(r#"{"opts":{"action":"list","Note":"x"}}"#));
+    h.forwarded(&with(r#"{"other":{"Action":"cancel"}}"#));
+}

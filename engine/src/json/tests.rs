@@ -855,3 +855,29 @@ fn string_scanner_finds_specials_at_every_offset() {
         assert!(parse(format!("\"{plain}").as_bytes()).is_err());
     }
 }
+
+// ---------------------------------------------------------------- error positions for people
+
+#[test]
+fn errors_locate_line_and_column() {
+    let text = "{\n  \"a\": 1,\n  \"é\": tru\n}";
+    let e = refused(text);
+    let (line, column) = e.line_column(text.as_bytes());
+    assert_eq!(line, 3);
+    // Characters, not bytes: "é" is two bytes, one column.
+    let bad_line = text.lines().nth(2).unwrap();
+    let bytes_before = e.offset - text.find(bad_line).unwrap();
+    let chars_before = bad_line[..bytes_before].chars().count();
+    assert_eq!(column, chars_before + 1);
+    assert!(e
+        .located(text.as_bytes())
+        .contains(&format!("at line 3, column {column} (byte {})", e.offset)));
+    // An error on the first line, and an offset past the end.
+    let e = refused("[1,");
+    assert_eq!(e.line_column(b"[1,").0, 1);
+    let far = ParseError {
+        offset: 99,
+        reason: String::new(),
+    };
+    assert_eq!(far.line_column(b"a\nbc"), (2, 3));
+}

@@ -369,3 +369,40 @@ fn message_without_method_must_be_a_complete_response() {
         assert!(refused(text).contains("without \"method\""), "{text}");
     }
 }
+
+#[test]
+fn keys_that_fold_together_are_refused_anywhere_in_a_request() {
+    for text in [
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":{"action":"list","Action":"cancel"}}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":{"o":{"a":[{"mode":1,"MODE":2}]}}}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":{"\u017fession":1,"session":2}}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":{"action":"list","\u0041ction":"cancel"}}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"a","URI":"b"}}"#,
+        r#"{"jsonrpc":"2.0","method":"notifications/x","params":{"k":1,"\u212a":2}}"#,
+    ] {
+        let reason = refused(text);
+        assert!(
+            reason.contains("same name to a case-insensitive server"),
+            "{reason}"
+        );
+    }
+    let reason = refused(
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":{"q":{"Kind":1,"kind":2}}}}"#,
+    );
+    assert!(
+        reason.starts_with("params.arguments.q: keys \"Kind\" and \"kind\""),
+        "{reason}"
+    );
+}
+
+#[test]
+fn responses_and_distinct_keys_are_not_refused_for_folding() {
+    assert_eq!(
+        kind(r#"{"jsonrpc":"2.0","id":1,"result":{"content":{"A":1,"a":2}}}"#).0,
+        "response"
+    );
+    assert_eq!(
+        kind(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":{"action":"list","actions":["x"],"sessionId":"a"}}}"#).0,
+        "call"
+    );
+}
