@@ -19,6 +19,15 @@ use crate::policy::{
 const ALGORITHMS: [(&str, Algorithm); 2] =
     [("sliding", Algorithm::Sliding), ("fixed", Algorithm::Fixed)];
 
+const SCOPES: [(&str, Scope); 4] = [
+    ("global", Scope::Global),
+    ("grant", Scope::Grant),
+    ("session", Scope::Session),
+    ("source", Scope::Source),
+];
+
+const WINDOW_TEXT: &str = "one of \"second\", \"minute\", \"hour\", \"day\", \"week\", \"month\" or its length in seconds (1, 60, 3600, 86400, 604800, 2592000)";
+
 /// `mode` values: whether refusals are only recorded (`shadow`).
 const MODES: [(&str, bool); 2] = [("enforce", false), ("shadow", true)];
 
@@ -240,6 +249,7 @@ impl Validator<'_> {
                 "rate_limit_service",
                 "resources",
                 "prompts",
+                "all_tools",
             ],
         )?;
         match root.get("version") {
@@ -296,6 +306,18 @@ impl Validator<'_> {
                     node,
                     "an object mapping tool names to rules",
                 );
+            }
+        }
+        // PolicyLayer's `all_tools` is the `"*"` entry.
+        if let Some(node) = root.get("all_tools") {
+            if root.get("tools").and_then(|t| t.get("*")).is_some() {
+                self.error(
+                    "policy.all_tools",
+                    "given together with tools.\"*\": both name the rules for every tool; keep one"
+                        .to_string(),
+                );
+            } else {
+                wildcard = self.tool_rule(node, "policy.all_tools", &mut counters);
             }
         }
         let resources = root
@@ -432,10 +454,43 @@ impl Validator<'_> {
                 "risk",
                 "rules",
                 "mode",
+                "rate_limit",
+                "require",
+                "deny_if",
             ],
         ) else {
             return rule;
         };
+        // PolicyLayer's forms: `require` / `deny_if` directly on the tool
+        // (empty lists say nothing), and the FAQ `rate_limit` block.
+        for (key, require) in [("require", true), ("deny_if", false)] {
+            let Some(n) = obj.get(key) else { continue };
+            if n.as_array().is_some_and(|a| a.is_empty()) {
+                continue;
+            }
+            if let Some(conditions) = self.conditions(n, &child(path, key)) {
+                rule.rules.push(ArgRule {
+                    name: key.to_string(),
+                    kind: if require {
+                        RuleKind::Require(conditions)
+                    } else {
+                        RuleKind::DenyIf(conditions)
+                    },
+                    action: Action::Deny,
+                    risk: None,
+                    reason: None,
+                });
+            }
+        }
+        if let Some(n) = obj.get("rate_limit") {
+            let rpath = child(path, "rate_limit");
+            if let Some(counter) = self.rate_limit_block(n, &rpath) {
+                match counters.add(counter, &rpath) {
+                    Ok(idx) => rule.limits.push(idx),
+                    Err(e) => self.errors.push(e),
+                }
+            }
+        }
         if let Some(m) = obj.get("mode") {
             rule.shadow = self
                 .choice(m, &child(path, "mode"), &MODES)
@@ -447,7 +502,7 @@ impl Validator<'_> {
                 .unwrap_or(Action::Deny);
         }
         if let Some(r) = obj.get("risk") {
-            rule.risk = self.choice(r, &child(path, "risk"), &Risk::ALL);
+            rule.risk = self.risk_name(r, &child(path, "risk"));
         }
         if let Some(r) = obj.get("rules") {
             rule.rules = self.arg_rules(r, &child(path, "rules"));
@@ -560,20 +615,11 @@ impl Validator<'_> {
             }
         };
         let window = match obj.get("window") {
-            Some(w) => self.choice(
-                w,
-                &child(path, "window"),
-                &[
-                    ("second", Window::Second),
-                    ("minute", Window::Minute),
-                    ("hour", Window::Hour),
-                    ("day", Window::Day),
-                ],
-            ),
+            Some(w) => self.window(w, &child(path, "window")),
             None => {
                 self.error(
                     &child(path, "window"),
-                    "missing, expected one of \"second\", \"minute\", \"hour\", \"day\"".into(),
+                    format!("missing, expected {WINDOW_TEXT}"),
                 );
                 None
             }
@@ -589,16 +635,7 @@ impl Validator<'_> {
             }
         };
         let scope = match obj.get("scope") {
-            Some(s) => self.choice(
-                s,
-                &child(path, "scope"),
-                &[
-                    ("global", Scope::Global),
-                    ("grant", Scope::Grant),
-                    ("session", Scope::Session),
-                    ("source", Scope::Source),
-                ],
-            ),
+            Some(s) => self.choice(s, &child(path, "scope"), &SCOPES),
             None => Some(Scope::Global),
         };
         Some(Counter {
@@ -613,18 +650,112 @@ impl Validator<'_> {
         })
     }
 
+    /// A risk category name in any case (`Destructive`, PolicyLayer's
+    /// spelling, is `destructive`).
+    fn risk_name(&mut self, node: &Node<'_>, path: &str) -> Option<Risk> {
+        let found = node.as_str().and_then(|s| {
+            Risk::ALL
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(s))
+                .map(|(_, r)| *r)
+        });
+        if found.is_none() {
+            self.wrong(
+                path,
+                node,
+                "one of \"read\", \"write\", \"execute\", \"destructive\" (any case)",
+            );
+        }
+        found
+    }
+
+    /// A window by name, or in seconds when that is one named window's
+    /// length (PolicyLayer's `"window": 60`).
+    fn window(&mut self, node: &Node<'_>, path: &str) -> Option<Window> {
+        let found = match (node.as_str(), node.as_f64()) {
+            (Some(name), _) => Window::ALL.iter().find(|w| w.name() == name).copied(),
+            (None, Some(secs)) => Window::ALL
+                .iter()
+                .find(|w| w.seconds() as f64 == secs)
+                .copied(),
+            _ => None,
+        };
+        if found.is_none() {
+            self.wrong(path, node, WINDOW_TEXT);
+        }
+        found
+    }
+
+    /// PolicyLayer's FAQ limit on one tool (or `all_tools`):
+    /// `{"max": 10, "window": 60}`, counted per grant unless `scope` says
+    /// otherwise, in a counter named after where it stands.
+    fn rate_limit_block(&mut self, node: &Node<'_>, path: &str) -> Option<Counter> {
+        let obj = self.object(node, path, &["max", "window", "scope"])?;
+        let window = match obj.get("window") {
+            Some(w) => self.window(w, &child(path, "window")),
+            None => {
+                self.error(
+                    &child(path, "window"),
+                    format!("missing, expected {WINDOW_TEXT}"),
+                );
+                None
+            }
+        };
+        let max = match obj.get("max") {
+            Some(m) => self.positive_int(m, &child(path, "max"), 1_000_000_000),
+            None => {
+                self.error(
+                    &child(path, "max"),
+                    "missing, expected an integer >= 1".into(),
+                );
+                None
+            }
+        };
+        let scope = match obj.get("scope") {
+            Some(s) => self.choice(s, &child(path, "scope"), &SCOPES),
+            None => Some(Scope::Grant),
+        };
+        Some(Counter {
+            name: path.strip_prefix("policy.").unwrap_or(path).to_string(),
+            window: window?,
+            max: max?,
+            scope: scope?,
+            algorithm: self.default_algorithm,
+            increment_from: None,
+            default_increment_milli: None,
+            global: false,
+        })
+    }
+
     fn risk_actions(&mut self, node: &Node<'_>) -> HashMap<Risk, Action> {
         let mut out = HashMap::new();
         let path = "policy.risk_actions";
-        let names: Vec<&str> = Risk::ALL.iter().map(|(n, _)| *n).collect();
-        let Some(obj) = self.object(node, path, &names) else {
+        let Some(members) = node.as_object() else {
+            self.wrong(path, node, "an object mapping risk categories to actions");
             return out;
         };
-        for (name, risk) in Risk::ALL {
-            if let Some(a) = obj.get(name) {
-                if let Some(action) = self.choice(a, &child(path, name), &TOOL_ACTIONS) {
-                    out.insert(risk, action);
-                }
+        for (name, a) in members {
+            let at = child(path, name);
+            let Some(risk) = Risk::ALL
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, r)| *r)
+            else {
+                self.error(
+                    &at,
+                    "unknown key, expected one of \"read\", \"write\", \"execute\", \"destructive\" (any case)".to_string(),
+                );
+                continue;
+            };
+            if out.contains_key(&risk) {
+                self.error(
+                    &at,
+                    "the same category is given twice (names are case-insensitive)".to_string(),
+                );
+                continue;
+            }
+            if let Some(action) = self.choice(a, &at, &TOOL_ACTIONS) {
+                out.insert(risk, action);
             }
         }
         out
@@ -801,7 +932,7 @@ impl Validator<'_> {
             None => Some(Action::Deny),
         };
         let risk = match obj.get("risk") {
-            Some(r) => self.choice(r, &child(path, "risk"), &Risk::ALL),
+            Some(r) => self.risk_name(r, &child(path, "risk")),
             None => None,
         };
         let reason = match obj.get("reason") {
@@ -1216,5 +1347,7 @@ impl CounterTable {
     }
 }
 
+#[cfg(test)]
+mod policylayer_tests;
 #[cfg(test)]
 mod tests;

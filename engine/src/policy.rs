@@ -40,15 +40,30 @@ pub enum Window {
     Minute,
     Hour,
     Day,
+    /// 7 days.
+    Week,
+    /// 30 days (not a calendar month).
+    Month,
 }
 
 impl Window {
+    pub const ALL: [Window; 6] = [
+        Window::Second,
+        Window::Minute,
+        Window::Hour,
+        Window::Day,
+        Window::Week,
+        Window::Month,
+    ];
+
     pub fn seconds(self) -> u64 {
         match self {
             Window::Second => 1,
             Window::Minute => 60,
             Window::Hour => 3600,
             Window::Day => 86_400,
+            Window::Week => 604_800,
+            Window::Month => 2_592_000,
         }
     }
 
@@ -58,6 +73,8 @@ impl Window {
             Window::Minute => "minute",
             Window::Hour => "hour",
             Window::Day => "day",
+            Window::Week => "week",
+            Window::Month => "month",
         }
     }
 }
