@@ -21,7 +21,7 @@ def main(argv: list[str]) -> int:
     rows = []
     for est in sorted(root.glob("*/*/*/new/estimates.json")):
         meta = json.loads((est.parent / "benchmark.json").read_text())
-        if meta["group_id"] not in ("parse", "decide"):
+        if meta["group_id"] not in ("parse", "decide", "patterns"):
             continue
         e = json.loads(est.read_text())
         median_ns = e["median"]["point_estimate"]
@@ -40,7 +40,8 @@ def main(argv: list[str]) -> int:
         "",
         f"- {dt.datetime.now().isoformat(timespec='seconds')}; `cargo bench -p mcp-policy-engine --features testing --bench decide`",
         "- decide = strict parse + classify + policy + both rate-limit counters (MemoryStore) + answer; "
-        "parse = `json::parse` alone (`escaped`: the benchmark padding with `\\n` escapes; `plain`: none)",
+        "parse = `json::parse` alone (`escaped`: the benchmark padding with `\\n` escapes; `plain`: none); "
+        "patterns = `Policy::decide` for one name under 400 pattern entries",
         "- median per call with its 95% interval (wall clock: noisy on a shared 2-core machine)",
         "",
         "| benchmark | body | median us | 95% interval us | MiB/s |",

@@ -262,7 +262,8 @@ impl Request {
     fn record(&self, calls: &[CallRecord]) {
         let subject = self.caller.as_ref().and_then(Caller::subject);
         for call in calls {
-            self.metrics.count_call(&call.tool, call.outcome);
+            let entry = self.engine.policy.entry(&call.tool).map(|(key, _)| key);
+            self.metrics.count_call(entry, call.outcome);
         }
         let entries = audit::entries(self.engine.policy.settings.audit, calls);
         if !entries.is_empty() {

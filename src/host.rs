@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use mcp_policy_engine::answer::Outcome;
 use mcp_policy_engine::ratelimit::{Clock, SetError, SharedStore};
+use mcp_policy_engine::Policy;
 
 use crate::abi::{self, SetOutcome};
 
@@ -36,13 +37,15 @@ impl Clock for HostClock {
 
 /// Counter ids of the decision metrics (Envoy prefixes them `wasmcustom.`).
 ///
-/// Per-tool counters exist only for tools named in the policy (plus one
-/// `_unlisted` bucket), so agents inventing tool names cannot create
-/// unbounded stats.
+/// Per-entry counters exist only for the policy's `tools` entries: one
+/// family per exact name, one per pattern (a call counts under the entry
+/// that decided it), plus one `_unlisted` bucket, so agents inventing tool
+/// names cannot create unbounded stats.
 #[derive(Debug, Default, Clone)]
 pub struct Metrics {
     totals: Vec<(Outcome, u32)>,
-    per_tool: HashMap<String, Vec<(Outcome, u32)>>,
+    /// By `tools` key (exact name or pattern).
+    per_entry: HashMap<String, Vec<(Outcome, u32)>>,
     unlisted: Vec<(Outcome, u32)>,
 }
 
@@ -77,22 +80,31 @@ fn stat_segment(tool: &str) -> String {
 }
 
 impl Metrics {
-    /// Defines `mcp_policy.calls.<outcome>`, `mcp_policy.requests.invalid`
-    /// and `mcp_policy.tool.<tool>.<outcome>` for the policy's tools.
-    pub fn define<'a>(tools: impl Iterator<Item = &'a String>) -> Self {
+    /// Defines `mcp_policy.calls.<outcome>`, `mcp_policy.requests.invalid`,
+    /// `mcp_policy.tool.<tool>.<outcome>` for the policy's exact entries and
+    /// `mcp_policy.pattern.<pattern>.<outcome>` for its pattern entries
+    /// (`*` and other odd characters become `_`).
+    pub fn define(policy: &Policy) -> Self {
         let mut totals = define_family("mcp_policy.calls");
         if let Some(id) = abi::define_counter("mcp_policy.requests.invalid") {
             totals.push((Outcome::Invalid, id));
         }
-        let per_tool = tools
-            .map(|t| {
-                let family = define_family(&format!("mcp_policy.tool.{}", stat_segment(t)));
-                (t.clone(), family)
-            })
+        let exact = policy
+            .tools
+            .keys()
+            .map(|t| (t.clone(), format!("mcp_policy.tool.{}", stat_segment(t))));
+        let patterns = policy.patterns.iter().map(|p| {
+            let key = p.glob.text.clone();
+            let name = format!("mcp_policy.pattern.{}", stat_segment(&key));
+            (key, name)
+        });
+        let per_entry = exact
+            .chain(patterns)
+            .map(|(key, name)| (key, define_family(&name)))
             .collect();
         Self {
             totals,
-            per_tool,
+            per_entry,
             unlisted: define_family("mcp_policy.tool._unlisted"),
         }
     }
@@ -108,9 +120,11 @@ impl Metrics {
         Self::bump(&self.totals, outcome);
     }
 
-    /// Counts one judged tool call, in total and per tool.
-    pub fn count_call(&self, tool: &str, outcome: Outcome) {
+    /// Counts one judged tool call, in total and under the `tools` entry
+    /// that speaks for it (`Policy::entry`), else `_unlisted`.
+    pub fn count_call(&self, entry: Option<&str>, outcome: Outcome) {
         Self::bump(&self.totals, outcome);
-        Self::bump(self.per_tool.get(tool).unwrap_or(&self.unlisted), outcome);
+        let family = entry.and_then(|e| self.per_entry.get(e));
+        Self::bump(family.unwrap_or(&self.unlisted), outcome);
     }
 }

@@ -8,6 +8,7 @@ use mcp_policy_engine::policy::HeaderMode;
 use mcp_policy_engine::ratelimit::Clock;
 
 use mcp_policy_engine::config::{load_settings, load_with_base};
+use mcp_policy_engine::lint::lint;
 use mcp_policy_engine::policy::Settings;
 use mcp_policy_engine::Engine;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -84,8 +85,9 @@ impl RootContext for Root {
         match load_with_base(&config, &self.base) {
             Ok(p) => {
                 log::info!(
-                    "mcp-policy: policy loaded ({} tools, default {:?}, {} counters, header mode {:?})",
+                    "mcp-policy: policy loaded ({} tools, {} patterns, default {:?}, {} counters, header mode {:?})",
                     p.tools.len(),
+                    p.patterns.len(),
                     p.default,
                     p.counters.len(),
                     p.settings.header_mode
@@ -93,7 +95,10 @@ impl RootContext for Root {
                 if p.settings.header_mode == HeaderMode::Hold {
                     abi::set_tick_period_ms(TICK_MS);
                 }
-                self.metrics = Rc::new(Metrics::define(p.tools.keys()));
+                for w in lint(&p) {
+                    log::warn!("mcp-policy: policy warning: {w}");
+                }
+                self.metrics = Rc::new(Metrics::define(&p));
                 self.engine = Some(Rc::new(Engine::new(p)));
                 true
             }

@@ -7,6 +7,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use mcp_policy_engine::caller::{Caller, GrantFrom};
+use mcp_policy_engine::config;
 use mcp_policy_engine::credentials;
 use mcp_policy_engine::global_limits::{self, GlobalAnswer};
 use mcp_policy_engine::json::{self, Node};
@@ -98,6 +99,8 @@ pub struct Limit {
 #[derive(Debug, Clone)]
 pub struct Explanation {
     pub tool: String,
+    /// The `tools` entry that speaks for the tool, in words.
+    pub entry: String,
     pub decision: Decision,
     pub rule: String,
     pub reason: String,
@@ -135,15 +138,15 @@ pub fn explain(policy: &Policy, call: &Call, clock: &dyn Clock) -> Result<Explan
     let mut notes = Vec::new();
     let verdict = judge(&engine, &body, call, clock, &mut notes);
     let classified = policy
-        .tools
-        .get(&call.tool)
-        .and_then(|t| t.risk)
+        .entry(&call.tool)
+        .and_then(|(_, t)| t.risk)
         .or(policy.wildcard.risk)
         .is_some();
     let risk_note = !policy.risk_actions.is_empty() && call.server_risk.is_none() && !classified;
     let mut out = match verdict {
         Verdict::Forward(forwarded) => Explanation {
             tool: call.tool.clone(),
+            entry: entry_text(policy, &call.tool),
             decision: Decision::Allowed,
             rule: allowed_rule(policy, &call.tool),
             reason: allowed_reason(policy, &call.tool),
@@ -158,6 +161,7 @@ pub fn explain(policy: &Policy, call: &Call, clock: &dyn Clock) -> Result<Explan
             let service = &pending.service;
             Explanation {
                 tool: call.tool.clone(),
+                entry: entry_text(policy, &call.tool),
                 decision: Decision::NeedsApproval,
                 rule: field("rule"),
                 reason: field("reason"),
@@ -172,6 +176,7 @@ pub fn explain(policy: &Policy, call: &Call, clock: &dyn Clock) -> Result<Explan
         }
         Verdict::AskRateLimit(pending) => Explanation {
             tool: call.tool.clone(),
+            entry: entry_text(policy, &call.tool),
             decision: Decision::NeedsApproval,
             rule: "rate_limit_service".to_string(),
             reason: format!(
@@ -220,6 +225,7 @@ pub fn explain(policy: &Policy, call: &Call, clock: &dyn Clock) -> Result<Explan
             }
             Explanation {
                 tool: call.tool.clone(),
+                entry: entry_text(policy, &call.tool),
                 decision,
                 rule: data("rule").unwrap_or_default(),
                 reason: data("reason")
@@ -302,18 +308,41 @@ fn judge(
 }
 
 fn allowed_rule(policy: &Policy, tool: &str) -> String {
-    if policy.tools.contains_key(tool) {
-        format!("tools.{tool}")
-    } else {
-        "default".to_string()
+    match policy.entry(tool) {
+        Some((key, _)) => format!("tools.{key}"),
+        None => "default".to_string(),
     }
 }
 
 fn allowed_reason(policy: &Policy, tool: &str) -> String {
-    if policy.tools.contains_key(tool) {
-        format!("tool \"{tool}\" is listed under \"tools\" and no rule refuses these arguments")
-    } else {
-        format!("tool \"{tool}\" is not listed and the policy's default is allow")
+    match policy.entry(tool) {
+        Some((key, _)) if key != tool => format!(
+            "tool \"{tool}\" matches the pattern \"{key}\" under \"tools\" and no rule refuses these arguments"
+        ),
+        Some(_) => {
+            format!("tool \"{tool}\" is listed under \"tools\" and no rule refuses these arguments")
+        }
+        None => format!("tool \"{tool}\" is not listed and the policy's default is allow"),
+    }
+}
+
+/// Which `tools` entry speaks for `tool`, and why that one.
+fn entry_text(policy: &Policy, tool: &str) -> String {
+    let shown = config::child("tools", tool);
+    match policy.entry(tool) {
+        Some((key, _)) if key == tool => format!("{shown} (exact name)"),
+        Some((key, _)) => {
+            let specificity = policy
+                .patterns
+                .iter()
+                .find(|p| p.glob.text == key)
+                .map_or(0, |p| p.glob.specificity());
+            format!(
+                "{} (pattern, {specificity} literal characters: no exact entry, and no more specific pattern matches)",
+                config::child("tools", key)
+            )
+        }
+        None => "none (no key under tools names or matches this tool)".to_string(),
     }
 }
 
@@ -433,6 +462,7 @@ impl Explanation {
         };
         line(&mut out, "decision:", self.decision.name());
         line(&mut out, "tool:", &json_string(&self.tool));
+        line(&mut out, "entry:", &self.entry);
         if !self.rule.is_empty() {
             line(&mut out, "rule:", &self.rule);
         }

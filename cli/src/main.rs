@@ -12,6 +12,7 @@ use mcp_policy_cli::explain::{self, Call, SystemClock};
 use mcp_policy_cli::policy_file::{self, PolicyFile};
 use mcp_policy_cli::render::{self, EnvoyOptions, HeaderMode, IstioOptions};
 use mcp_policy_engine::json;
+use mcp_policy_engine::lint::lint;
 use mcp_policy_engine::policy::{self as pol, Risk};
 use mcp_policy_engine::Policy;
 
@@ -19,9 +20,11 @@ const USAGE: &str = "\
 mcp-policy: check MCP tool policies and render the configuration that enforces them
 
 usage:
-  mcp-policy validate FILE
+  mcp-policy validate FILE [--strict]
       Print every problem in a policy file (JSON or YAML), exactly as the
-      filter reports it; exit 1 if there is any.
+      filter reports it; exit 1 if there is any. Warnings (lines starting
+      with warning:) do not stop the filter from loading the policy; exit 0
+      unless --strict is given.
   mcp-policy explain FILE --tool NAME [--args JSON] [--grant G] [--session S]
                           [--source ADDR] [--server-risk read|write|execute|destructive]
                           [--claims JSON] [--principal URI]
@@ -150,9 +153,11 @@ fn load(
 
 fn validate(parser: &mut lexopt::Parser) -> Result<Exit, String> {
     let mut file = None;
+    let mut strict = false;
     while let Some(arg) = parser.next().map_err(arg_err)? {
         match arg {
             Value(v) if file.is_none() => file = Some(string(v, "FILE")?),
+            Long("strict") => strict = true,
             Long("help") | Short('h') => {
                 print!("{USAGE}");
                 return Ok(Exit::Ok);
@@ -168,7 +173,30 @@ fn validate(parser: &mut lexopt::Parser) -> Result<Exit, String> {
                 file.format.name(),
                 policy_file::summary(&policy)
             );
-            Ok(Exit::Ok)
+            if let Some(order) = policy_file::pattern_order(&policy) {
+                println!("{order}");
+            }
+            let warnings = lint(&policy);
+            for w in &warnings {
+                println!("warning: {w}");
+            }
+            if warnings.is_empty() {
+                return Ok(Exit::Ok);
+            }
+            let _ = std::io::stdout().flush();
+            if strict {
+                eprintln!(
+                    "{name}: {} warning(s); failing because of --strict (the filter would load this policy)",
+                    warnings.len()
+                );
+                Ok(Exit::Fail)
+            } else {
+                eprintln!(
+                    "{name}: {} warning(s); the filter loads this policy and logs them",
+                    warnings.len()
+                );
+                Ok(Exit::Ok)
+            }
         }
         Err(exit) => Ok(exit),
     }

@@ -105,15 +105,23 @@ pub fn from_bytes(name: &str, bytes: Vec<u8>) -> PolicyFile {
                     json: json.into_bytes(),
                     early: Vec::new(),
                 },
-                Err(message) => PolicyFile {
-                    name: name.to_string(),
-                    format,
-                    json: Vec::new(),
-                    early: vec![ConfigError {
-                        path: "policy".to_string(),
-                        message: format!("not valid YAML: {message}"),
-                    }],
-                },
+                Err(message) => {
+                    // `*_admin:` unquoted is a YAML alias, not a pattern.
+                    let hint = if message.contains("unknown anchor") {
+                        " (a YAML key or value starting with '*' is an alias: quote tool-name patterns, e.g. \"*_admin\")"
+                    } else {
+                        ""
+                    };
+                    PolicyFile {
+                        name: name.to_string(),
+                        format,
+                        json: Vec::new(),
+                        early: vec![ConfigError {
+                            path: "policy".to_string(),
+                            message: format!("not valid YAML: {message}{hint}"),
+                        }],
+                    }
+                }
             }
         }
     }
@@ -147,19 +155,28 @@ pub fn summary(policy: &Policy) -> String {
     let rules: usize = policy
         .tools
         .values()
+        .chain(policy.patterns.iter().map(|p| &p.rule))
         .chain([&policy.wildcard])
         .map(|t| t.rules.len())
         .sum();
     let mut parts = vec![
         format!("default {}", policy.default.name()),
         plural(policy.tools.len(), "tool", "tools"),
+    ];
+    if !policy.patterns.is_empty() {
+        parts.push(plural(policy.patterns.len(), "pattern", "patterns"));
+    }
+    parts.extend([
         plural(rules, "argument rule", "argument rules"),
         plural(policy.counters.len(), "counter", "counters"),
-    ];
+    ]);
     if policy.hide_all {
         parts.push("every tool hidden".to_string());
     } else {
-        parts.push(format!("{} hidden", policy.hide.len()));
+        parts.push(format!(
+            "{} hidden",
+            policy.hide.len() + policy.hide_patterns.len()
+        ));
     }
     if !policy.wildcard.limits.is_empty()
         || !policy.wildcard.rules.is_empty()
@@ -174,4 +191,27 @@ pub fn summary(policy: &Policy) -> String {
         parts.push(format!("approval via cluster {}", a.cluster));
     }
     parts.join(", ")
+}
+
+/// The order in which pattern entries are tried (after exact names), for
+/// `validate`; None when the policy has no patterns.
+pub fn pattern_order(policy: &Policy) -> Option<String> {
+    if policy.patterns.is_empty() {
+        return None;
+    }
+    let list: Vec<String> = policy
+        .patterns
+        .iter()
+        .map(|p| {
+            format!(
+                "{} ({})",
+                config::child("tools", &p.glob.text),
+                p.glob.specificity()
+            )
+        })
+        .collect();
+    Some(format!(
+        "patterns, tried after exact names, most specific first (literal characters): {}",
+        list.join(", ")
+    ))
 }

@@ -1036,3 +1036,146 @@ fn render_istio_refuses_a_wasmplugin_for_a_hold_policy() {
     assert_eq!(docs.len(), 1);
     assert_eq!(docs[0]["kind"].as_str(), Some("EnvoyFilter"));
 }
+
+// ------------------------------------------------------------- patterns and warnings
+
+const PATTERNS: &str = r#"{"version":"1","default":"allow","tools":{
+  "delete_*":{"action":"deny","reason":"no deletes"},
+  "delete_tmp":{},
+  "db.*.drop":{"action":"deny"},
+  "db.*":{}}}"#;
+
+#[test]
+fn explain_names_the_entry_that_matched() {
+    let file = scratch("patterns.json", PATTERNS);
+    let (c, out) = explain(&file, &["--tool", "delete_file"]);
+    assert_eq!(c, 2, "{out}");
+    assert!(
+        field(&out, "entry").starts_with(r#"tools["delete_*"] (pattern, 7 literal characters"#),
+        "{out}"
+    );
+    assert_eq!(field(&out, "rule"), "tools.delete_*");
+    assert_eq!(field(&out, "reason"), "no deletes");
+    assert!(
+        field(&out, "answer").contains(r#""rule":"tools.delete_*""#),
+        "{out}"
+    );
+
+    // Exact name first.
+    let (c, out) = explain(&file, &["--tool", "delete_tmp"]);
+    assert_eq!(c, 0, "{out}");
+    assert_eq!(field(&out, "entry"), "tools.delete_tmp (exact name)");
+    assert_eq!(field(&out, "rule"), "tools.delete_tmp");
+
+    // The most specific pattern.
+    let (c, out) = explain(&file, &["--tool", "db.users.drop"]);
+    assert_eq!(c, 2, "{out}");
+    assert!(
+        field(&out, "entry").starts_with(r#"tools["db.*.drop"]"#),
+        "{out}"
+    );
+    let (c, out) = explain(&file, &["--tool", "db.users.select"]);
+    assert_eq!(c, 0, "{out}");
+    assert!(
+        field(&out, "entry").starts_with(r#"tools["db.*"]"#),
+        "{out}"
+    );
+    assert_eq!(field(&out, "rule"), "tools.db.*");
+    assert!(
+        field(&out, "reason").contains(r#"matches the pattern "db.*""#),
+        "{out}"
+    );
+
+    let (c, out) = explain(&file, &["--tool", "read_file"]);
+    assert_eq!(c, 0, "{out}");
+    assert!(field(&out, "entry").starts_with("none"), "{out}");
+    assert_eq!(field(&out, "rule"), "default");
+}
+
+#[test]
+fn validate_lists_patterns_in_precedence_order() {
+    let file = scratch("patterns.json", PATTERNS);
+    let o = run_path(&["validate"], &file, &[]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(lines[0].contains("1 tool, 3 patterns,"), "{out}");
+    assert_eq!(
+        lines[1],
+        r#"patterns, tried after exact names, most specific first (literal characters): tools["db.*.drop"] (8), tools["delete_*"] (7), tools["db.*"] (3)"#
+    );
+}
+
+#[test]
+fn validate_refuses_ambiguous_patterns_with_both_paths() {
+    let text = r#"{"version":"1","tools":{"delete_*":{"action":"deny"},"*_report":{}}}"#;
+    let file = scratch("ambiguous.json", text);
+    let (c, lines) = validate_lines(&file);
+    assert_eq!(c, 1);
+    assert_eq!(lines, filter_messages(text));
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].starts_with(r#"policy.tools["*_report"]: pattern "*_report" and pattern "delete_*" at policy.tools["delete_*"] both match tool names such as "delete__report""#), "{lines:?}");
+}
+
+#[test]
+fn validate_warns_about_require_rules_that_pass_on_absence() {
+    let text = r#"{"version":"1","default":"deny","tools":{"claude_code_session":{"rules":[
+      {"name":"no-cancel","require":[{"path":"args.action","op":"not_in","value":["cancel"]}]}]}}}"#;
+    let file = scratch("absence.json", text);
+    let o = run_path(&["validate"], &file, &[]);
+    assert_eq!(code(&o), 0, "warnings alone do not fail: {}", stderr(&o));
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(lines[0].contains("valid JSON policy"), "{out}");
+    assert!(
+        lines[1].starts_with("warning: policy.tools.claude_code_session.rules[0].require: passes when args.action is missing"),
+        "{out}"
+    );
+    assert!(
+        lines[1].contains(r#"add {"path": "args.action", "op": "exists", "value": true}"#),
+        "{out}"
+    );
+    assert!(
+        stderr(&o).contains("1 warning(s); the filter loads this policy"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = run_path(&["validate"], &file, &["--strict"]);
+    assert_eq!(code(&o), 1);
+    assert!(stderr(&o).contains("--strict"), "{}", stderr(&o));
+
+    // The warning is right: explain allows the call without the argument.
+    let (c, out) = explain(&file, &["--tool", "claude_code_session", "--args", "{}"]);
+    assert_eq!((c, field(&out, "decision")), (0, "allowed"), "{out}");
+
+    // With exists: true there is nothing to warn about, and --strict passes.
+    let fixed = text.replace(
+        r#"[{"path":"args.action","op":"not_in""#,
+        r#"[{"path":"args.action","op":"exists","value":true},{"path":"args.action","op":"not_in""#,
+    );
+    let file = scratch("absence-fixed.json", &fixed);
+    let o = run_path(&["validate"], &file, &["--strict"]);
+    assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(stdout(&o).lines().count(), 1, "{}", stdout(&o));
+}
+
+#[test]
+fn yaml_unquoted_star_pattern_gets_a_hint() {
+    let file = scratch(
+        "star.yaml",
+        "version: \"1\"\ntools:\n  *_admin: {action: deny}\n",
+    );
+    let (c, lines) = validate_lines(&file);
+    assert_eq!(c, 1);
+    assert!(lines[0].contains("quote tool-name patterns"), "{lines:?}");
+    let file = scratch(
+        "star-ok.yaml",
+        "version: \"1\"\ntools:\n  \"*_admin\": {action: deny}\n  delete_*: {action: deny}\n",
+    );
+    let (c, lines) = validate_lines(&file);
+    assert_eq!(c, 0, "{lines:?}");
+    assert!(lines[0].contains("2 patterns"), "{lines:?}");
+}

@@ -136,6 +136,35 @@ fn config_load(text: &str) -> mcp_policy_engine::Policy {
     mcp_policy_engine::config::load(text.as_bytes()).expect("caller bench policy loads")
 }
 
+/// `Policy::decide` for one tool name under 400 pattern entries (plus 100
+/// exact ones): an exact hit, a pattern hit, a miss that tries every
+/// pattern, and a 300-byte name built to make a backtracking matcher slow.
+fn patterns(c: &mut Criterion) {
+    let mut tools: Vec<String> = (0..100).map(|i| format!(r#""exact_{i}":{{}}"#)).collect();
+    tools.extend((0..200).map(|i| format!(r#""svc{i}_*":{{}}"#)));
+    tools.extend((0..199).map(|i| format!(r#""drop{i}_*":{{"action":"deny"}}"#)));
+    tools.push(r#""*a*a*a*a*a*a*a*a*b":{"action":"deny"}"#.to_string());
+    let text = format!(
+        r#"{{"version":"1","default":"deny","tools":{{{}}}}}"#,
+        tools.join(",")
+    );
+    let policy = mcp_policy_engine::config::load(text.as_bytes()).expect("pattern policy loads");
+    assert_eq!(policy.patterns.len(), 400);
+    let adversarial = "a".repeat(300);
+    let mut group = c.benchmark_group("patterns");
+    for (label, name) in [
+        ("exact", "exact_50"),
+        ("pattern", "svc150_list"),
+        ("miss", "unlisted_tool_name"),
+        ("adversarial-300B", adversarial.as_str()),
+    ] {
+        group.bench_function(BenchmarkId::new("decide", label), |bench| {
+            bench.iter(|| black_box(policy.decide(black_box(name))))
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     // Short by default (2 cores, noisy machine); criterion's CLI flags
@@ -144,6 +173,6 @@ criterion_group! {
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2))
         .sample_size(30);
-    targets = parse, decide, caller
+    targets = parse, decide, caller, patterns
 }
 criterion_main!(benches);

@@ -261,6 +261,25 @@ pub enum Op {
     Exists(bool),
 }
 
+/// Equal meaning: regexes compare by their source text.
+impl PartialEq for Op {
+    fn eq(&self, other: &Op) -> bool {
+        match (self, other) {
+            (Op::Eq(a), Op::Eq(b))
+            | (Op::Neq(a), Op::Neq(b))
+            | (Op::Contains(a), Op::Contains(b)) => a == b,
+            (Op::In(a), Op::In(b)) | (Op::NotIn(a), Op::NotIn(b)) => a == b,
+            (Op::Lt(a), Op::Lt(b))
+            | (Op::Lte(a), Op::Lte(b))
+            | (Op::Gt(a), Op::Gt(b))
+            | (Op::Gte(a), Op::Gte(b)) => a == b,
+            (Op::Regex(a), Op::Regex(b)) => a.as_str() == b.as_str(),
+            (Op::Exists(a), Op::Exists(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
 impl Op {
     pub const NAMES: [&'static str; 13] = [
         "eq",
@@ -279,7 +298,7 @@ impl Op {
     ];
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Condition {
     pub path: Path,
     pub op: Op,

@@ -9,11 +9,12 @@ use std::fmt;
 
 use crate::caller::{CallerSettings, GrantFrom};
 use crate::conditions::{ArgPath, Condition, Literal, Op, Path};
+use crate::glob::Glob;
 use crate::json::{self, Node, Value};
 use crate::policy::{
     Action, Algorithm, ApprovalService, ArgRule, AuditLevel, Counter, ErrorStyle, FailureMode,
     GrantSource, HeaderMode, ItemRules, Policy, RateLimitService, Risk, RuleKind, Scope, Settings,
-    ToolRule, Window,
+    ToolPattern, ToolRule, Window,
 };
 
 const ALGORITHMS: [(&str, Algorithm); 2] =
@@ -111,7 +112,7 @@ fn shown(node: &Node<'_>, source: &str) -> String {
 }
 
 /// `base.key`, or `base["key"]` when the key is not a plain identifier.
-fn child(base: &str, key: &str) -> String {
+pub fn child(base: &str, key: &str) -> String {
     let plain = !key.is_empty()
         && key
             .chars()
@@ -277,12 +278,13 @@ impl Validator<'_> {
             None => self.base.clone(),
         };
         self.default_algorithm = settings.limit_algorithm;
-        let (hide, hide_all) = match root.get("hide") {
+        let (hide, hide_patterns, hide_all) = match root.get("hide") {
             Some(node) => self.hide(node),
-            None => (HashSet::new(), false),
+            None => (HashSet::new(), Vec::new(), false),
         };
         let mut counters = CounterTable::default();
         let mut tools = HashMap::new();
+        let mut patterns = Vec::new();
         let mut wildcard = ToolRule::default();
         // A missing `tools` is legal: under default deny nothing can be called.
         if let Some(node) = root.get("tools") {
@@ -296,6 +298,11 @@ impl Validator<'_> {
                     let rule = self.tool_rule(rule_node, &rule_path, &mut counters);
                     if name == "*" {
                         wildcard = rule;
+                    } else if name.contains('*') {
+                        match Glob::parse(name) {
+                            Ok(glob) => patterns.push((ToolPattern { glob, rule }, rule_path)),
+                            Err(e) => self.error(&rule_path, format!("invalid pattern: {e}")),
+                        }
                     } else {
                         tools.insert(name.to_string(), rule);
                     }
@@ -308,6 +315,7 @@ impl Validator<'_> {
                 );
             }
         }
+        let patterns = self.order_patterns(patterns);
         // PolicyLayer's `all_tools` is the `"*"` entry.
         if let Some(node) = root.get("all_tools") {
             if root.get("tools").and_then(|t| t.get("*")).is_some() {
@@ -334,11 +342,16 @@ impl Validator<'_> {
         // Shadowed calls never ask the approver, so only enforced ones need it.
         let all_shadow = settings.shadow || wildcard.shadow;
         let approves = !all_shadow
-            && (tools.values().chain([&wildcard]).any(|t| {
-                !t.shadow
-                    && (t.action == Action::Approve
-                        || t.rules.iter().any(|r| r.action == Action::Approve))
-            }) || risk_actions.values().any(|a| *a == Action::Approve)
+            && (tools
+                .values()
+                .chain(patterns.iter().map(|p| &p.rule))
+                .chain([&wildcard])
+                .any(|t| {
+                    !t.shadow
+                        && (t.action == Action::Approve
+                            || t.rules.iter().any(|r| r.action == Action::Approve))
+                })
+                || risk_actions.values().any(|a| *a == Action::Approve)
                 || [&resources, &prompts].into_iter().flatten().any(|section| {
                     section
                         .exact
@@ -372,8 +385,10 @@ impl Validator<'_> {
             default,
             rate_limit_service,
             tools,
+            patterns,
             wildcard,
             hide,
+            hide_patterns,
             hide_all,
             counters: counters.list,
             risk_actions,
@@ -384,24 +399,67 @@ impl Validator<'_> {
         })
     }
 
-    fn hide(&mut self, node: &Node<'_>) -> (HashSet<String>, bool) {
+    fn hide(&mut self, node: &Node<'_>) -> (HashSet<String>, Vec<Glob>, bool) {
         let mut set = HashSet::new();
+        let mut globs: Vec<Glob> = Vec::new();
         let mut all = false;
         let Some(items) = node.as_array() else {
             self.wrong("policy.hide", node, "an array of tool names");
-            return (set, all);
+            return (set, globs, all);
         };
         for (i, item) in items.iter().enumerate() {
             let path = format!("policy.hide[{i}]");
             if let Some(name) = self.string(item, &path) {
                 if name == "*" {
                     all = true;
+                } else if name.contains('*') {
+                    match Glob::parse(&name) {
+                        Ok(g) if globs.contains(&g) => {
+                            self.error(&path, format!("duplicate entry \"{name}\""))
+                        }
+                        Ok(g) => globs.push(g),
+                        Err(e) => self.error(&path, format!("invalid pattern: {e}")),
+                    }
                 } else if !set.insert(name.clone()) {
                     self.error(&path, format!("duplicate entry \"{name}\""));
                 }
             }
         }
-        (set, all)
+        (set, globs, all)
+    }
+
+    /// Sorts pattern entries most specific first (ties by key) and refuses
+    /// two that some tool name matches at equal specificity with different
+    /// rules: which one applied would be arbitrary. One error per pattern
+    /// (the first conflict found), so the list stays as long as the policy.
+    fn order_patterns(&mut self, mut found: Vec<(ToolPattern, String)>) -> Vec<ToolPattern> {
+        for (i, (later, later_path)) in found.iter().enumerate() {
+            for (earlier, earlier_path) in found.iter().take(i) {
+                let specificity = later.glob.specificity();
+                if specificity != earlier.glob.specificity() || later.rule == earlier.rule {
+                    continue;
+                }
+                if let Some(name) = later.glob.overlap(&earlier.glob) {
+                    self.errors.push(ConfigError {
+                        path: later_path.clone(),
+                        message: format!(
+                            "pattern {} and pattern {} at {earlier_path} both match tool names such as {} with the same specificity ({specificity} literal characters) but different rules, so which one applies would be arbitrary: give the overlapping names an exact entry, make one pattern more specific, or give both the same rule",
+                            crate::write::quoted(&later.glob.text),
+                            crate::write::quoted(&earlier.glob.text),
+                            crate::write::quoted(&name),
+                        ),
+                    });
+                    break;
+                }
+            }
+        }
+        found.sort_by(|(a, _), (b, _)| {
+            b.glob
+                .specificity()
+                .cmp(&a.glob.specificity())
+                .then_with(|| a.glob.text.cmp(&b.glob.text))
+        });
+        found.into_iter().map(|(p, _)| p).collect()
     }
 
     /// A `resources` or `prompts` section: pattern -> rule with the actions
@@ -436,7 +494,9 @@ impl Validator<'_> {
                 }
             }
             let rule = self.tool_rule(rule_node, &rule_path, counters);
-            section.insert(key, rule);
+            if let Err(e) = section.insert(key, rule) {
+                self.error(&rule_path, e);
+            }
         }
         section
     }

@@ -1,9 +1,10 @@
 //! The `resources` and `prompts` sections: rules keyed by URI or name
-//! patterns (`*` matches any run of characters), with the actions of a tool
+//! patterns (`*` matches any run of characters, as in tool-name patterns), with the actions of a tool
 //! rule (allow, deny + reason, limits, approve, shadow mode).
 
 use std::collections::HashMap;
 
+use crate::glob::Glob;
 use crate::jsonrpc::CallKind;
 use crate::policy::{Action, CallVerdict, Policy, ToolRule};
 
@@ -11,19 +12,25 @@ use crate::policy::{Action, CallVerdict, Policy, ToolRule};
 #[derive(Debug, Clone, Default)]
 pub struct ItemRules {
     pub exact: HashMap<String, ToolRule>,
-    /// Keys holding `*`, sorted by length (longest first), then by text.
-    pub patterns: Vec<(String, ToolRule)>,
+    /// Keys holding `*` (the same patterns as tool names), sorted by
+    /// specificity (literal characters, most first), then by text.
+    pub patterns: Vec<(Glob, ToolRule)>,
 }
 
 impl ItemRules {
-    pub fn insert(&mut self, key: &str, rule: ToolRule) {
+    /// Adds one entry; a key with a `*` must be a valid pattern.
+    pub fn insert(&mut self, key: &str, rule: ToolRule) -> Result<(), String> {
         if key.contains('*') {
-            self.patterns.push((key.to_string(), rule));
-            self.patterns
-                .sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
+            self.patterns.push((Glob::parse(key)?, rule));
+            self.patterns.sort_by(|a, b| {
+                b.0.specificity()
+                    .cmp(&a.0.specificity())
+                    .then_with(|| a.0.text.cmp(&b.0.text))
+            });
         } else {
             self.exact.insert(key.to_string(), rule);
         }
+        Ok(())
     }
 
     /// The entry deciding `name`: its key and rule.
@@ -33,40 +40,9 @@ impl ItemRules {
         }
         self.patterns
             .iter()
-            .find(|(p, _)| glob_match(p, name))
-            .map(|(p, r)| (p.as_str(), r))
+            .find(|(g, _)| g.matches(name))
+            .map(|(g, r)| (g.text.as_str(), r))
     }
-}
-
-/// `*` matches any run of characters (including `/`); everything else
-/// matches itself exactly (case-sensitive). Linear-time greedy matching.
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
-    let (mut pi, mut ti) = (0usize, 0usize);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        match p.get(pi) {
-            Some('*') => {
-                star = Some((pi, ti));
-                pi += 1;
-            }
-            Some(c) if t.get(ti) == Some(c) => {
-                pi += 1;
-                ti += 1;
-            }
-            _ => match star {
-                Some((sp, st)) => {
-                    pi = sp + 1;
-                    ti = st + 1;
-                    star = Some((sp, st + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    p.get(pi..)
-        .is_some_and(|rest| rest.iter().all(|c| *c == '*'))
 }
 
 impl Policy {
@@ -150,18 +126,6 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     use super::*;
-
-    #[test]
-    fn glob_matches_runs_of_any_characters() {
-        assert!(glob_match("file:///public/*", "file:///public/a/b.txt"));
-        assert!(glob_match("*", ""));
-        assert!(glob_match("*.md", "docs/readme.md"));
-        assert!(glob_match("a*b*c", "aXbYbZc"));
-        assert!(!glob_match("file:///public/*", "file:///private/x"));
-        assert!(!glob_match("exact", "exact2"));
-        assert!(!glob_match("Exact", "exact"));
-        assert!(glob_match("a**", "a"));
-    }
 
     fn policy(text: &str) -> Policy {
         crate::policy::load(text.as_bytes()).unwrap()

@@ -7,6 +7,7 @@ use std::collections::{HashMap, HashSet};
 
 use crate::caller::{CallerNeeds, CallerSettings, CallerView};
 use crate::conditions::{self, ArgPath, Condition, Facts};
+use crate::glob::Glob;
 pub use crate::global_limits::{FailureMode, RateLimitService};
 use crate::json::Node;
 pub use crate::risk::Risk;
@@ -143,7 +144,7 @@ pub struct Counter {
 }
 
 /// When a rule triggers.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum RuleKind {
     /// Triggers when every condition holds.
     DenyIf(Vec<Condition>),
@@ -154,7 +155,7 @@ pub enum RuleKind {
 }
 
 /// A named rule on a call's arguments.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ArgRule {
     pub name: String,
     pub kind: RuleKind,
@@ -174,7 +175,9 @@ pub struct ApprovalService {
 }
 
 /// What the policy says about one tool (or about every tool, for `"*"`).
-#[derive(Debug, Clone)]
+/// Equality is equality of meaning (two pattern entries that agree may
+/// overlap).
+#[derive(Debug, Clone, PartialEq)]
 pub struct ToolRule {
     pub action: Action,
     pub reason: Option<String>,
@@ -199,6 +202,13 @@ impl Default for ToolRule {
             shadow: false,
         }
     }
+}
+
+/// A `tools` entry whose key is a pattern (`delete_*`).
+#[derive(Debug, Clone)]
+pub struct ToolPattern {
+    pub glob: Glob,
+    pub rule: ToolRule,
 }
 
 /// How a refused call is answered.
@@ -315,10 +325,16 @@ impl Default for Settings {
 #[derive(Debug, Clone)]
 pub struct Policy {
     pub default: Action,
+    /// Entries keyed by an exact tool name.
     pub tools: HashMap<String, ToolRule>,
+    /// Entries keyed by a pattern, most specific first (ties by key), tried
+    /// in order when no exact entry names the tool.
+    pub patterns: Vec<ToolPattern>,
     /// Rules of the `"*"` entry: apply to every listed or default-allowed call.
     pub wildcard: ToolRule,
     pub hide: HashSet<String>,
+    /// `hide` entries with a `*` (other than `"*"` itself).
+    pub hide_patterns: Vec<Glob>,
     /// `hide: ["*"]` hides every tool.
     pub hide_all: bool,
     pub counters: Vec<Counter>,
@@ -351,23 +367,49 @@ impl Policy {
     pub fn shadowed(&self, tool: &str) -> bool {
         self.settings.shadow
             || self.wildcard.shadow
-            || self.tools.get(tool).is_some_and(|r| r.shadow)
+            || self.entry(tool).is_some_and(|(_, r)| r.shadow)
+    }
+
+    /// The `tools` entry that speaks for `tool`: its exact name, else the
+    /// most specific matching pattern. Returns the entry's key and rule.
+    /// (The `"*"` entry is not one of them: it applies on top of whichever
+    /// entry matched, see [`Policy::wildcard`].)
+    pub fn entry(&self, tool: &str) -> Option<(&str, &ToolRule)> {
+        if let Some((key, rule)) = self.tools.get_key_value(tool) {
+            return Some((key.as_str(), rule));
+        }
+        self.patterns
+            .iter()
+            .find(|p| p.glob.matches(tool))
+            .map(|p| (p.glob.text.as_str(), &p.rule))
+    }
+
+    /// Whether `hide` names `tool` (exactly, by a pattern, or `"*"`).
+    pub fn hidden(&self, tool: &str) -> bool {
+        self.hide_all
+            || self.hide.contains(tool)
+            || self.hide_patterns.iter().any(|g| g.matches(tool))
     }
 
     /// Decides a `tools/call` for `tool` (exact name, already unescaped).
     pub fn decide(&self, tool: &str) -> ToolVerdict {
+        self.decide_with(tool, self.entry(tool))
+    }
+
+    /// [`Policy::decide`] with the tool's entry already looked up (patterns
+    /// are tried once per call).
+    fn decide_with(&self, tool: &str, own: Option<(&str, &ToolRule)>) -> ToolVerdict {
         let shown = crate::answer::shown_name(tool);
-        if self.hide_all || self.hide.contains(tool) {
+        if self.hidden(tool) {
             return ToolVerdict::Deny {
                 rule: "hide".to_string(),
                 reason: format!("tool \"{shown}\" is hidden by policy"),
             };
         }
-        let own = self.tools.get(tool);
         match own {
-            Some(rule) if rule.action == Action::Deny => {
+            Some((key, rule)) if rule.action == Action::Deny => {
                 return ToolVerdict::Deny {
-                    rule: format!("tools.{tool}"),
+                    rule: format!("tools.{key}"),
                     reason: rule
                         .reason
                         .clone()
@@ -392,7 +434,7 @@ impl Policy {
                     .unwrap_or_else(|| "every tool is denied by policy".to_string()),
             };
         }
-        let mut limits = own.map(|r| r.limits.clone()).unwrap_or_default();
+        let mut limits = own.map(|(_, r)| r.limits.clone()).unwrap_or_default();
         for idx in &self.wildcard.limits {
             if !limits.contains(idx) {
                 limits.push(*idx);
@@ -422,7 +464,8 @@ impl Policy {
         caller: &CallerView<'_>,
         hint: &dyn Fn(&str) -> Option<Risk>,
     ) -> CallVerdict {
-        let limits = match self.decide(tool) {
+        let own = self.entry(tool);
+        let limits = match self.decide_with(tool, own) {
             ToolVerdict::Deny { rule, reason } => return CallVerdict::Deny { rule, reason },
             ToolVerdict::Allow { limits } => limits,
         };
@@ -433,12 +476,11 @@ impl Policy {
             };
         }
         let facts = Facts { args, caller };
-        let own = self.tools.get(tool);
         let shown = crate::answer::shown_name(tool);
         let mut verdict = CallVerdict::Allow { limits };
         let mut policy_risk: Option<Risk> = None;
-        for (scope, rule) in [(tool, own), ("*", Some(&self.wildcard))] {
-            let Some(rule) = rule else { continue };
+        let layers = [own, Some(("*", &self.wildcard))];
+        for (scope, rule) in layers.into_iter().flatten() {
             if rule.action == Action::Approve {
                 verdict = verdict.escalate(
                     Action::Approve,
@@ -462,8 +504,13 @@ impl Policy {
                 };
                 if triggered {
                     let reason = arg_rule.reason.clone().unwrap_or_else(|| {
+                        let of = if scope != "*" && scope.contains('*') {
+                            "pattern"
+                        } else {
+                            "tool"
+                        };
                         format!(
-                            "rule \"{}\" of tool \"{scope}\" refused the arguments",
+                            "rule \"{}\" of {of} \"{scope}\" refused the arguments",
                             arg_rule.name
                         )
                     });
@@ -520,10 +567,11 @@ impl Policy {
         if self.shadowed(tool) {
             return true;
         }
-        if matches!(self.decide(tool), ToolVerdict::Deny { .. }) {
+        let entry = self.entry(tool);
+        if matches!(self.decide_with(tool, entry), ToolVerdict::Deny { .. }) {
             return false;
         }
-        self.lists_by_risk(tool, hint)
+        self.lists_by_risk(entry, hint)
     }
 
     /// [`Policy::lists_with_hint`] for one caller: a tool is also removed
@@ -536,7 +584,7 @@ impl Policy {
     /// Whether a caller-only rule of `tool` or `"*"` refuses this caller.
     fn refuses_caller(&self, tool: &str, caller: &CallerView<'_>) -> bool {
         let facts = Facts { args: None, caller };
-        let own = self.tools.get(tool);
+        let own = self.entry(tool).map(|(_, rule)| rule);
         own.into_iter().chain([&self.wildcard]).any(|rule| {
             rule.rules.iter().any(|r| {
                 r.action == Action::Deny
@@ -557,7 +605,11 @@ impl Policy {
     /// nothing else).
     pub fn caller_needs(&self) -> CallerNeeds {
         let mut needs = CallerNeeds::default();
-        let rules = self.tools.values().chain([&self.wildcard]);
+        let rules = self
+            .tools
+            .values()
+            .chain(self.patterns.iter().map(|p| &p.rule))
+            .chain([&self.wildcard]);
         for rule in rules.flat_map(|t| t.rules.iter()) {
             let conds = match &rule.kind {
                 RuleKind::DenyIf(c) | RuleKind::Require(c) | RuleKind::When(c) => c,
@@ -581,11 +633,11 @@ impl Policy {
         needs
     }
 
-    fn lists_by_risk(&self, tool: &str, hint: Option<Risk>) -> bool {
+    fn lists_by_risk(&self, entry: Option<(&str, &ToolRule)>, hint: Option<Risk>) -> bool {
         if self.risk_actions.is_empty() {
             return true;
         }
-        let own = self.tools.get(tool).and_then(|r| r.risk);
+        let own = entry.and_then(|(_, r)| r.risk);
         let base = own
             .max(self.wildcard.risk)
             .or(hint)

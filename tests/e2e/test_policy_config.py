@@ -47,6 +47,11 @@ INVALID: dict[str, tuple[str | dict, list[str]]] = {
     "max-body-bytes-string": (_with(settings={"max_body_bytes": "big"}), ["policy.settings.max_body_bytes"]),
     "hide-not-list": (_with(hide="secret_tool"), ["policy.hide"]),
     "reason-number": (_with(tools={"echo": {"action": "deny", "reason": 5}}), ["policy.tools.echo.reason"]),
+    "ambiguous-patterns": (
+        _with(tools={"delete_*": {"action": "deny"}, "*_report": {}}),
+        ['policy.tools["*_report"]', 'pattern "delete_*" at policy.tools["delete_*"]', "same specificity"],
+    ),
+    "double-star-pattern": (_with(hide=["debug_**"]), ["policy.hide[0]", "invalid pattern"]),
     "not-json": ('{"version": "1", "default": ', []),
     "json-array": ("[]", []),
     "empty": ("", []),

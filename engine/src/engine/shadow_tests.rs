@@ -165,3 +165,12 @@ fn mode_and_reserved_counter_names_are_validated() {
         "{errors:?}"
     );
 }
+
+#[test]
+fn shadow_on_a_tool_pattern_shadows_the_tools_it_matches() {
+    let h = harness(
+        r#"{"version":"1","tools":{"delete_*":{"action":"deny","mode":"shadow"},"drop_*":{"action":"deny"}}}"#,
+    );
+    assert_eq!(h.forwarded("delete_user").outcome, Outcome::WouldDeny);
+    assert_eq!(h.refused("drop_table").outcome, Outcome::Denied);
+}

@@ -1196,6 +1196,61 @@ fn tools_list_answers_lose_refused_tools() {
 }
 
 #[test]
+fn tools_list_answers_are_filtered_by_patterns() {
+    let h = harness(
+        r#"{"version":"1","default":"deny","hide":["debug_*"],"tools":{"read_*":{},"read_secret_*":{"action":"deny"},"read_secret_ok":{}}}"#,
+    );
+    let names = [
+        "read_file",
+        "read_secret_key",
+        "read_secret_ok",
+        "debug_dump",
+        "write_file",
+        "read_",
+    ];
+    let tools: Vec<String> = names
+        .iter()
+        .map(|n| format!(r#"{{"name":"{n}"}}"#))
+        .collect();
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":4,"result":{{"tools":[{}]}}}}"#,
+        tools.join(",")
+    );
+    let out = h
+        .engine
+        .filter_tools_list(body.as_bytes(), &[ListId::Num(4.0)])
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        out,
+        r#"{"jsonrpc":"2.0","id":4,"result":{"tools":[{"name":"read_file"},{"name":"read_secret_ok"},{"name":"read_"}]}}"#
+    );
+    // Calls agree with the list.
+    for (tool, code) in [
+        ("read_secret_key", Some(CODE_DENIED)),
+        ("debug_dump", Some(CODE_DENIED)),
+        ("read_file", None),
+    ] {
+        let verdict = h.decide(&call("1", tool));
+        match (verdict, code) {
+            (Verdict::Forward(_), None) => {}
+            (Verdict::Reply { reply, calls }, Some(c)) => {
+                assert_eq!(raw_at(&reply.body, &["error", "code"]), c.to_string());
+                assert_eq!(
+                    calls[0].rule.as_deref(),
+                    Some(if tool == "debug_dump" {
+                        "hide"
+                    } else {
+                        "tools.read_secret_*"
+                    })
+                );
+            }
+            (v, _) => panic!("{tool}: {v:?}"),
+        }
+    }
+}
+
+#[test]
 fn upstream_errors_are_recognised_for_refunds() {
     let h = harness(SEED_POLICY);
     let e = r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32603,"message":"x"}}"#;

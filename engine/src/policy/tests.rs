@@ -517,3 +517,210 @@ fn tools_always_refused_by_their_declared_risk_are_not_listed() {
     assert!(!p.lists("rm"));
     assert!(p.lists("ls"));
 }
+
+// ---------------------------------------------------------------- patterns
+
+fn load_errors(text: &str) -> Vec<String> {
+    match load(text.as_bytes()) {
+        Ok(_) => panic!("{text} accepted"),
+        Err(e) => e.iter().map(ToString::to_string).collect(),
+    }
+}
+
+#[test]
+fn deny_pattern_under_default_allow_refuses_every_match() {
+    // The case that used to let every delete through.
+    let p = policy(
+        r#"{"version":"1","default":"allow","tools":{"delete_*":{"action":"deny","reason":"no deletes"}}}"#,
+    );
+    for tool in ["delete_", "delete_file", "delete_everything_now"] {
+        let (rule, reason) = refusal(&p, tool);
+        assert_eq!(rule, "tools.delete_*");
+        assert_eq!(reason, "no deletes");
+        assert!(!p.lists(tool));
+    }
+    for tool in ["delete", "undelete_file", "Delete_file", "read_file"] {
+        allowed_limits(&p, tool);
+        assert!(p.lists(tool));
+    }
+}
+
+#[test]
+fn allow_pattern_under_default_deny_lists_matching_tools() {
+    let p = policy(&format!(
+        r#"{{"version":"1","default":"deny","tools":{{"read_*":{{"limits":[{LIMIT_A}]}},"*_admin":{{"action":"deny"}}}}}}"#
+    ));
+    assert_eq!(allowed_limits(&p, "read_file"), vec![0]);
+    assert_eq!(allowed_limits(&p, "read_"), vec![0]);
+    assert_eq!(refusal(&p, "write_file").0, "default");
+    assert_eq!(refusal(&p, "user_admin").0, "tools.*_admin");
+    // read_x_admin: "*_admin" (6 literal characters) beats "read_*" (5).
+    assert_eq!(refusal(&p, "read_x_admin").0, "tools.*_admin");
+    assert_eq!(p.entry("read_x_admin").map(|e| e.0), Some("*_admin"));
+    assert_eq!(p.entry("read_file").map(|e| e.0), Some("read_*"));
+    assert_eq!(p.entry("write_file"), None);
+}
+
+#[test]
+fn exact_name_beats_any_pattern() {
+    let p = policy(
+        r#"{"version":"1","default":"deny","tools":{"delete_*":{"action":"deny"},"delete_tmp":{},"delete_tmp_*":{"action":"deny"}}}"#,
+    );
+    allowed_limits(&p, "delete_tmp");
+    assert_eq!(p.entry("delete_tmp").map(|e| e.0), Some("delete_tmp"));
+    assert_eq!(refusal(&p, "delete_tmp_x").0, "tools.delete_tmp_*");
+    assert_eq!(refusal(&p, "delete_x").0, "tools.delete_*");
+}
+
+#[test]
+fn most_specific_pattern_wins_whatever_the_key_order() {
+    for tools in [
+        r#""db.*":{},"db.*.drop":{"action":"deny"}"#,
+        r#""db.*.drop":{"action":"deny"},"db.*":{}"#,
+    ] {
+        let p = policy(&format!(
+            r#"{{"version":"1","default":"deny","tools":{{{tools}}}}}"#
+        ));
+        assert_eq!(refusal(&p, "db.users.drop").0, "tools.db.*.drop");
+        allowed_limits(&p, "db.users.select");
+        let order: Vec<&str> = p.patterns.iter().map(|g| g.glob.text.as_str()).collect();
+        assert_eq!(order, ["db.*.drop", "db.*"]);
+    }
+}
+
+#[test]
+fn wildcard_entry_still_applies_on_top_of_a_pattern() {
+    let p = policy(&format!(
+        r#"{{"version":"1","default":"deny","tools":{{"read_*":{{"limits":[{LIMIT_A}]}},"*":{{"limits":[{LIMIT_B}]}}}}}}"#
+    ));
+    assert_eq!(allowed_limits(&p, "read_file"), vec![0, 1]);
+    // "*" alone still does not list a tool under default deny.
+    assert_eq!(refusal(&p, "write_file").0, "default");
+    let p = policy(
+        r#"{"version":"1","default":"allow","tools":{"read_*":{},"*":{"action":"deny","reason":"closed"}}}"#,
+    );
+    assert_eq!(
+        refusal(&p, "read_file"),
+        ("tools.*".to_string(), "closed".to_string())
+    );
+}
+
+#[test]
+fn pattern_rules_and_approval_name_the_pattern() {
+    let p = policy(
+        r#"{"version":"1","default":"deny","approval":{"cluster":"approver"},"tools":{
+          "claude_code_*":{"rules":[{"name":"no-cancel","deny_if":[{"path":"args.action","op":"eq","value":"cancel"}]}]},
+          "run_*":{"action":"approve"}}}"#,
+    );
+    match call(&p, "claude_code_session", r#"{"action":"cancel"}"#) {
+        CallVerdict::Deny { rule, reason } => {
+            assert_eq!(rule, "tools.claude_code_*.rules.no-cancel");
+            assert!(reason.contains("of pattern \"claude_code_*\""), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        call(&p, "claude_code_session", r#"{"action":"list"}"#),
+        CallVerdict::Allow { .. }
+    ));
+    match call(&p, "run_tests", "{}") {
+        CallVerdict::Approve { rule, .. } => assert_eq!(rule, "tools.run_*"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn pattern_counter_is_shared_by_every_matching_tool() {
+    let p = policy(&format!(
+        r#"{{"version":"1","default":"deny","tools":{{"read_*":{{"limits":[{LIMIT_A}]}},"read_file":{{"limits":[{LIMIT_A}]}}}}}}"#
+    ));
+    assert_eq!(p.counters.len(), 1);
+    assert_eq!(allowed_limits(&p, "read_dir"), vec![0]);
+    assert_eq!(allowed_limits(&p, "read_file"), vec![0]);
+}
+
+#[test]
+fn hide_patterns_hide_and_refuse_matching_tools() {
+    let p = policy(
+        r#"{"version":"1","default":"allow","hide":["debug_*","*_internal"],"tools":{"debug_ok":{}}}"#,
+    );
+    for tool in ["debug_dump", "debug_ok", "x_internal"] {
+        assert_eq!(refusal(&p, tool).0, "hide");
+        assert!(!p.lists(tool));
+    }
+    allowed_limits(&p, "debug");
+    assert!(p.lists("internal"));
+    let p = policy(r#"{"version":"1","default":"allow","hide":["*"]}"#);
+    assert!(p.hide_all && p.hide_patterns.is_empty());
+    assert_eq!(refusal(&p, "anything").0, "hide");
+}
+
+#[test]
+fn ambiguous_equal_specificity_overlap_is_an_error_with_both_paths() {
+    let errors = load_errors(
+        r#"{"version":"1","default":"deny","tools":{"delete_*":{"action":"deny"},"*_report":{}}}"#,
+    );
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    let e = &errors[0];
+    assert!(e.starts_with(r#"policy.tools["*_report"]: pattern "*_report" and pattern "delete_*" at policy.tools["delete_*"] both match tool names such as "delete__report""#), "{e}");
+    assert!(e.contains("same specificity (7 literal characters)"), "{e}");
+}
+
+#[test]
+fn overlap_is_fine_when_rules_agree_or_specificity_differs_or_none_overlaps() {
+    // Same rule: either may apply, the outcome is the same.
+    policy(
+        r#"{"version":"1","default":"deny","tools":{"delete_*":{"action":"deny"},"*_report":{"action":"deny"}}}"#,
+    );
+    // Different specificity: the more specific decides.
+    policy(
+        r#"{"version":"1","default":"deny","tools":{"delete_*":{"action":"deny"},"*_reports":{}}}"#,
+    );
+    // Equal specificity, no common name.
+    policy(
+        r#"{"version":"1","default":"deny","tools":{"read_*":{},"edit_*":{"action":"deny"},"*_a":{},"*_b":{"action":"deny"}}}"#,
+    );
+    // Rules that differ only in a regex are different.
+    let errors = load_errors(
+        r#"{"version":"1","tools":{
+          "a_*":{"rules":[{"name":"r","deny_if":[{"path":"args.x","op":"regex","value":"^a"}]}]},
+          "*_b":{"rules":[{"name":"r","deny_if":[{"path":"args.x","op":"regex","value":"^b"}]}]}}}"#,
+    );
+    assert_eq!(errors.len(), 1, "{errors:?}");
+}
+
+#[test]
+fn double_star_is_an_error_with_its_path() {
+    let errors = load_errors(r#"{"version":"1","tools":{"a**":{}},"hide":["x**"]}"#);
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with(r#"policy.tools["a**"]: invalid pattern: "**""#)),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("policy.hide[0]: invalid pattern")),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn duplicate_hide_pattern_is_an_error() {
+    let errors = load_errors(r#"{"version":"1","hide":["a_*","a_*"]}"#);
+    assert_eq!(errors, [r#"policy.hide[1]: duplicate entry "a_*""#]);
+}
+
+#[test]
+fn one_overlap_error_per_pattern() {
+    let errors = load_errors(
+        r#"{"version":"1","tools":{"a_*":{"reason":"1"},"b_*":{"reason":"2"},"*_c":{"reason":"3"}}}"#,
+    );
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with(r#"policy.tools["*_c"]: pattern "*_c" and pattern "a_*""#),
+        "{errors:?}"
+    );
+}
