@@ -23,7 +23,7 @@ help:
 	@echo "make cli    - the mcp-policy command line (validate, explain, render) at $(CLI)"
 	@echo "make oci    - the module as an Istio-compatible OCI image layout at $(OCI_DIR)"
 	@echo "make release - module, CLI, OCI layout (tar) and SHA256SUMS in dist/release"
-	@echo "make deploy-check - deploy/ manifests: YAML, envoy --mode validate, policies, OCI layout"
+	@echo "make deploy-check - deploy/ manifests: strict Istio/Kubernetes schemas, kustomize builds, envoy --mode validate, policies, OCI layout"
 	@echo "make clients - real MCP clients/servers (TS SDK, Python mcp 1.x/2.x, Inspector) through Envoy"
 	@echo "make fuzz   - every fuzz target for FUZZ_SECONDS (default 60) each; fuzz-smoke: 15 s each"
 	@echo "make test-matrix - e2e subset + client suite on Envoy $(ENVOY_OLDEST) and $(ENVOY_VERSION)"
@@ -110,8 +110,25 @@ release: build cli oci
 # `mcp-policy render envoy` output) passes `envoy --mode validate` with the
 # real module; every embedded policy passes `mcp-policy validate`; the OCI
 # layout is well-formed and holds $(WASM).
-deploy-check: build cli oci venv
-	MCP_POLICY_BIN=$(abspath $(CLI)) $(PY) -m pytest -q tests/deploy
+# Every manifest and every `kustomize build` of deploy/ also passes a strict
+# schema check (tests/deploy/schemas.py): Istio's CRD schemas from the
+# istio.io/api Go module, Kubernetes' from the kubernetes-validate package.
+# Go tools and the CRD file are cached outside the repository, by version.
+GO_CACHE          ?= $(HOME)/.cache/mcp-policy/go
+ISTIO_API_VERSION ?= v1.32.0
+KUSTOMIZE_VERSION ?= v5.8.2
+ISTIO_CRDS        := $(GO_CACHE)/istio-api-$(ISTIO_API_VERSION)/customresourcedefinitions.gen.yaml
+KUSTOMIZE         := $(GO_CACHE)/tools/kustomize-$(KUSTOMIZE_VERSION)/kustomize
+$(ISTIO_CRDS):
+	@mkdir -p $(dir $@)
+	dir=$$(go mod download -json istio.io/api@$(ISTIO_API_VERSION) | python3 -c 'import json, sys; print(json.load(sys.stdin)["Dir"])') \
+	  && cp $$dir/kubernetes/customresourcedefinitions.gen.yaml $@.tmp && chmod u+w $@.tmp && mv $@.tmp $@
+$(KUSTOMIZE):
+	GOBIN=$(dir $@) GOFLAGS=-trimpath go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
+
+deploy-check: build cli oci venv $(ISTIO_CRDS) $(KUSTOMIZE)
+	ISTIO_CRDS=$(ISTIO_CRDS) KUSTOMIZE=$(KUSTOMIZE) MCP_POLICY_BIN=$(abspath $(CLI)) \
+	  $(PY) -m pytest -q tests/deploy
 
 # The real MCP ecosystem (docs/compatibility.md): pinned npm packages
 # (package.json + package-lock.json: TypeScript SDK, server-everything,

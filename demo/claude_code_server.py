@@ -169,7 +169,9 @@ def build_app() -> Starlette:
         # Reached through Envoy, the Host header is Envoy's (127.0.0.1:10000).
         security_settings=TransportSecuritySettings(
             enable_dns_rebinding_protection=True,
-            allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*"],
+            # MCP_ALLOWED_HOSTS (comma-separated Host values, `name:*` for
+            # any port) adds the names a deployment reaches it by.
+            allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*", *_extra_allowed_hosts()],
             allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
         ),
     )
@@ -180,6 +182,10 @@ def build_app() -> Starlette:
             yield
 
     return Starlette(routes=[Route("/mcp", endpoint=_StreamableHTTPEndpoint(manager))], lifespan=lifespan)
+
+
+def _extra_allowed_hosts() -> list[str]:
+    return [h.strip() for h in os.environ.get("MCP_ALLOWED_HOSTS", "").split(",") if h.strip()]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -146,6 +146,13 @@ impl Request {
     /// A refusal made before any tool call was judged (400/413/415).
     fn refuse_request(&mut self, reply: &LocalReply) -> Action {
         self.metrics.count(reply.outcome);
+        // Access logs get a decision for every judged request, unreadable
+        // ones included (`mcp_decision=invalid`, rule `http_400` etc.).
+        abi::set_property(&["mcp_policy.decision"], reply.outcome.name().as_bytes());
+        abi::set_property(
+            &["mcp_policy.rule"],
+            format!("http_{}", reply.status).as_bytes(),
+        );
         log::info!(
             "mcp-policy: refused ({}) status {}: {}",
             reply.outcome.name(),
@@ -270,11 +277,14 @@ impl Request {
             let grant = self
                 .engine
                 .grant_fingerprint_for(self.headers.grant.key(), self.caller.as_ref());
+            let session = self
+                .engine
+                .session_fingerprint(self.headers.session.as_deref());
             let ctx = AuditContext {
                 now_ms: HostClock.now_unix_millis(),
                 request_id: self.headers.request_id.as_deref(),
                 grant: &grant,
-                session: self.headers.session.as_deref(),
+                session: session.as_deref(),
                 subject: subject.as_deref(),
                 principal: self.caller.as_ref().and_then(|c| c.principal.as_deref()),
             };
@@ -301,6 +311,9 @@ impl Request {
             if let Some(who) = who {
                 abi::set_property(&["mcp_policy.caller"], who.as_bytes());
             }
+        } else {
+            // Judged, no tool call in it (initialize, tools/list, ...).
+            abi::set_property(&["mcp_policy.decision"], b"passed");
         }
     }
 

@@ -38,8 +38,10 @@ usage:
       path is written absolute (relative to the current directory); the
       listener binds 127.0.0.1:10000 unless --listen (or --port) says otherwise.
   mcp-policy render istio FILE [--image URL] [--name NAME] [--namespace NS]
-                               [--selector KEY=VALUE] [--only wasmplugin|envoyfilter]
-      An Istio WasmPlugin and, after ---, the EnvoyFilter variant.
+                               [--selector KEY=VALUE] [--port N] [--pull-secret NAME]
+                               [--only wasmplugin|envoyfilter]
+      An Istio WasmPlugin and, after ---, the EnvoyFilter variant, checking
+      the inbound MCP port N (the server's container port, default 8000).
 
 FILE is JSON or YAML (by extension, else by content); - reads standard input.
 exit codes: 0 ok / allowed, 1 usage error or invalid policy, 2 refused (explain)
@@ -366,6 +368,17 @@ fn render_istio(parser: &mut lexopt::Parser) -> Result<Exit, String> {
                     .ok_or_else(|| format!("--selector: got {text:?}, expected KEY=VALUE"))?;
                 o.selector = (k.to_string(), v.to_string());
             }
+            Long("port") => {
+                let text = string(parser.value().map_err(arg_err)?, "--port")?;
+                o.port = text
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|p| *p != 0)
+                    .ok_or_else(|| format!("--port: got {text:?}, expected 1-65535"))?;
+            }
+            Long("pull-secret") => {
+                o.pull_secret = Some(string(parser.value().map_err(arg_err)?, "--pull-secret")?)
+            }
             Long("only") => {
                 let text = string(parser.value().map_err(arg_err)?, "--only")?;
                 if text != "wasmplugin" && text != "envoyfilter" {
@@ -389,11 +402,30 @@ fn render_istio(parser: &mut lexopt::Parser) -> Result<Exit, String> {
             && s.chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
     };
-    if !is_name(&o.name) || !o.namespace.as_deref().is_none_or(is_name) {
+    if !is_name(&o.name)
+        || !o.namespace.as_deref().is_none_or(is_name)
+        || !o.pull_secret.as_deref().is_none_or(is_name)
+    {
         return Err(
-            "--name/--namespace: expected a Kubernetes name (lowercase letters, digits, '-', '.')"
+            "--name/--namespace/--pull-secret: expected a Kubernetes name (lowercase letters, digits, '-', '.')"
                 .to_string(),
         );
+    }
+    // OCI repository names are lowercase; the tag or digest may not be.
+    if let Some(reference) = o.image.strip_prefix("oci://") {
+        let repository = reference
+            .split_once('@')
+            .map_or(reference, |(r, _)| r)
+            .rsplit_once(':')
+            .filter(|(_, tag)| !tag.contains('/'))
+            .map_or(reference, |(r, _)| r);
+        if repository.chars().any(|c| c.is_ascii_uppercase()) {
+            return Err(format!(
+                "--image: got {:?}: an OCI repository name must be lowercase ({:?})",
+                o.image,
+                repository.to_ascii_lowercase()
+            ));
+        }
     }
     if !["oci://", "https://", "http://", "file://"]
         .iter()

@@ -947,7 +947,9 @@ fn render_istio_wasmplugin_and_envoyfilter() {
             spec["url"].as_str(),
             Some("oci://registry.example/mcp-policy:1.2.3")
         );
-        assert_eq!(spec["phase"].as_str(), Some("AUTHZ"));
+        assert_eq!(spec["phase"].as_str(), Some("STATS"));
+        assert_eq!(spec["match"][0]["mode"].as_str(), Some("SERVER"));
+        assert_eq!(spec["match"][0]["ports"][0]["number"].as_i64(), Some(8000));
         assert_eq!(spec["failStrategy"].as_str(), Some("FAIL_CLOSE"));
         assert_eq!(
             spec["selector"]["matchLabels"]["app"].as_str(),
@@ -963,13 +965,44 @@ fn render_istio_wasmplugin_and_envoyfilter() {
         );
         assert_eq!(filter["kind"].as_str(), Some("EnvoyFilter"));
         let patches = filter["spec"]["configPatches"].as_vec().unwrap();
-        assert_eq!(patches.len(), 2);
+        assert_eq!(patches.len(), 3);
         let ext = &patches[0];
         assert_eq!(ext["applyTo"].as_str(), Some("EXTENSION_CONFIG"));
-        let http = &patches[1];
-        assert_eq!(http["applyTo"].as_str(), Some("HTTP_FILTER"));
-        assert_eq!(http["match"]["context"].as_str(), Some("SIDECAR_INBOUND"));
-        assert_eq!(http["patch"]["operation"].as_str(), Some("INSERT_BEFORE"));
+        let version = ext["match"]["proxy"]["proxyVersion"].as_str().unwrap();
+        // The deny-all fallback: every proxy, the MCP port, before the router.
+        let deny = &patches[1];
+        assert_eq!(deny["applyTo"].as_str(), Some("HTTP_FILTER"));
+        assert_eq!(deny["match"]["context"].as_str(), Some("SIDECAR_INBOUND"));
+        assert!(deny["match"]["proxy"].is_badvalue());
+        assert_eq!(deny["match"]["listener"]["portNumber"].as_i64(), Some(8000));
+        assert_eq!(deny["patch"]["operation"].as_str(), Some("INSERT_BEFORE"));
+        assert_eq!(
+            at(
+                deny,
+                &[
+                    "match",
+                    "listener",
+                    "filterChain",
+                    "filter",
+                    "subFilter",
+                    "name"
+                ]
+            )
+            .as_str(),
+            Some("envoy.filters.http.router")
+        );
+        assert_eq!(
+            deny["patch"]["value"]["typed_config"]["@type"].as_str(),
+            Some("type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC")
+        );
+        // The filter replaces it on proxies the version gate accepts.
+        let http = &patches[2];
+        assert_eq!(
+            http["match"]["proxy"]["proxyVersion"].as_str(),
+            Some(version)
+        );
+        assert_eq!(http["match"]["listener"]["portNumber"].as_i64(), Some(8000));
+        assert_eq!(http["patch"]["operation"].as_str(), Some("REPLACE"));
         assert_eq!(
             at(
                 http,
@@ -983,7 +1016,19 @@ fn render_istio_wasmplugin_and_envoyfilter() {
                 ]
             )
             .as_str(),
-            Some("envoy.filters.http.router")
+            deny["patch"]["value"]["name"].as_str()
+        );
+        assert_eq!(
+            http["patch"]["value"]["config_discovery"]["type_urls"]
+                .as_vec()
+                .unwrap()
+                .iter()
+                .map(|t| t.as_str().unwrap())
+                .collect::<Vec<_>>(),
+            [
+                "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+                "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC"
+            ]
         );
         assert_eq!(
             ext["patch"]["value"]["name"],
@@ -1178,4 +1223,44 @@ fn yaml_unquoted_star_pattern_gets_a_hint() {
     let (c, lines) = validate_lines(&file);
     assert_eq!(c, 0, "{lines:?}");
     assert!(lines[0].contains("2 patterns"), "{lines:?}");
+}
+
+#[test]
+fn render_istio_port_pull_secret_and_lowercase_image() {
+    let file = scratch("seed-port.json", &std::fs::read_to_string(seed()).unwrap());
+    let o = run_path(
+        &["render", "istio"],
+        &file,
+        &["--port", "3000", "--pull-secret", "regcred"],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let docs = yaml_docs(&stdout(&o));
+    let spec = &docs[0]["spec"];
+    assert_eq!(spec["imagePullSecret"].as_str(), Some("regcred"));
+    assert_eq!(spec["match"][0]["ports"][0]["number"].as_i64(), Some(3000));
+    for patch in &docs[1]["spec"]["configPatches"].as_vec().unwrap()[1..] {
+        assert_eq!(
+            patch["match"]["listener"]["portNumber"].as_i64(),
+            Some(3000)
+        );
+    }
+    for image in [
+        "oci://ghcr.io/OWNER/mcp-policy:0.1.0",
+        "oci://localhost:5000/Acme/mcp-policy@sha256:00",
+    ] {
+        let o = run_path(&["render", "istio"], &file, &["--image", image]);
+        assert_eq!(code(&o), 1, "{image}");
+        assert!(stderr(&o).contains("must be lowercase"), "{}", stderr(&o));
+    }
+    // Upper case in a tag is fine; a registry port is not a tag.
+    let o = run_path(
+        &["render", "istio"],
+        &file,
+        &["--image", "oci://localhost:5000/acme/mcp-policy:V1"],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    for bad in [["--port", "0"], ["--pull-secret", "Bad_Name"]] {
+        let o = run_path(&["render", "istio"], &file, &bad);
+        assert_eq!(code(&o), 1, "{bad:?}");
+    }
 }

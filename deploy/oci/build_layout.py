@@ -22,9 +22,9 @@ zlib build).
 
 Push it with any OCI tool, e.g.:
 
-    skopeo copy oci:dist/oci:0.1.0 docker://ghcr.io/OWNER/mcp-policy:0.1.0
-    oras cp --from-oci-layout dist/oci:0.1.0 ghcr.io/OWNER/mcp-policy:0.1.0
-    crane push dist/oci ghcr.io/OWNER/mcp-policy:0.1.0
+    skopeo copy oci:dist/oci:0.1.0 docker://ghcr.io/your-org/mcp-policy:0.1.0
+    oras cp --from-oci-layout dist/oci:0.1.0 ghcr.io/your-org/mcp-policy:0.1.0
+    crane push dist/oci ghcr.io/your-org/mcp-policy:0.1.0
 
 Standard library only.
 """
@@ -168,8 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     write(out, files)
     manifest_digest = json.loads(files["index.json"])["manifests"][0]["digest"]
     print(f"oci: {out} ({tag}, manifest {manifest_digest})")
-    print(f"  push: skopeo copy oci:{out}:{tag} docker://ghcr.io/OWNER/mcp-policy:{tag}")
-    print(f"  pin:  oci://ghcr.io/OWNER/mcp-policy@{manifest_digest}")
+    print(f"  push: skopeo copy oci:{out}:{tag} docker://ghcr.io/your-org/mcp-policy:{tag}")
+    print(f"  pin:  oci://ghcr.io/your-org/mcp-policy@{manifest_digest}")
     return 0
 
 

@@ -898,6 +898,18 @@ impl Engine {
         format!("{:016x}", self.fingerprint(Scope::Grant, grant))
     }
 
+    /// The session fingerprint (hex) for audit lines: `Mcp-Session-Id` is a
+    /// bearer value on many servers, so logs carry its keyed hash (the same
+    /// value the `session` scope counts by), never the id itself.
+    pub fn session_fingerprint(&self, session: Option<&str>) -> Option<String> {
+        session.map(|s| {
+            format!(
+                "{:016x}",
+                self.fingerprint(Scope::Session, Some(s.as_bytes()))
+            )
+        })
+    }
+
     /// Whether any counter is scoped by the downstream address, so the host
     /// only looks the address up when a decision can use it.
     pub fn needs_source_address(&self) -> bool {

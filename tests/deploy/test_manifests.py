@@ -16,6 +16,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import subprocess
 import tarfile
 import tomllib
@@ -42,7 +43,33 @@ HCM_TYPE = "type.googleapis.com/envoy.extensions.filters.network.http_connection
 ROUTER_TYPE = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
 # Where the Kubernetes example mounts the module.
 K8S_WASM = "/opt/mcp-policy/plugin.wasm"
-DEFAULT_IMAGE = "oci://ghcr.io/OWNER/mcp-policy:0.1.0"
+DEFAULT_IMAGE = "oci://ghcr.io/your-org/mcp-policy:0.1.0"
+RBAC_TYPE = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC"
+# The sample MCP server's port: the only inbound port the Istio variants check.
+MCP_PORT = 8000
+KUSTOMIZE = os.environ.get("KUSTOMIZE")
+
+
+def is_partial(path: Path) -> bool:
+    """Kustomize's own files and strategic-merge patches: not whole resources."""
+    return path.name == "kustomization.yaml" or path.name.endswith("-patch.yaml")
+
+
+def built(directory: str) -> list[dict]:
+    """`kustomize build deploy/DIRECTORY` (KUSTOMIZE: the pinned binary)."""
+    if not KUSTOMIZE:
+        pytest.fail("KUSTOMIZE is not set: run `make deploy-check` (it installs the pinned kustomize)")
+    r = subprocess.run(
+        [KUSTOMIZE, "build", str(DEPLOY / directory)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert r.returncode == 0, f"kustomize build deploy/{directory}:\n{r.stderr}"
+    return [d for d in yaml.safe_load_all(r.stdout) if d]
+
+
+def one(docs: list[dict], kind: str) -> dict:
+    found = [d for d in docs if d.get("kind") == kind]
+    assert len(found) == 1, f"expected one {kind}, found {len(found)}"
+    return found[0]
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -64,7 +91,7 @@ def manifest(kind: str) -> dict:
     found = [
         d
         for p in sorted(DEPLOY.rglob("*.yaml"))
-        if IDENTITY not in p.parents
+        if not is_partial(p) and IDENTITY not in p.parents
         for d in load_all(p)
         if isinstance(d, dict) and d.get("kind") == kind
     ]
@@ -141,7 +168,7 @@ def local_code() -> dict:
 
 
 def test_every_manifest_parses_as_yaml():
-    files = sorted(DEPLOY.rglob("*.yaml"))
+    files = [p for p in sorted(DEPLOY.rglob("*.yaml")) if not is_partial(p)]
     assert files, "no manifests under deploy/"
     kinds = []
     for path in files:
@@ -152,7 +179,7 @@ def test_every_manifest_parses_as_yaml():
             assert d.get("metadata", {}).get("name"), f"{path}: {d['kind']} without metadata.name"
             kinds.append(d["kind"])
     assert sorted(kinds) == sorted(
-        ["ConfigMap", "Deployment", "Service", "WasmPlugin", "EnvoyFilter"]
+        ["ConfigMap", "Deployment", "Service", "WasmPlugin", "EnvoyFilter", "Gateway", "VirtualService"]
         + ["RequestAuthentication", "AuthorizationPolicy", "WasmPlugin", "PeerAuthentication", "WasmPlugin"]
     )
 
@@ -163,7 +190,9 @@ def test_identity_examples_hold_valid_policies_that_read_the_caller(name, tmp_pa
     plugins = [d for d in docs if d["kind"] == "WasmPlugin"]
     assert len(plugins) == 1
     spec = plugins[0]["spec"]
-    assert spec["phase"] == "AUTHZ" and spec["failStrategy"] == "FAIL_CLOSE"
+    # Where the main WasmPlugin runs: after Istio's AuthorizationPolicy, MCP port only.
+    assert spec["phase"] == "STATS" and spec["failStrategy"] == "FAIL_CLOSE"
+    assert spec["match"] == [{"mode": "SERVER", "ports": [{"number": MCP_PORT}]}]
     config = spec["pluginConfig"]
     assert config["settings"]["require_caller"] is True
     assert "caller." in json.dumps(config)
@@ -215,11 +244,15 @@ def test_configmap_envoy_yaml_is_the_cli_rendering_of_policy_json(tmp_path):
 
 
 def test_deployment_service_and_configmap_fit_together():
-    cm = configmap()
+    docs = built("kubernetes")
+    cm = one(docs, "ConfigMap")
+    assert cm == configmap()
     bootstrap = yaml.safe_load(cm["data"]["envoy.yaml"])
-    deploy = manifest("Deployment")
-    service = manifest("Service")
+    deploy = one(docs, "Deployment")
+    service = one(docs, "Service")
     pod = deploy["spec"]["template"]["spec"]
+    # Its own Envoy: never a second (Istio) proxy in the pod.
+    assert deploy["spec"]["template"]["metadata"]["annotations"]["sidecar.istio.io/inject"] == "false"
     labels = deploy["spec"]["template"]["metadata"]["labels"]
     assert deploy["spec"]["selector"]["matchLabels"].items() <= labels.items()
     assert service["spec"]["selector"].items() <= labels.items()
@@ -233,9 +266,27 @@ def test_deployment_service_and_configmap_fit_together():
     assert volumes[next(n for n, p in mounts.items() if p == "/etc/envoy")]["configMap"]["name"] == cm["metadata"]["name"]
     wasm_volume = next(n for n, p in mounts.items() if K8S_WASM.startswith(p + "/"))
     # The init container fills the same volume with plugin.wasm.
-    init = pod["initContainers"][0]
-    assert any(m["name"] == wasm_volume and K8S_WASM.startswith(m["mountPath"] + "/") for m in init["volumeMounts"])
-    assert "plugin.wasm" in " ".join(init["args"]) and "mcp-policy:0.1.0" in " ".join(init["args"])
+    fetch, extract = pod["initContainers"]
+    for init in (fetch, extract):
+        assert any(m["name"] == wasm_volume and K8S_WASM.startswith(m["mountPath"] + "/") for m in init["volumeMounts"])
+    assert fetch["args"][:2] == ["export", DEFAULT_IMAGE.removeprefix("oci://")]
+    assert "plugin.wasm" in " ".join(extract["args"])
+    # A private registry's credentials reach crane as a non-root user.
+    assert {e["name"]: e["value"] for e in fetch["env"]}["DOCKER_CONFIG"] == "/var/run/secrets/mcp-policy-pull"
+    assert "/root/" not in json.dumps(pod)
+    # Pinned images only.
+    for c in pod["initContainers"] + pod["containers"]:
+        tag = c["image"].rpartition(":")[2]
+        assert tag[:1] == "v" or tag[:1].isdigit(), f"{c['name']}: unpinned image {c['image']}"
+    # The restricted Pod Security Standard.
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    for c in pod["initContainers"] + pod["containers"]:
+        sc = c["securityContext"]
+        assert sc["allowPrivilegeEscalation"] is False and sc["capabilities"]["drop"] == ["ALL"], c["name"]
+    # Idle SSE streams outlive Envoy's default 5-minute stream idle timeout.
+    hcm = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    assert hcm["stream_idle_timeout"] == "3600s"
 
     # Envoy's listener port is the container port the Service targets.
     listen = bootstrap["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"]
@@ -247,7 +298,7 @@ def test_deployment_service_and_configmap_fit_together():
     server_env = {e["name"]: e["value"] for e in containers["mcp-server"]["env"]}
     assert address["address"] == "127.0.0.1" == server_env["HOST"]
     assert str(address["port_value"]) == server_env["PORT"]
-    assert "ports" not in containers["mcp-server"], "the MCP server must only be reachable through Envoy"
+    assert service["spec"]["ports"][0]["targetPort"] == "mcp", "the MCP server must only be reachable through Envoy"
 
 
 # ---------------------------------------------------------------- Istio
@@ -256,18 +307,39 @@ def test_deployment_service_and_configmap_fit_together():
 def test_envoyfilter_patch_in_a_minimal_bootstrap_passes_envoy_validate(tmp_path):
     ef = manifest("EnvoyFilter")
     patches = ef["spec"]["configPatches"]
-    ext = next(p for p in patches if p["applyTo"] == "EXTENSION_CONFIG")
-    http = next(p for p in patches if p["applyTo"] == "HTTP_FILTER")
+    ext, deny, http = patches
+    assert [p["applyTo"] for p in patches] == ["EXTENSION_CONFIG", "HTTP_FILTER", "HTTP_FILTER"]
 
-    assert ext["match"]["context"] == http["match"]["context"] == "SIDECAR_INBOUND"
+    assert ext["match"]["context"] == deny["match"]["context"] == http["match"]["context"] == "SIDECAR_INBOUND"
     assert ext["patch"]["operation"] == "ADD"
-    assert http["patch"]["operation"] == "INSERT_BEFORE"
-    assert http["match"]["listener"]["filterChain"]["filter"]["name"] == "envoy.filters.network.http_connection_manager"
-    assert http["match"]["listener"]["filterChain"]["filter"]["subFilter"]["name"] == "envoy.filters.http.router"
+    # Every proxy first gets a deny-all before the router on the MCP port...
+    assert deny["patch"]["operation"] == "INSERT_BEFORE"
+    assert "proxy" not in deny["match"]
+    assert deny["match"]["listener"]["portNumber"] == MCP_PORT
+    assert deny["match"]["listener"]["filterChain"]["filter"]["name"] == "envoy.filters.network.http_connection_manager"
+    assert deny["match"]["listener"]["filterChain"]["filter"]["subFilter"]["name"] == "envoy.filters.http.router"
+    assert deny["patch"]["value"]["typed_config"] == {"@type": RBAC_TYPE, "rules": {}}
+    # ...which the filter replaces on proxies >= 1.27 (the version gate).
+    gate = ext["match"]["proxy"]["proxyVersion"]
+    assert http["match"]["proxy"]["proxyVersion"] == gate
+    assert http["patch"]["operation"] == "REPLACE"
+    assert http["match"]["listener"]["portNumber"] == MCP_PORT
+    assert http["match"]["listener"]["filterChain"]["filter"]["subFilter"]["name"] == deny["patch"]["value"]["name"]
     discovery = http["patch"]["value"]["config_discovery"]
-    assert http["patch"]["value"]["name"] == ext["patch"]["value"]["name"]
-    assert discovery["type_urls"] == [WASM_TYPE]
+    assert http["patch"]["value"]["name"] == ext["patch"]["value"]["name"] == deny["patch"]["value"]["name"]
+    # The RBAC type too: istio-agent's deny-all when the module cannot be fetched.
+    assert discovery["type_urls"] == [WASM_TYPE, RBAC_TYPE]
     assert discovery["config_source"]["initial_fetch_timeout"] == "0s"
+    # Istio's proxy versions (ISTIO_VERSION) against the gate, as istiod matches them.
+    gate_re = re.compile(gate)
+    for version in ["1.27.0", "1.28.3", "1.29.6", "1.30.3", "1.31.0-beta.1", "1.100.0", "2.0.0", "10.1.0"]:
+        assert gate_re.search(version), version
+    for version in ["1.26.3", "1.9.0", "1.2.7", "0.27.0", "unknown", ""]:
+        assert not gate_re.search(version), version
+    # The deny-all and the filter, as Envoy gets them, are both accepted.
+    deny_only = minimal_bootstrap(deny["patch"]["value"])
+    r = envoy_validate(deny_only, tmp_path, "deny.yaml")
+    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
 
     typed = ext["patch"]["value"]["typed_config"]
     assert typed["@type"] == WASM_TYPE
@@ -289,9 +361,11 @@ def test_wasmplugin_fields_and_its_istio_translation_pass_envoy_validate(tmp_pat
     spec = wp["spec"]
     assert wp["apiVersion"] == "extensions.istio.io/v1alpha1"
     assert spec["url"] == DEFAULT_IMAGE
-    assert spec["phase"] == "AUTHZ"
+    # After Istio's AuthorizationPolicy, like the EnvoyFilter (before the router).
+    assert spec["phase"] == "STATS"
     assert spec["failStrategy"] == "FAIL_CLOSE"
     assert spec["selector"]["matchLabels"] == {"app": "mcp-server"}
+    assert spec["match"] == [{"mode": "SERVER", "ports": [{"number": MCP_PORT}]}]
     assert spec["pluginConfig"] == json.loads(SEED.read_text(encoding="utf-8"))
 
     # Istio hands pluginConfig to the filter as JSON, without
@@ -317,8 +391,8 @@ def test_wasmplugin_fields_and_its_istio_translation_pass_envoy_validate(tmp_pat
 
 def test_istio_manifests_are_the_cli_rendering_of_the_seed_policy():
     for kind, only, path in [
-        ("WasmPlugin", "wasmplugin", DEPLOY / "istio" / "wasmplugin.yaml"),
-        ("EnvoyFilter", "envoyfilter", DEPLOY / "istio" / "envoyfilter.yaml"),
+        ("WasmPlugin", "wasmplugin", DEPLOY / "istio" / "wasmplugin" / "wasmplugin.yaml"),
+        ("EnvoyFilter", "envoyfilter", DEPLOY / "istio" / "envoyfilter" / "envoyfilter.yaml"),
     ]:
         r = cli("render", "istio", str(SEED), "--only", only)
         assert r.returncode == 0, r.stderr
