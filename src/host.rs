@@ -49,11 +49,14 @@ pub struct Metrics {
     unlisted: Vec<(Outcome, u32)>,
 }
 
-const CALL_OUTCOMES: [Outcome; 4] = [
+const CALL_OUTCOMES: [Outcome; 7] = [
     Outcome::Allowed,
     Outcome::Denied,
     Outcome::RateLimited,
     Outcome::ApprovalRefused,
+    Outcome::WouldDeny,
+    Outcome::WouldRateLimit,
+    Outcome::WouldNeedApproval,
 ];
 
 fn define_family(prefix: &str) -> Vec<(Outcome, u32)> {

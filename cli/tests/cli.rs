@@ -137,8 +137,8 @@ const BAD: &[(&str, &str)] = &[
         "policy.tools.x.limits: got {}, expected an array of limits",
     ),
     (
-        r#"{"version":"1","tools":{"x":{"limits":[{"counter":"c","window":"week","max":1}]}}}"#,
-        r#"policy.tools.x.limits[0].window: got "week", expected one of "second", "minute", "hour", "day""#,
+        r#"{"version":"1","tools":{"x":{"limits":[{"counter":"c","window":"fortnight","max":1}]}}}"#,
+        r#"policy.tools.x.limits[0].window: got "fortnight", expected one of "second", "minute", "hour", "day", "week", "month" or its length in seconds (1, 60, 3600, 86400, 604800, 2592000)"#,
     ),
     (
         r#"{"version":"1","tools":{"x":{"limits":[{"counter":"c","window":"day","max":0}]}}}"#,
@@ -210,7 +210,7 @@ fn validate_prints_exactly_the_filter_messages_for_every_error_class() {
 
 #[test]
 fn validate_reports_every_problem_not_only_the_first() {
-    let text = r#"{"version":"2","default":"maybe","tools":{"x":{"action":"nope","limits":[{"counter":"c","window":"week","max":0}]}},"extra":1}"#;
+    let text = r#"{"version":"2","default":"maybe","tools":{"x":{"action":"nope","limits":[{"counter":"c","window":"fortnight","max":0}]}},"extra":1}"#;
     let file = scratch("many.json", text);
     let (code, lines) = validate_lines(&file);
     assert_eq!(code, 1);
@@ -259,8 +259,8 @@ fn yaml_and_json_give_the_same_messages() {
     // Block-style YAML written as people write it.
     let pairs = [
         (
-            "version: '1'\ndefault: maybe\ntools:\n  x:\n    action: nope\n    limits:\n      - counter: c\n        window: week\n        max: 0\n        scope: grant\n",
-            r#"{"version":"1","default":"maybe","tools":{"x":{"action":"nope","limits":[{"counter":"c","window":"week","max":0,"scope":"grant"}]}}}"#,
+            "version: '1'\ndefault: maybe\ntools:\n  x:\n    action: nope\n    limits:\n      - counter: c\n        window: fortnight\n        max: 0\n        scope: grant\n",
+            r#"{"version":"1","default":"maybe","tools":{"x":{"action":"nope","limits":[{"counter":"c","window":"fortnight","max":0,"scope":"grant"}]}}}"#,
         ),
         (
             "version: 1\nhide: [a, a]\nsettings:\n  refund_on_error: 'yes'\n  max_depth: 500\n",

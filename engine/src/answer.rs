@@ -29,6 +29,12 @@ pub enum Outcome {
     RateLimited,
     ApprovalRefused,
     Invalid,
+    /// Shadow mode: forwarded, but the policy would have denied it.
+    WouldDeny,
+    /// Shadow mode: forwarded, but its shadow budget is exhausted.
+    WouldRateLimit,
+    /// Shadow mode: forwarded without asking the approval service.
+    WouldNeedApproval,
 }
 
 impl Outcome {
@@ -39,6 +45,20 @@ impl Outcome {
             Outcome::RateLimited => "rate_limited",
             Outcome::ApprovalRefused => "approval_refused",
             Outcome::Invalid => "invalid",
+            Outcome::WouldDeny => "would_deny",
+            Outcome::WouldRateLimit => "would_rate_limit",
+            Outcome::WouldNeedApproval => "would_need_approval",
+        }
+    }
+
+    /// The shadow-mode twin of a refusal outcome: what is recorded when a
+    /// shadowed call is forwarded anyway.
+    pub fn shadowed(self) -> Outcome {
+        match self {
+            Outcome::Denied => Outcome::WouldDeny,
+            Outcome::RateLimited => Outcome::WouldRateLimit,
+            Outcome::ApprovalRefused => Outcome::WouldNeedApproval,
+            other => other,
         }
     }
 }
@@ -100,6 +120,14 @@ pub fn cut(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
 }
 
 impl Refusal {
+    /// This refusal as a shadowed call records it (`would_*`).
+    pub fn shadowed(self) -> Refusal {
+        Refusal {
+            outcome: self.outcome.shadowed(),
+            ..self
+        }
+    }
+
     fn code(&self) -> i64 {
         match self.outcome {
             Outcome::RateLimited => CODE_RATE_LIMITED,

@@ -13,12 +13,24 @@ use crate::glob::Glob;
 use crate::json::{self, Node, Value};
 use crate::policy::{
     Action, Algorithm, ApprovalService, ArgRule, AuditLevel, Counter, ErrorStyle, FailureMode,
-    GrantSource, HeaderMode, Policy, RateLimitService, Risk, RuleKind, Scope, Settings,
+    GrantSource, HeaderMode, ItemRules, Policy, RateLimitService, Risk, RuleKind, Scope, Settings,
     ToolPattern, ToolRule, Window,
 };
 
 const ALGORITHMS: [(&str, Algorithm); 2] =
     [("sliding", Algorithm::Sliding), ("fixed", Algorithm::Fixed)];
+
+const SCOPES: [(&str, Scope); 4] = [
+    ("global", Scope::Global),
+    ("grant", Scope::Grant),
+    ("session", Scope::Session),
+    ("source", Scope::Source),
+];
+
+const WINDOW_TEXT: &str = "one of \"second\", \"minute\", \"hour\", \"day\", \"week\", \"month\" or its length in seconds (1, 60, 3600, 86400, 604800, 2592000)";
+
+/// `mode` values: whether refusals are only recorded (`shadow`).
+const MODES: [(&str, bool); 2] = [("enforce", false), ("shadow", true)];
 
 const TOOL_ACTIONS: [(&str, Action); 3] = [
     ("allow", Action::Allow),
@@ -236,6 +248,9 @@ impl Validator<'_> {
                 "risk_actions",
                 "approval",
                 "rate_limit_service",
+                "resources",
+                "prompts",
+                "all_tools",
             ],
         )?;
         match root.get("version") {
@@ -301,21 +316,49 @@ impl Validator<'_> {
             }
         }
         let patterns = self.order_patterns(patterns);
+        // PolicyLayer's `all_tools` is the `"*"` entry.
+        if let Some(node) = root.get("all_tools") {
+            if root.get("tools").and_then(|t| t.get("*")).is_some() {
+                self.error(
+                    "policy.all_tools",
+                    "given together with tools.\"*\": both name the rules for every tool; keep one"
+                        .to_string(),
+                );
+            } else {
+                wildcard = self.tool_rule(node, "policy.all_tools", &mut counters);
+            }
+        }
+        let resources = root
+            .get("resources")
+            .map(|n| self.item_rules(n, "policy.resources", &mut counters));
+        let prompts = root
+            .get("prompts")
+            .map(|n| self.item_rules(n, "policy.prompts", &mut counters));
         let risk_actions = match root.get("risk_actions") {
             Some(node) => self.risk_actions(node),
             None => HashMap::new(),
         };
         let approval = root.get("approval").and_then(|n| self.approval(n));
-        let approves = wildcard.action == Action::Approve
-            || tools
+        // Shadowed calls never ask the approver, so only enforced ones need it.
+        let all_shadow = settings.shadow || wildcard.shadow;
+        let approves = !all_shadow
+            && (tools
                 .values()
                 .chain(patterns.iter().map(|p| &p.rule))
                 .chain([&wildcard])
                 .any(|t| {
-                    t.action == Action::Approve
-                        || t.rules.iter().any(|r| r.action == Action::Approve)
+                    !t.shadow
+                        && (t.action == Action::Approve
+                            || t.rules.iter().any(|r| r.action == Action::Approve))
                 })
-            || risk_actions.values().any(|a| *a == Action::Approve);
+                || risk_actions.values().any(|a| *a == Action::Approve)
+                || [&resources, &prompts].into_iter().flatten().any(|section| {
+                    section
+                        .exact
+                        .values()
+                        .chain(section.patterns.iter().map(|(_, r)| r))
+                        .any(|r| !r.shadow && r.action == Action::Approve)
+                }));
         if approves && approval.is_none() && root.get("approval").is_none() {
             self.error(
                 "policy.approval",
@@ -349,6 +392,8 @@ impl Validator<'_> {
             hide_all,
             counters: counters.list,
             risk_actions,
+            resources,
+            prompts,
             approval,
             settings,
         })
@@ -417,22 +462,107 @@ impl Validator<'_> {
         found.into_iter().map(|(p, _)| p).collect()
     }
 
+    /// A `resources` or `prompts` section: pattern -> rule with the actions
+    /// of a tool rule (argument rules and risk are for tools only).
+    fn item_rules(
+        &mut self,
+        node: &Node<'_>,
+        path: &str,
+        counters: &mut CounterTable,
+    ) -> ItemRules {
+        let mut section = ItemRules::default();
+        let Some(members) = node.as_object() else {
+            self.wrong(
+                path,
+                node,
+                "an object mapping patterns (`*` matches anything) to rules",
+            );
+            return section;
+        };
+        for (key, rule_node) in members {
+            let rule_path = child(path, key);
+            if key.is_empty() {
+                self.error(&rule_path, "pattern must not be empty".to_string());
+                continue;
+            }
+            for tools_only in ["rules", "risk"] {
+                if rule_node.get(tools_only).is_some() {
+                    self.error(
+                        &child(&rule_path, tools_only),
+                        "only tool rules take this key; expected one of action, reason, limits, description, mode".to_string(),
+                    );
+                }
+            }
+            let rule = self.tool_rule(rule_node, &rule_path, counters);
+            if let Err(e) = section.insert(key, rule) {
+                self.error(&rule_path, e);
+            }
+        }
+        section
+    }
+
     fn tool_rule(&mut self, node: &Node<'_>, path: &str, counters: &mut CounterTable) -> ToolRule {
         let mut rule = ToolRule::default();
         let Some(obj) = self.object(
             node,
             path,
-            &["action", "reason", "limits", "description", "risk", "rules"],
+            &[
+                "action",
+                "reason",
+                "limits",
+                "description",
+                "risk",
+                "rules",
+                "mode",
+                "rate_limit",
+                "require",
+                "deny_if",
+            ],
         ) else {
             return rule;
         };
+        // PolicyLayer's forms: `require` / `deny_if` directly on the tool
+        // (empty lists say nothing), and the FAQ `rate_limit` block.
+        for (key, require) in [("require", true), ("deny_if", false)] {
+            let Some(n) = obj.get(key) else { continue };
+            if n.as_array().is_some_and(|a| a.is_empty()) {
+                continue;
+            }
+            if let Some(conditions) = self.conditions(n, &child(path, key)) {
+                rule.rules.push(ArgRule {
+                    name: key.to_string(),
+                    kind: if require {
+                        RuleKind::Require(conditions)
+                    } else {
+                        RuleKind::DenyIf(conditions)
+                    },
+                    action: Action::Deny,
+                    risk: None,
+                    reason: None,
+                });
+            }
+        }
+        if let Some(n) = obj.get("rate_limit") {
+            let rpath = child(path, "rate_limit");
+            if let Some(counter) = self.rate_limit_block(n, &rpath) {
+                match counters.add(counter, &rpath) {
+                    Ok(idx) => rule.limits.push(idx),
+                    Err(e) => self.errors.push(e),
+                }
+            }
+        }
+        if let Some(m) = obj.get("mode") {
+            rule.shadow = self
+                .choice(m, &child(path, "mode"), &MODES)
+                .unwrap_or(false);
+        }
         if let Some(a) = obj.get("action") {
             rule.action = self
                 .choice(a, &child(path, "action"), &TOOL_ACTIONS)
                 .unwrap_or(Action::Deny);
         }
         if let Some(r) = obj.get("risk") {
-            rule.risk = self.choice(r, &child(path, "risk"), &Risk::ALL);
+            rule.risk = self.risk_name(r, &child(path, "risk"));
         }
         if let Some(r) = obj.get("rules") {
             rule.rules = self.arg_rules(r, &child(path, "rules"));
@@ -524,7 +654,18 @@ impl Validator<'_> {
             );
         }
         let name = match obj.get("counter") {
-            Some(n) => self.string(n, &child(path, "counter")),
+            Some(n) => match self.string(n, &child(path, "counter")) {
+                // `~` starts the shadow budgets' names (see engine::SHADOW_PREFIX).
+                Some(s) if s.starts_with('~') => {
+                    self.wrong(
+                        &child(path, "counter"),
+                        n,
+                        "a name not starting with \"~\" (reserved for shadow budgets)",
+                    );
+                    None
+                }
+                other => other,
+            },
             None => {
                 self.error(
                     &child(path, "counter"),
@@ -534,20 +675,11 @@ impl Validator<'_> {
             }
         };
         let window = match obj.get("window") {
-            Some(w) => self.choice(
-                w,
-                &child(path, "window"),
-                &[
-                    ("second", Window::Second),
-                    ("minute", Window::Minute),
-                    ("hour", Window::Hour),
-                    ("day", Window::Day),
-                ],
-            ),
+            Some(w) => self.window(w, &child(path, "window")),
             None => {
                 self.error(
                     &child(path, "window"),
-                    "missing, expected one of \"second\", \"minute\", \"hour\", \"day\"".into(),
+                    format!("missing, expected {WINDOW_TEXT}"),
                 );
                 None
             }
@@ -563,16 +695,7 @@ impl Validator<'_> {
             }
         };
         let scope = match obj.get("scope") {
-            Some(s) => self.choice(
-                s,
-                &child(path, "scope"),
-                &[
-                    ("global", Scope::Global),
-                    ("grant", Scope::Grant),
-                    ("session", Scope::Session),
-                    ("source", Scope::Source),
-                ],
-            ),
+            Some(s) => self.choice(s, &child(path, "scope"), &SCOPES),
             None => Some(Scope::Global),
         };
         Some(Counter {
@@ -587,18 +710,112 @@ impl Validator<'_> {
         })
     }
 
+    /// A risk category name in any case (`Destructive`, PolicyLayer's
+    /// spelling, is `destructive`).
+    fn risk_name(&mut self, node: &Node<'_>, path: &str) -> Option<Risk> {
+        let found = node.as_str().and_then(|s| {
+            Risk::ALL
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(s))
+                .map(|(_, r)| *r)
+        });
+        if found.is_none() {
+            self.wrong(
+                path,
+                node,
+                "one of \"read\", \"write\", \"execute\", \"destructive\" (any case)",
+            );
+        }
+        found
+    }
+
+    /// A window by name, or in seconds when that is one named window's
+    /// length (PolicyLayer's `"window": 60`).
+    fn window(&mut self, node: &Node<'_>, path: &str) -> Option<Window> {
+        let found = match (node.as_str(), node.as_f64()) {
+            (Some(name), _) => Window::ALL.iter().find(|w| w.name() == name).copied(),
+            (None, Some(secs)) => Window::ALL
+                .iter()
+                .find(|w| w.seconds() as f64 == secs)
+                .copied(),
+            _ => None,
+        };
+        if found.is_none() {
+            self.wrong(path, node, WINDOW_TEXT);
+        }
+        found
+    }
+
+    /// PolicyLayer's FAQ limit on one tool (or `all_tools`):
+    /// `{"max": 10, "window": 60}`, counted per grant unless `scope` says
+    /// otherwise, in a counter named after where it stands.
+    fn rate_limit_block(&mut self, node: &Node<'_>, path: &str) -> Option<Counter> {
+        let obj = self.object(node, path, &["max", "window", "scope"])?;
+        let window = match obj.get("window") {
+            Some(w) => self.window(w, &child(path, "window")),
+            None => {
+                self.error(
+                    &child(path, "window"),
+                    format!("missing, expected {WINDOW_TEXT}"),
+                );
+                None
+            }
+        };
+        let max = match obj.get("max") {
+            Some(m) => self.positive_int(m, &child(path, "max"), 1_000_000_000),
+            None => {
+                self.error(
+                    &child(path, "max"),
+                    "missing, expected an integer >= 1".into(),
+                );
+                None
+            }
+        };
+        let scope = match obj.get("scope") {
+            Some(s) => self.choice(s, &child(path, "scope"), &SCOPES),
+            None => Some(Scope::Grant),
+        };
+        Some(Counter {
+            name: path.strip_prefix("policy.").unwrap_or(path).to_string(),
+            window: window?,
+            max: max?,
+            scope: scope?,
+            algorithm: self.default_algorithm,
+            increment_from: None,
+            default_increment_milli: None,
+            global: false,
+        })
+    }
+
     fn risk_actions(&mut self, node: &Node<'_>) -> HashMap<Risk, Action> {
         let mut out = HashMap::new();
         let path = "policy.risk_actions";
-        let names: Vec<&str> = Risk::ALL.iter().map(|(n, _)| *n).collect();
-        let Some(obj) = self.object(node, path, &names) else {
+        let Some(members) = node.as_object() else {
+            self.wrong(path, node, "an object mapping risk categories to actions");
             return out;
         };
-        for (name, risk) in Risk::ALL {
-            if let Some(a) = obj.get(name) {
-                if let Some(action) = self.choice(a, &child(path, name), &TOOL_ACTIONS) {
-                    out.insert(risk, action);
-                }
+        for (name, a) in members {
+            let at = child(path, name);
+            let Some(risk) = Risk::ALL
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, r)| *r)
+            else {
+                self.error(
+                    &at,
+                    "unknown key, expected one of \"read\", \"write\", \"execute\", \"destructive\" (any case)".to_string(),
+                );
+                continue;
+            };
+            if out.contains_key(&risk) {
+                self.error(
+                    &at,
+                    "the same category is given twice (names are case-insensitive)".to_string(),
+                );
+                continue;
+            }
+            if let Some(action) = self.choice(a, &at, &TOOL_ACTIONS) {
+                out.insert(risk, action);
             }
         }
         out
@@ -775,7 +992,7 @@ impl Validator<'_> {
             None => Some(Action::Deny),
         };
         let risk = match obj.get("risk") {
-            Some(r) => self.choice(r, &child(path, "risk"), &Risk::ALL),
+            Some(r) => self.risk_name(r, &child(path, "risk")),
             None => None,
         };
         let reason = match obj.get("reason") {
@@ -966,6 +1183,7 @@ impl Validator<'_> {
                 "audit",
                 "require_grant",
                 "hold_body_timeout_ms",
+                "mode",
                 "caller_claims",
                 "require_caller",
                 "grant_from",
@@ -973,6 +1191,11 @@ impl Validator<'_> {
         ) else {
             return s;
         };
+        if let Some(n) = obj.get("mode") {
+            if let Some(v) = self.choice(n, &child(path, "mode"), &MODES) {
+                s.shadow = v;
+            }
+        }
         self.caller_settings(obj, path, &mut s.caller);
         if let Some(n) = obj.get("max_body_bytes") {
             // Envoy's own buffer limit answers 413 past 1 MiB by default; allow
@@ -1184,5 +1407,7 @@ impl CounterTable {
     }
 }
 
+#[cfg(test)]
+mod policylayer_tests;
 #[cfg(test)]
 mod tests;

@@ -6,7 +6,7 @@ use crate::caller::{Caller, CallerNeeds, CallerView};
 use crate::config;
 use crate::global_limits::{self, FailureMode, GlobalAnswer, GlobalTake};
 use crate::json::{self, Node, Value};
-use crate::jsonrpc::{self, Message};
+use crate::jsonrpc::{self, CallKind, Message};
 use crate::policy::{ApprovalService, CallVerdict, Counter, Policy, Scope};
 use crate::ratelimit::{self, Charge, Clock, Denial, SharedStore, Take};
 use crate::risk;
@@ -16,6 +16,11 @@ use crate::write::ObjectWriter;
 
 /// Default key for scope fingerprints; `settings.grant_hash_key` replaces it.
 const DEFAULT_HASH_KEY: &[u8] = b"mcp-policy/scope-fingerprint/v1";
+
+/// Name prefix of shadow budgets: shadowed calls count in a copy of each
+/// counter under this name, never in the enforced one. Policy counter names
+/// cannot start with `~`.
+pub const SHADOW_PREFIX: &str = "~shadow/";
 
 /// What the host knows about the request besides its body: scope values
 /// (raw; hashed here) and the request id for approvals and audit.
@@ -112,6 +117,8 @@ pub struct Engine {
     pub policy: Policy,
     /// The policy's counters with `max` in thousandths.
     scaled_counters: Vec<Counter>,
+    /// `scaled_counters` renamed into the shadow namespace, same indices.
+    shadow_counters: Vec<Counter>,
     /// Some counter is scoped by the downstream address.
     needs_source: bool,
     /// What the policy reads about the caller.
@@ -120,7 +127,7 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(policy: Policy) -> Self {
-        let scaled_counters = policy
+        let scaled_counters: Vec<Counter> = policy
             .counters
             .iter()
             .map(|c| Counter {
@@ -129,10 +136,19 @@ impl Engine {
             })
             .collect();
         let needs_source = policy.counters.iter().any(|c| c.scope == Scope::Source);
+        let shadow_counters = scaled_counters
+            .iter()
+            .map(|c| Counter {
+                name: format!("{SHADOW_PREFIX}{}", c.name),
+                global: false,
+                ..c.clone()
+            })
+            .collect();
         let caller_needs = policy.caller_needs();
         Self {
             policy,
             scaled_counters,
+            shadow_counters,
             needs_source,
             caller_needs,
         }
@@ -217,8 +233,14 @@ impl Engine {
         };
         let mut classified = Vec::with_capacity(messages.len());
         for (i, node) in messages.iter().enumerate() {
-            match jsonrpc::classify(node) {
-                Ok(m) => classified.push(m),
+            match jsonrpc::classify(node).map(|m| self.governed(m)) {
+                Ok(Ok(m)) => classified.push(m),
+                Ok(Err(reason)) if batch => {
+                    return invalid(answer::invalid_request(&format!(
+                        "batch element {i}: {reason}"
+                    )))
+                }
+                Ok(Err(reason)) => return invalid(answer::invalid_request(&reason)),
                 Err(e) if batch => {
                     return invalid(answer::invalid_request(&format!(
                         "batch element {i}: {}",
@@ -245,6 +267,24 @@ impl Engine {
         self.judge(doc.source, &classified, batch, scopes, store, clock)
     }
 
+    /// Resource and prompt messages are judged only when the policy has
+    /// their section; without it they pass as plumbing, exactly as before.
+    /// An unreadable one of a governed kind is refused (the reason).
+    fn governed<'d, 'a>(&self, msg: Message<'d, 'a>) -> Result<Message<'d, 'a>, String> {
+        match msg {
+            Message::ToolCall { kind, id, .. } | Message::ItemsList { kind, id }
+                if !self.policy.governs(kind) =>
+            {
+                Ok(Message::Other { id: Some(id) })
+            }
+            Message::Unjudged { kind, id, .. } if !self.policy.governs(kind) => {
+                Ok(Message::Other { id })
+            }
+            Message::Unjudged { reason, .. } => Err(reason),
+            other => Ok(other),
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn judge(
         &self,
@@ -266,9 +306,24 @@ impl Engine {
         let mut takes: Vec<(usize, Take)> = Vec::new();
         let mut approvals: Vec<(usize, String, String)> = Vec::new();
         let mut forwarded = Forwarded::default();
+        // Shadowed calls: what would have happened, their shadow takes and
+        // the approval they would have needed, per message.
+        let mut notes: Vec<Option<Refusal>> = vec![None; messages.len()];
+        let mut shadow_takes: Vec<(usize, Vec<Take>)> = Vec::new();
+        let mut shadow_approvals: Vec<(usize, String, String)> = Vec::new();
         let hint = |tool: &str| risk::lookup(store, tool);
         for (i, msg) in messages.iter().enumerate() {
             let mut refusal = None;
+            // An identity we cannot read is refused even in shadow mode.
+            let shadow = match msg {
+                Message::ToolCall {
+                    kind: CallKind::Tool,
+                    tool,
+                    ..
+                } => unreadable.is_none() && self.policy.shadowed(tool),
+                Message::ToolCall { kind, tool, .. } => self.policy.item_shadowed(*kind, tool),
+                _ => false,
+            };
             match msg {
                 Message::ToolCall { tool, .. }
                     if scopes.grant.is_none() && self.policy.settings.require_grant =>
@@ -280,9 +335,15 @@ impl Engine {
                     refusal = Some(denied(tool, "settings.require_grant".to_string(), reason));
                 }
                 Message::ToolCall {
-                    tool, arguments, ..
+                    kind,
+                    tool,
+                    arguments,
+                    ..
                 } => {
+                    let mut own_takes = Vec::new();
+                    let mut approval = None;
                     let verdict = match unreadable {
+                        _ if *kind != CallKind::Tool => self.policy.decide_item(*kind, tool),
                         Some(why) => CallVerdict::Deny {
                             rule: "caller".to_string(),
                             reason: format!("the caller's identity could not be read ({why}); the call is refused"),
@@ -300,26 +361,40 @@ impl Engine {
                             rule,
                             reason,
                         } => {
-                            approvals.push((i, rule, reason));
+                            approval = Some((i, rule, reason));
                             limits
                         }
                     };
                     for counter in limits {
                         match self.take(counter, scopes, *arguments) {
-                            Ok(take) => takes.push((i, take)),
+                            Ok(take) => own_takes.push(take),
                             Err(reason) => {
                                 let rule = format!("limits.{}", self.counter_name(counter));
                                 refusal = Some(denied(tool, rule, reason));
                             }
                         }
                     }
+                    if shadow {
+                        if refusal.is_none() {
+                            shadow_takes.push((i, own_takes));
+                            shadow_approvals.extend(approval);
+                        }
+                    } else {
+                        takes.extend(own_takes.into_iter().map(|t| (i, t)));
+                        approvals.extend(approval);
+                    }
                 }
-                Message::ToolsList { id } => {
+                Message::ToolsList { id } | Message::ItemsList { id, .. } => {
                     if let Some(list_id) = ListId::of(id) {
                         forwarded.list_ids.push(list_id);
                     }
                 }
-                Message::Other { .. } | Message::Response => {}
+                Message::Other { .. } | Message::Unjudged { .. } | Message::Response => {}
+            }
+            if shadow {
+                if let (Some(note), Some(r)) = (notes.get_mut(i), refusal.take()) {
+                    *note = Some(r.shadowed());
+                }
             }
             refusals.push(refusal);
         }
@@ -340,6 +415,29 @@ impl Engine {
                     {
                         *slot = Some(self.rate_refusal(tool, &denial));
                     }
+                }
+            }
+        }
+        if refusals.iter().all(Option::is_none) {
+            self.shadow_limits(
+                store,
+                clock,
+                messages,
+                &shadow_takes,
+                &mut notes,
+                &mut forwarded,
+            );
+            for (i, rule, reason) in shadow_approvals {
+                if let (Some(note @ None), Some(Message::ToolCall { tool, .. })) =
+                    (notes.get_mut(i), messages.get(i))
+                {
+                    *note = Some(Refusal {
+                        outcome: Outcome::WouldNeedApproval,
+                        tool: answer::shown_name(tool).into_owned(),
+                        rule,
+                        reason,
+                        rate: None,
+                    });
                 }
             }
         }
@@ -365,7 +463,7 @@ impl Engine {
                 }
             }
         }
-        let calls = call_records(messages, &refusals);
+        let calls = call_records(messages, &refusals, &notes);
         if refusals.iter().any(Option::is_some) {
             return Verdict::Reply {
                 reply: self.refusal_answer(&raw_ids(source, messages), &refusals, batch),
@@ -413,6 +511,42 @@ impl Engine {
             }));
         }
         self.after_limits(forwarded, approval)
+    }
+
+    /// Counts shadowed calls in their shadow budgets (each call on its own,
+    /// so one call's exhausted budget is not blamed on another): an
+    /// exhausted budget is noted as `would_rate_limit`, a taken one is kept
+    /// with the request's charges (refunds and releases treat it alike).
+    fn shadow_limits(
+        &self,
+        store: &dyn SharedStore,
+        clock: &dyn Clock,
+        messages: &[Message<'_, '_>],
+        shadow_takes: &[(usize, Vec<Take>)],
+        notes: &mut [Option<Refusal>],
+        forwarded: &mut Forwarded,
+    ) {
+        for (i, takes) in shadow_takes {
+            if takes.is_empty() {
+                continue;
+            }
+            match ratelimit::acquire_indexed(
+                store,
+                &self.shadow_counters,
+                self.policy.settings.counter_slots,
+                takes,
+                clock.now_unix_millis(),
+            ) {
+                Ok(charges) => forwarded.charges.extend(charges),
+                Err((_, denial)) => {
+                    if let (Some(note), Some(Message::ToolCall { tool, .. })) =
+                        (notes.get_mut(*i), messages.get(*i))
+                    {
+                        *note = Some(self.rate_refusal(tool, &denial).shadowed());
+                    }
+                }
+            }
+        }
     }
 
     /// Limits are settled: ask for approval if needed, else forward.
@@ -572,6 +706,7 @@ impl Engine {
             id,
             tool,
             arguments,
+            ..
         }) = messages.get(*i)
         else {
             return Err("internal: approval for a non-call".to_string());
@@ -834,7 +969,11 @@ impl Engine {
             self.policy
                 .lists_for(name, Some(risk::from_annotations(entry)), &view)
         };
-        tools_list::filter_json_with(body, ids, &keep)
+        if self.policy.resources.is_none() && self.policy.prompts.is_none() {
+            return tools_list::filter_json_with(body, ids, &keep);
+        }
+        let items = |kind: CallKind, name: &str| self.policy.lists_item(kind, name);
+        tools_list::filter_json_items(body, ids, &keep, &items)
     }
 
     /// A filter for one `text/event-stream` answer, bounded like bodies.
@@ -876,7 +1015,9 @@ impl Engine {
             }
             self.policy.lists_for(name, Some(hint), &view)
         };
-        let out = filter.push(chunk, end, &keep);
+        let items = |kind: CallKind, name: &str| self.policy.lists_item(kind, name);
+        let governs_items = self.policy.resources.is_some() || self.policy.prompts.is_some();
+        let out = filter.push_items(chunk, end, &keep, governs_items.then_some(&items as _));
         if learning {
             risk::learn(store, &seen.into_inner());
         }
@@ -962,20 +1103,28 @@ fn raw_ids<'s>(source: &'s str, messages: &[Message<'_, '_>]) -> Vec<Option<&'s 
 
 fn request_id<'d, 'a>(msg: &Message<'d, 'a>) -> Option<&'d Node<'a>> {
     match msg {
-        Message::ToolCall { id, .. } | Message::ToolsList { id } => Some(id),
-        Message::Other { id } => *id,
+        Message::ToolCall { id, .. }
+        | Message::ToolsList { id }
+        | Message::ItemsList { id, .. } => Some(id),
+        Message::Other { id } | Message::Unjudged { id, .. } => *id,
         Message::Response => None,
     }
 }
 
 /// One record per tool call; in a refused batch, acceptable calls are
 /// recorded as refused too, since they were not forwarded either.
-fn call_records(messages: &[Message<'_, '_>], refusals: &[Option<Refusal>]) -> Vec<CallRecord> {
+/// `notes` holds what shadowed calls would have met.
+fn call_records(
+    messages: &[Message<'_, '_>],
+    refusals: &[Option<Refusal>],
+    notes: &[Option<Refusal>],
+) -> Vec<CallRecord> {
     let any_refused = refusals.iter().any(Option::is_some);
     messages
         .iter()
         .zip(refusals)
-        .filter_map(|(msg, refusal)| {
+        .zip(notes.iter().chain(std::iter::repeat(&None)))
+        .filter_map(|((msg, refusal), note)| {
             let Message::ToolCall { tool, .. } = msg else {
                 return None;
             };
@@ -987,6 +1136,15 @@ fn call_records(messages: &[Message<'_, '_>], refusals: &[Option<Refusal>]) -> V
                     rule: Some(r.rule.clone()),
                     reason: Some(r.reason.clone()),
                 },
+                None if !any_refused && note.is_some() => {
+                    let note = note.as_ref();
+                    CallRecord {
+                        tool,
+                        outcome: note.map(|n| n.outcome).unwrap_or(Outcome::Allowed),
+                        rule: note.map(|n| n.rule.clone()),
+                        reason: note.map(|n| n.reason.clone()),
+                    }
+                }
                 None if any_refused => CallRecord {
                     tool,
                     outcome: Outcome::Denied,
@@ -1006,5 +1164,9 @@ fn call_records(messages: &[Message<'_, '_>], refusals: &[Option<Refusal>]) -> V
 
 #[cfg(test)]
 mod identity_tests;
+#[cfg(test)]
+mod item_tests;
+#[cfg(test)]
+mod shadow_tests;
 #[cfg(test)]
 mod tests;

@@ -127,6 +127,9 @@ fn unit(window: Window) -> i32 {
         Window::Minute => 2,
         Window::Hour => 3,
         Window::Day => 4,
+        // RateLimitResponse.RateLimit.Unit: MONTH = 5, WEEK = 7.
+        Window::Month => 5,
+        Window::Week => 7,
     }
 }
 

@@ -13,17 +13,50 @@ use crate::key_folding;
 pub const TOOLS_CALL: &str = "tools/call";
 pub const TOOLS_LIST: &str = "tools/list";
 
+/// What a judged request asks for: the policy's `tools`, `resources` or
+/// `prompts` section decides it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CallKind {
+    Tool,
+    /// `resources/read`, `resources/subscribe`: named by `params.uri`.
+    Resource,
+    /// `prompts/get`: named by `params.name`.
+    Prompt,
+}
+
+impl CallKind {
+    /// The policy section that governs this kind.
+    pub fn section(self) -> &'static str {
+        match self {
+            CallKind::Tool => "tools",
+            CallKind::Resource => "resources",
+            CallKind::Prompt => "prompts",
+        }
+    }
+}
+
 /// One JSON-RPC message of a request body.
 #[derive(Debug, PartialEq)]
 pub enum Message<'d, 'a> {
     /// A `tools/call` request with an id and a tool name.
     ToolCall {
+        kind: CallKind,
         id: &'d Node<'a>,
         tool: &'d str,
         arguments: Option<&'d Node<'a>>,
     },
     /// A `tools/list` request: its answer will be filtered.
     ToolsList { id: &'d Node<'a> },
+    /// A `resources/list`, `resources/templates/list` or `prompts/list`
+    /// request: filtered only when the policy has that section.
+    ItemsList { kind: CallKind, id: &'d Node<'a> },
+    /// A resource or prompt request we cannot read with certainty: refused
+    /// when the policy governs its kind, passed through otherwise.
+    Unjudged {
+        kind: CallKind,
+        id: Option<&'d Node<'a>>,
+        reason: String,
+    },
     /// Any other request or notification: protocol plumbing, passed through.
     Other { id: Option<&'d Node<'a>> },
     /// A client's answer to a server request (`result` or `error`).
@@ -144,6 +177,7 @@ pub fn classify<'d, 'a>(msg: &'d Node<'a>) -> Result<Message<'d, 'a>, Invalid> {
                 }
             }
             Ok(Message::ToolCall {
+                kind: CallKind::Tool,
                 id,
                 tool,
                 arguments,
@@ -153,7 +187,59 @@ pub fn classify<'d, 'a>(msg: &'d Node<'a>) -> Result<Message<'d, 'a>, Invalid> {
             Some(id) => Ok(Message::ToolsList { id }),
             None => Ok(Message::Other { id: None }),
         },
+        "resources/read" | "resources/subscribe" => {
+            Ok(item_request(msg, CallKind::Resource, "uri", request_id))
+        }
+        "prompts/get" => Ok(item_request(msg, CallKind::Prompt, "name", request_id)),
+        "resources/list" | "resources/templates/list" | "prompts/list" => {
+            let kind = if method.starts_with("prompts") {
+                CallKind::Prompt
+            } else {
+                CallKind::Resource
+            };
+            match request_id {
+                Some(id) => Ok(Message::ItemsList { kind, id }),
+                None => Ok(Message::Other { id: None }),
+            }
+        }
         _ => Ok(Message::Other { id: request_id }),
+    }
+}
+
+/// A resource or prompt request: judged like a tool call when it has an id
+/// and a string `params.<key>`, else [`Message::Unjudged`].
+fn item_request<'d, 'a>(
+    msg: &'d Node<'a>,
+    kind: CallKind,
+    key: &str,
+    request_id: Option<&'d Node<'a>>,
+) -> Message<'d, 'a> {
+    let unjudged = |reason: String| Message::Unjudged {
+        kind,
+        id: request_id,
+        reason,
+    };
+    let Some(id) = request_id else {
+        return unjudged(format!(
+            "a {} request must have a string or number \"id\"",
+            kind.section()
+        ));
+    };
+    let Some(params) = msg.get("params").filter(|p| p.as_object().is_some()) else {
+        return unjudged("\"params\" must be an object".to_string());
+    };
+    if let Err(e) = check_key_case(params, &[key, "arguments"], "params: ") {
+        return unjudged(e.reason);
+    }
+    let Some(name) = params.get(key).and_then(Node::as_str) else {
+        return unjudged(format!("\"params.{key}\" must be a string"));
+    };
+    let arguments = params.get("arguments").filter(|a| a.as_object().is_some());
+    Message::ToolCall {
+        kind,
+        id,
+        tool: name,
+        arguments,
     }
 }
 

@@ -13,6 +13,7 @@ pub mod credentials;
 pub mod engine;
 pub mod glob;
 pub mod global_limits;
+pub mod item_rules;
 pub mod json;
 pub mod jsonrpc;
 pub mod key_folding;

@@ -13,6 +13,7 @@ use crate::json::Node;
 pub use crate::risk::Risk;
 
 pub use crate::config::{load, ConfigError};
+pub use crate::item_rules::ItemRules;
 
 /// What happens to a call. Ordered: the most restrictive applicable wins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -40,15 +41,30 @@ pub enum Window {
     Minute,
     Hour,
     Day,
+    /// 7 days.
+    Week,
+    /// 30 days (not a calendar month).
+    Month,
 }
 
 impl Window {
+    pub const ALL: [Window; 6] = [
+        Window::Second,
+        Window::Minute,
+        Window::Hour,
+        Window::Day,
+        Window::Week,
+        Window::Month,
+    ];
+
     pub fn seconds(self) -> u64 {
         match self {
             Window::Second => 1,
             Window::Minute => 60,
             Window::Hour => 3600,
             Window::Day => 86_400,
+            Window::Week => 604_800,
+            Window::Month => 2_592_000,
         }
     }
 
@@ -58,6 +74,8 @@ impl Window {
             Window::Minute => "minute",
             Window::Hour => "hour",
             Window::Day => "day",
+            Window::Week => "week",
+            Window::Month => "month",
         }
     }
 }
@@ -168,6 +186,9 @@ pub struct ToolRule {
     /// The tool's category, as the policy author states it.
     pub risk: Option<Risk>,
     pub rules: Vec<ArgRule>,
+    /// `"mode": "shadow"`: calls of this tool (every tool, on `"*"`) are
+    /// judged and recorded but never refused.
+    pub shadow: bool,
 }
 
 impl Default for ToolRule {
@@ -178,6 +199,7 @@ impl Default for ToolRule {
             limits: Vec::new(),
             risk: None,
             rules: Vec::new(),
+            shadow: false,
         }
     }
 }
@@ -255,6 +277,8 @@ pub struct Settings {
     pub require_grant: bool,
     /// `hold` mode: how long a held request may wait for its first body byte.
     pub hold_body_timeout_ms: u64,
+    /// `mode: "shadow"`: nothing is refused; what would be is recorded.
+    pub shadow: bool,
     /// Who is calling: where claims live, whether an identity is required,
     /// whether grant budgets follow it.
     pub caller: CallerSettings,
@@ -291,6 +315,7 @@ impl Default for Settings {
             audit: AuditLevel::Refused,
             require_grant: false,
             hold_body_timeout_ms: 10_000,
+            shadow: false,
             caller: CallerSettings::default(),
         }
     }
@@ -315,6 +340,10 @@ pub struct Policy {
     pub counters: Vec<Counter>,
     /// Action per risk category (`"risk_actions": {"destructive": "deny"}`).
     pub risk_actions: HashMap<Risk, Action>,
+    /// `resources` (URI patterns): None leaves resource requests unjudged.
+    pub resources: Option<ItemRules>,
+    /// `prompts` (name patterns): None leaves prompt requests unjudged.
+    pub prompts: Option<ItemRules>,
     pub approval: Option<ApprovalService>,
     pub rate_limit_service: Option<RateLimitService>,
     pub settings: Settings,
@@ -333,6 +362,14 @@ pub enum ToolVerdict {
 }
 
 impl Policy {
+    /// Whether calls of `tool` run in shadow mode: judged, counted in
+    /// shadow budgets and recorded, but forwarded whatever the verdict.
+    pub fn shadowed(&self, tool: &str) -> bool {
+        self.settings.shadow
+            || self.wildcard.shadow
+            || self.entry(tool).is_some_and(|(_, r)| r.shadow)
+    }
+
     /// The `tools` entry that speaks for `tool`: its exact name, else the
     /// most specific matching pattern. Returns the entry's key and rule.
     /// (The `"*"` entry is not one of them: it applies on top of whichever
@@ -526,6 +563,10 @@ impl Policy {
     /// denied is removed too. Argument rules can only raise a category, so
     /// the base category decides.
     pub fn lists_with_hint(&self, tool: &str, hint: Option<Risk>) -> bool {
+        // Shadow mode changes nothing agents see, lists included.
+        if self.shadowed(tool) {
+            return true;
+        }
         let entry = self.entry(tool);
         if matches!(self.decide_with(tool, entry), ToolVerdict::Deny { .. }) {
             return false;

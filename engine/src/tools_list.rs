@@ -5,6 +5,7 @@
 //! `_meta`, unknown fields, formatting) reaches the client unchanged.
 
 use crate::json::{self, Node, Value};
+use crate::jsonrpc::CallKind;
 
 /// An id of a `tools/list` request, normalised the way servers echo it.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,6 +41,18 @@ pub struct Unfilterable(pub String);
 /// the server's annotations).
 pub type KeepTool<'k> = dyn Fn(&str, &Node<'_>) -> bool + 'k;
 
+/// Decides whether a listed resource (by `uri`), resource template (by
+/// `uriTemplate`) or prompt (by `name`) stays.
+pub type KeepItem<'k> = dyn Fn(CallKind, &str) -> bool + 'k;
+
+/// The list answers besides `result.tools`: the member, its kind, the key
+/// naming each entry.
+const ITEM_LISTS: [(&str, CallKind, &str); 3] = [
+    ("resources", CallKind::Resource, "uri"),
+    ("resourceTemplates", CallKind::Resource, "uriTemplate"),
+    ("prompts", CallKind::Prompt, "name"),
+];
+
 /// Filters a JSON body (one message or a batch). Returns the new body, or
 /// None if nothing needed to change.
 pub fn filter_json(
@@ -61,7 +74,22 @@ pub fn filter_json_with(
             .and_then(ListId::of)
             .is_some_and(|id| ids.contains(&id))
     };
-    filter_messages(body, &answers, keep)
+    filter_messages(body, &answers, keep, None)
+}
+
+/// [`filter_json_with`] that also filters resource and prompt lists.
+pub fn filter_json_items(
+    body: &[u8],
+    ids: &[ListId],
+    keep: &KeepTool<'_>,
+    items: &KeepItem<'_>,
+) -> Result<Option<String>, Unfilterable> {
+    let answers = |msg: &Node<'_>| {
+        msg.get("id")
+            .and_then(ListId::of)
+            .is_some_and(|id| ids.contains(&id))
+    };
+    filter_messages(body, &answers, keep, Some(items))
 }
 
 /// Filters every message shaped like a `tools/list` answer (`result.tools`
@@ -71,13 +99,14 @@ pub fn filter_json_by_shape(
     body: &[u8],
     keep: &KeepTool<'_>,
 ) -> Result<Option<String>, Unfilterable> {
-    filter_messages(body, &|_| true, keep)
+    filter_messages(body, &|_| true, keep, None)
 }
 
 fn filter_messages(
     body: &[u8],
     answers_list: &dyn Fn(&Node<'_>) -> bool,
     keep: &KeepTool<'_>,
+    items: Option<&KeepItem<'_>>,
 ) -> Result<Option<String>, Unfilterable> {
     let doc = json::parse(body).map_err(|e| Unfilterable(format!("upstream answer: {e}")))?;
     let mut cuts: Vec<(usize, usize, String)> = Vec::new();
@@ -88,6 +117,28 @@ fn filter_messages(
     for msg in messages {
         if !answers_list(msg) {
             continue;
+        }
+        if let Some(items) = items {
+            for (member, kind, key) in ITEM_LISTS {
+                let Some(list) = msg.get("result").and_then(|r| r.get(member)) else {
+                    continue;
+                };
+                let Some(entries) = list.as_array() else {
+                    return Err(Unfilterable(format!("result.{member} is not an array")));
+                };
+                let kept: Vec<&str> = entries
+                    .iter()
+                    .filter(|e| {
+                        e.get(key)
+                            .and_then(Node::as_str)
+                            .is_some_and(|name| items(kind, name))
+                    })
+                    .map(|e| e.raw(doc.source))
+                    .collect();
+                if kept.len() != entries.len() {
+                    cuts.push((list.start, list.end, format!("[{}]", kept.join(","))));
+                }
+            }
         }
         let Some(tools) = msg.get("result").and_then(|r| r.get("tools")) else {
             continue;
@@ -111,6 +162,8 @@ fn filter_messages(
     if cuts.is_empty() {
         return Ok(None);
     }
+    // One message may hold several lists: splice them in text order.
+    cuts.sort_by_key(|c| c.0);
     Ok(Some(splice(doc.source, &cuts)))
 }
 
@@ -220,6 +273,18 @@ impl EventStreamFilter {
 
     /// Feeds a chunk; `end` flushes whatever is left.
     pub fn push(&mut self, chunk: &[u8], end: bool, keep: &KeepTool<'_>) -> StreamOutput {
+        self.push_items(chunk, end, keep, None)
+    }
+
+    /// [`EventStreamFilter::push`] that also filters resource and prompt
+    /// lists (by shape) when `items` is given.
+    pub fn push_items(
+        &mut self,
+        chunk: &[u8],
+        end: bool,
+        keep: &KeepTool<'_>,
+        items: Option<&KeepItem<'_>>,
+    ) -> StreamOutput {
         let mut out = StreamOutput::default();
         if self.poisoned {
             return out;
@@ -243,7 +308,7 @@ impl EventStreamFilter {
             return out;
         };
         for event in split_events(text) {
-            match filter_event(event, keep) {
+            match filter_event(event, keep, items) {
                 Ok(Some(new_event)) => out.bytes.extend_from_slice(new_event.as_bytes()),
                 Ok(None) => out.bytes.extend_from_slice(event.as_bytes()),
                 Err(Unfilterable(why)) => {
@@ -313,15 +378,25 @@ fn render_event(other_lines: &[&str], data: &str) -> String {
 }
 
 /// Filters one event by shape; None when it is unchanged.
-fn filter_event(event: &str, keep: &KeepTool<'_>) -> Result<Option<String>, Unfilterable> {
+fn filter_event(
+    event: &str,
+    keep: &KeepTool<'_>,
+    items: Option<&KeepItem<'_>>,
+) -> Result<Option<String>, Unfilterable> {
     let (data, other_lines) = event_data(event);
     let Some(data) = data.filter(|d| !d.trim().is_empty()) else {
         return Ok(None);
     };
-    let filtered = match filter_json_by_shape(data.as_bytes(), keep) {
+    let filtered = match filter_messages(data.as_bytes(), &|_| true, keep, items) {
         Ok(f) => f,
-        // Not JSON we can read: harmless unless it could be a tool list.
-        Err(_) if !data.contains("tools") => return Ok(None),
+        // Not JSON we can read: harmless unless it could be a list we filter.
+        Err(_)
+            if !data.contains("tools")
+                && (items.is_none()
+                    || !(data.contains("resource") || data.contains("prompts"))) =>
+        {
+            return Ok(None)
+        }
         Err(e) => return Err(e),
     };
     let Some(new_data) = filtered else {

@@ -293,7 +293,7 @@ def _answer(request: RecordedRequest) -> tuple[int, dict[str, str], bytes, bool]
         return 202, {}, b"", False
     body = json.dumps(answer).encode()
     sse = request.header("x-test-sse")
-    if isinstance(message, dict) and message.get("method") == "tools/list" and (sse or "sse=1" in request.path):
+    if isinstance(message, dict) and message.get("method") in LIST_METHODS and (sse or "sse=1" in request.path):
         events = b"event: message\ndata: " + body + b"\n\n"
         if sse == "prime":
             events = b"id: prime-0\ndata: \n\n" + events
@@ -302,6 +302,27 @@ def _answer(request: RecordedRequest) -> tuple[int, dict[str, str], bytes, bool]
             events = b"event: message\ndata: " + json.dumps(log).encode() + b"\n\n" + events
         return 200, {**extra_headers, "Content-Type": "text/event-stream", "Cache-Control": "no-cache"}, events, True
     return 200, {**json_headers, **extra_headers}, body, chunked
+
+
+# Resources and prompts the upstream lists (names as server-everything's).
+ITEM_LISTS: dict[str, dict[str, Any]] = {
+    "resources/list": {
+        "resources": [
+            {"uri": "demo://resource/static/document/architecture.md", "name": "architecture.md"},
+            {"uri": "demo://resource/static/document/secret.md", "name": "secret.md"},
+            {"uri": "file:///etc/passwd", "name": "passwd"},
+        ],
+        "nextCursor": "page-2",
+    },
+    "resources/templates/list": {
+        "resourceTemplates": [
+            {"uriTemplate": "demo://resource/dynamic/text/{id}", "name": "dynamic text"},
+            {"uriTemplate": "file:///{path}", "name": "any file"},
+        ]
+    },
+    "prompts/list": {"prompts": [{"name": "simple-prompt"}, {"name": "complex-prompt"}, {"name": "resource-prompt"}]},
+}
+LIST_METHODS = {"tools/list", *ITEM_LISTS}
 
 
 def _answer_one(message: Any, request: RecordedRequest) -> tuple[dict[str, Any] | None, dict[str, str]]:
@@ -319,6 +340,12 @@ def _answer_one(message: Any, request: RecordedRequest) -> tuple[dict[str, Any] 
         }
     elif method == "tools/list":
         result = {"tools": upstream_tools(), **TOOLS_LIST_EXTRAS}
+    elif method in ITEM_LISTS:
+        result = ITEM_LISTS[method]
+    elif method == "resources/read" and isinstance(params, dict):
+        result = {"contents": [{"uri": params.get("uri"), "mimeType": "text/plain", "text": "read"}]}
+    elif method == "prompts/get" and isinstance(params, dict):
+        result = {"messages": [{"role": "user", "content": {"type": "text", "text": str(params.get("name"))}}]}
     elif method == "tools/call" and isinstance(params, dict):
         echo = {"name": params.get("name"), "arguments": params.get("arguments")}
         result = {

@@ -556,10 +556,10 @@ fn missing_limit_fields_are_each_reported() {
 #[test]
 fn window_must_be_a_known_window() {
     assert_error(
-        &one_limit(r#"{"counter":"c","window":"week","max":1}"#),
+        &one_limit(r#"{"counter":"c","window":"fortnight","max":1}"#),
         "policy.tools.t.limits[0].window",
-        r#"got "week""#,
-        r#"one of "second", "minute", "hour", "day""#,
+        r#"got "fortnight""#,
+        r#"one of "second", "minute", "hour", "day", "week", "month""#,
     );
 }
 
@@ -853,7 +853,7 @@ fn every_problem_is_reported_together() {
         "hide": ["x", 1],
         "tools": {
             "a": {"action": "block", "reason": ""},
-            "b": {"limits": [{"counter": "c", "window": "week", "max": 0}]}
+            "b": {"limits": [{"counter": "c", "window": "fortnight", "max": 0}]}
         },
         "settings": {"max_depth": 500, "error_style": "xml"}
     }"#;

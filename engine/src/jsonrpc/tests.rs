@@ -27,6 +27,8 @@ fn kind(text: &str) -> (&'static str, String, String) {
             String::new(),
         ),
         Ok(Message::Response) => ("response", String::new(), String::new()),
+        Ok(Message::ItemsList { id, .. }) => ("items", id.raw(text).to_string(), String::new()),
+        Ok(Message::Unjudged { reason, .. }) => ("unjudged", String::new(), reason),
         Err(e) => panic!("{text} refused: {}", e.reason),
     }
 }
@@ -54,6 +56,7 @@ fn tool_call_yields_id_tool_and_arguments() {
             id,
             tool,
             arguments,
+            ..
         } => {
             assert_eq!(id.raw(&text), "7");
             assert_eq!(tool, "echo");
@@ -310,11 +313,28 @@ fn protocol_requests_and_notifications_are_other() {
         r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18"}}"#,
         r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
         r#"{"jsonrpc":"2.0","id":"p","method":"ping"}"#,
-        r#"{"jsonrpc":"2.0","id":2,"method":"resources/read","params":{"uri":"file:///x"}}"#,
         r#"{"jsonrpc":"2.0","id":null,"method":"ping"}"#,
     ] {
         assert_eq!(kind(text).0, "other", "{text}");
     }
+}
+
+#[test]
+fn resource_and_prompt_requests_are_named_for_the_engine() {
+    // The engine judges them only when the policy has their section.
+    let read = r#"{"jsonrpc":"2.0","id":2,"method":"resources/read","params":{"uri":"file:///x"}}"#;
+    assert_eq!(kind(read), ("call", "2".into(), "file:///x".into()));
+    let get =
+        r#"{"jsonrpc":"2.0","id":3,"method":"prompts/get","params":{"name":"p","arguments":{}}}"#;
+    assert_eq!(kind(get), ("call", "3".into(), "p".into()));
+    let list = r#"{"jsonrpc":"2.0","id":4,"method":"resources/templates/list"}"#;
+    assert_eq!(kind(list).0, "items");
+    let note = r#"{"jsonrpc":"2.0","method":"resources/read","params":{"uri":"file:///x"}}"#;
+    assert_eq!(kind(note).0, "unjudged");
+    let cased =
+        r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"a","URI":"b"}}"#;
+    // Case-colliding keys are refused for every method already.
+    assert!(refused(cased).contains("case"));
 }
 
 #[test]

@@ -1,0 +1,181 @@
+//! The `resources` and `prompts` sections: rules keyed by URI or name
+//! patterns (`*` matches any run of characters, as in tool-name patterns), with the actions of a tool
+//! rule (allow, deny + reason, limits, approve, shadow mode).
+
+use std::collections::HashMap;
+
+use crate::glob::Glob;
+use crate::jsonrpc::CallKind;
+use crate::policy::{Action, CallVerdict, Policy, ToolRule};
+
+/// One section: exact keys first, then patterns, most specific first.
+#[derive(Debug, Clone, Default)]
+pub struct ItemRules {
+    pub exact: HashMap<String, ToolRule>,
+    /// Keys holding `*` (the same patterns as tool names), sorted by
+    /// specificity (literal characters, most first), then by text.
+    pub patterns: Vec<(Glob, ToolRule)>,
+}
+
+impl ItemRules {
+    /// Adds one entry; a key with a `*` must be a valid pattern.
+    pub fn insert(&mut self, key: &str, rule: ToolRule) -> Result<(), String> {
+        if key.contains('*') {
+            self.patterns.push((Glob::parse(key)?, rule));
+            self.patterns.sort_by(|a, b| {
+                b.0.specificity()
+                    .cmp(&a.0.specificity())
+                    .then_with(|| a.0.text.cmp(&b.0.text))
+            });
+        } else {
+            self.exact.insert(key.to_string(), rule);
+        }
+        Ok(())
+    }
+
+    /// The entry deciding `name`: its key and rule.
+    pub fn find(&self, name: &str) -> Option<(&str, &ToolRule)> {
+        if let Some((k, r)) = self.exact.get_key_value(name) {
+            return Some((k.as_str(), r));
+        }
+        self.patterns
+            .iter()
+            .find(|(g, _)| g.matches(name))
+            .map(|(g, r)| (g.text.as_str(), r))
+    }
+}
+
+impl Policy {
+    /// The section governing `kind`, if the policy has one (`tools` always).
+    pub fn items(&self, kind: CallKind) -> Option<&ItemRules> {
+        match kind {
+            CallKind::Tool => None,
+            CallKind::Resource => self.resources.as_ref(),
+            CallKind::Prompt => self.prompts.as_ref(),
+        }
+    }
+
+    /// Whether the policy judges requests of this kind (tools: always;
+    /// resources and prompts: only with their section).
+    pub fn governs(&self, kind: CallKind) -> bool {
+        kind == CallKind::Tool || self.items(kind).is_some()
+    }
+
+    /// Decides a resource or prompt request. Unmatched names follow the
+    /// policy's `default`.
+    pub fn decide_item(&self, kind: CallKind, name: &str) -> CallVerdict {
+        let shown = crate::answer::shown_name(name);
+        let what = match kind {
+            CallKind::Prompt => "prompt",
+            _ => "resource",
+        };
+        let Some((key, rule)) = self.items(kind).and_then(|s| s.find(name)) else {
+            return match self.default {
+                Action::Deny => CallVerdict::Deny {
+                    rule: "default".to_string(),
+                    reason: format!("{what} \"{shown}\" is not allowed by policy (default: deny)"),
+                },
+                _ => CallVerdict::Allow { limits: Vec::new() },
+            };
+        };
+        let at = format!("{}.{key}", kind.section());
+        match rule.action {
+            Action::Deny => CallVerdict::Deny {
+                rule: at,
+                reason: rule
+                    .reason
+                    .clone()
+                    .unwrap_or_else(|| format!("{what} \"{shown}\" is denied by policy")),
+            },
+            Action::Approve => CallVerdict::Approve {
+                limits: rule.limits.clone(),
+                rule: at,
+                reason: rule
+                    .reason
+                    .clone()
+                    .unwrap_or_else(|| format!("{what} \"{shown}\" requires approval")),
+            },
+            Action::Allow => CallVerdict::Allow {
+                limits: rule.limits.clone(),
+            },
+        }
+    }
+
+    /// Whether a resource or prompt request runs in shadow mode.
+    pub fn item_shadowed(&self, kind: CallKind, name: &str) -> bool {
+        self.settings.shadow
+            || self
+                .items(kind)
+                .and_then(|s| s.find(name))
+                .is_some_and(|(_, r)| r.shadow)
+    }
+
+    /// Whether a list answer keeps this resource (URI or URI template) or
+    /// prompt: everything unless the policy would always deny it.
+    pub fn lists_item(&self, kind: CallKind, name: &str) -> bool {
+        !self.governs(kind)
+            || self.item_shadowed(kind, name)
+            || !matches!(self.decide_item(kind, name), CallVerdict::Deny { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+
+    fn policy(text: &str) -> Policy {
+        crate::policy::load(text.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn exact_then_longest_pattern_then_default() {
+        let p = policy(
+            r#"{"version":"1","default":"deny","resources":{
+                "file:///*":{"action":"deny","reason":"no files"},
+                "file:///public/*":{},
+                "file:///public/secret.txt":{"action":"deny"}}}"#,
+        );
+        let k = CallKind::Resource;
+        assert_eq!(
+            p.decide_item(k, "file:///public/a"),
+            CallVerdict::Allow { limits: vec![] }
+        );
+        assert!(matches!(p.decide_item(k, "file:///etc/passwd"),
+            CallVerdict::Deny { rule, reason } if rule == "resources.file:///*" && reason == "no files"));
+        assert!(matches!(p.decide_item(k, "file:///public/secret.txt"),
+            CallVerdict::Deny { rule, .. } if rule == "resources.file:///public/secret.txt"));
+        assert!(matches!(p.decide_item(k, "https://x"),
+            CallVerdict::Deny { rule, .. } if rule == "default"));
+        assert!(p.lists_item(k, "file:///public/{name}"));
+        assert!(!p.lists_item(k, "file:///etc/{name}"));
+        // No prompts section: prompts are not governed.
+        assert!(!p.governs(CallKind::Prompt));
+        assert!(p.lists_item(CallKind::Prompt, "anything"));
+    }
+
+    #[test]
+    fn prompt_rules_approve_and_limit() {
+        let p = policy(
+            r#"{"version":"1","approval":{"cluster":"approver"},"prompts":{
+                "review-*":{"action":"approve"},
+                "simple_prompt":{"limits":[{"counter":"p","window":"minute","max":1,"scope":"grant"}]}}}"#,
+        );
+        assert!(matches!(
+            p.decide_item(CallKind::Prompt, "review-code"),
+            CallVerdict::Approve { .. }
+        ));
+        assert_eq!(
+            p.decide_item(CallKind::Prompt, "simple_prompt"),
+            CallVerdict::Allow { limits: vec![0] }
+        );
+        // default allow: unmatched prompts pass.
+        assert_eq!(
+            p.decide_item(CallKind::Prompt, "other"),
+            CallVerdict::Allow { limits: vec![] }
+        );
+    }
+}
