@@ -674,26 +674,7 @@ impl Validator<'_> {
                 None
             }
         };
-        let window = match obj.get("window") {
-            Some(w) => self.window(w, &child(path, "window")),
-            None => {
-                self.error(
-                    &child(path, "window"),
-                    format!("missing, expected {WINDOW_TEXT}"),
-                );
-                None
-            }
-        };
-        let max = match obj.get("max") {
-            Some(m) => self.positive_int(m, &child(path, "max"), 1_000_000_000),
-            None => {
-                self.error(
-                    &child(path, "max"),
-                    "missing, expected an integer >= 1".into(),
-                );
-                None
-            }
-        };
+        let (window, max) = self.window_and_max(obj, path);
         let scope = match obj.get("scope") {
             Some(s) => self.choice(s, &child(path, "scope"), &SCOPES),
             None => Some(Scope::Global),
@@ -729,6 +710,31 @@ impl Validator<'_> {
         found
     }
 
+    /// A limit's required `window` and `max` (both forms of limit share them).
+    fn window_and_max(&mut self, obj: &Node<'_>, path: &str) -> (Option<Window>, Option<u64>) {
+        let window = match obj.get("window") {
+            Some(w) => self.window(w, &child(path, "window")),
+            None => {
+                self.error(
+                    &child(path, "window"),
+                    format!("missing, expected {WINDOW_TEXT}"),
+                );
+                None
+            }
+        };
+        let max = match obj.get("max") {
+            Some(m) => self.positive_int(m, &child(path, "max"), 1_000_000_000),
+            None => {
+                self.error(
+                    &child(path, "max"),
+                    "missing, expected an integer >= 1".into(),
+                );
+                None
+            }
+        };
+        (window, max)
+    }
+
     /// A window by name, or in seconds when that is one named window's
     /// length (PolicyLayer's `"window": 60`).
     fn window(&mut self, node: &Node<'_>, path: &str) -> Option<Window> {
@@ -751,26 +757,7 @@ impl Validator<'_> {
     /// otherwise, in a counter named after where it stands.
     fn rate_limit_block(&mut self, node: &Node<'_>, path: &str) -> Option<Counter> {
         let obj = self.object(node, path, &["max", "window", "scope"])?;
-        let window = match obj.get("window") {
-            Some(w) => self.window(w, &child(path, "window")),
-            None => {
-                self.error(
-                    &child(path, "window"),
-                    format!("missing, expected {WINDOW_TEXT}"),
-                );
-                None
-            }
-        };
-        let max = match obj.get("max") {
-            Some(m) => self.positive_int(m, &child(path, "max"), 1_000_000_000),
-            None => {
-                self.error(
-                    &child(path, "max"),
-                    "missing, expected an integer >= 1".into(),
-                );
-                None
-            }
-        };
+        let (window, max) = self.window_and_max(obj, path);
         let scope = match obj.get("scope") {
             Some(s) => self.choice(s, &child(path, "scope"), &SCOPES),
             None => Some(Scope::Grant),
