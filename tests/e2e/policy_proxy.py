@@ -9,6 +9,7 @@ or later, never interferes.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -162,3 +163,13 @@ def assert_refused_as(response: Any, status: int, code: int) -> None:
     if isinstance(message, list):
         raise AssertionError(f"expected one error object, got an array: {message}")
     assert_jsonrpc_error(message, code, response=response)
+
+
+def mcp_policy_stats(envoy: Envoy) -> dict[str, int]:
+    """The filter's counters from Envoy's Prometheus endpoint, by name."""
+    values = {}
+    for line in envoy.admin_get("/stats/prometheus").splitlines():
+        match = re.match(r"^(mcp_policy_\w+)\{\} (\d+)$", line)
+        if match:
+            values[match.group(1)] = int(match.group(2))
+    return values

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from conftest import EnvoyPool
-from policy_proxy import JSON_HEADERS, call_message, new_marker
+from policy_proxy import JSON_HEADERS, call_message, mcp_policy_stats, new_marker
 
 POLICY = {
     "version": "1",
@@ -28,15 +28,6 @@ POLICY = {
     },
 }
 SECRET = "Bearer obs-secret-credential-123"
-
-
-def _prometheus(envoy) -> dict[str, int]:
-    values = {}
-    for line in envoy.admin_get("/stats/prometheus").splitlines():
-        match = re.match(r"^(mcp_policy_\w+)\{\} (\d+)$", line)
-        if match:
-            values[match.group(1)] = int(match.group(2))
-    return values
 
 
 def _wait_for_log(envoy, needle: str, timeout: float = 5.0) -> str:
@@ -62,11 +53,11 @@ def _post_raw(envoy, body: bytes, path: str) -> httpx.Response:
     return httpx.post(envoy.url + path, content=body, headers=JSON_HEADERS, timeout=10)
 
 
-def test_decisions_are_counted_on_prometheus(obs_envoy) -> None:
-    before = _prometheus(obs_envoy)
+def test_decisions_are_counted_onmcp_policy_stats(obs_envoy) -> None:
+    before = mcp_policy_stats(obs_envoy)
     _post(obs_envoy, call_message("echo", {"m": new_marker()}))
     _post(obs_envoy, call_message("claude_code", {"prompt": "x"}))
-    after = _prometheus(obs_envoy)
+    after = mcp_policy_stats(obs_envoy)
     assert after["mcp_policy_calls_allowed"] == before.get("mcp_policy_calls_allowed", 0) + 1
     assert after["mcp_policy_calls_denied"] == before.get("mcp_policy_calls_denied", 0) + 1
     assert after["mcp_policy_tool_echo_allowed"] == before.get("mcp_policy_tool_echo_allowed", 0) + 1

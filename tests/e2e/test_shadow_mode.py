@@ -9,13 +9,12 @@ its limits count in shadow budgets that never take from enforced ones.
 from __future__ import annotations
 
 import json
-import re
 import time
 
 import pytest
 
 from conftest import EnvoyPool, policy_for
-from policy_proxy import new_marker
+from policy_proxy import mcp_policy_stats, new_marker
 
 SHADOW_POLICY = {
     "version": "1",
@@ -44,15 +43,6 @@ MIXED_POLICY = {
 }
 
 
-def _prometheus(envoy) -> dict[str, int]:
-    values = {}
-    for line in envoy.admin_get("/stats/prometheus").splitlines():
-        match = re.match(r"^(mcp_policy_\w+)\{\} (\d+)$", line)
-        if match:
-            values[match.group(1)] = int(match.group(2))
-    return values
-
-
 def _audit(envoy, request_id: str) -> dict:
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
@@ -75,13 +65,13 @@ def _forwarded(proxy, tool: str, arguments: dict, grant: str) -> str:
 def test_shadow_policy_refuses_nothing_and_records_what_it_would(envoys: EnvoyPool, mode: str) -> None:
     proxy = envoys.proxy(policy_for(SHADOW_POLICY, mode), mode)
     grant = "Bearer shadow-" + new_marker()
-    before = _prometheus(proxy.envoy)
+    before = mcp_policy_stats(proxy.envoy)
     allowed = _forwarded(proxy, "echo", {}, grant)
     over = _forwarded(proxy, "echo", {}, grant)  # over the shadow budget of 1
     denied = _forwarded(proxy, "claude_code", {"prompt": "x"}, grant)
     unlisted = _forwarded(proxy, "claude_code_session", {"action": "cancel"}, grant)
     approval = _forwarded(proxy, "claude_code_reply", {"sessionId": "s", "prompt": "x"}, grant)
-    after = _prometheus(proxy.envoy)
+    after = mcp_policy_stats(proxy.envoy)
 
     def grew(name: str) -> int:
         return after.get(name, 0) - before.get(name, 0)

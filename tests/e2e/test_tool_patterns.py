@@ -11,7 +11,6 @@ loads with a warning in the log.
 
 from __future__ import annotations
 
-import re
 import time
 from typing import Any
 
@@ -20,7 +19,7 @@ import pytest
 
 from assertions import RATE_LIMITED, assert_policy_refusal, parse_json
 from conftest import EnvoyPool, policy_for
-from policy_proxy import JSON_HEADERS, PolicyProxy, call_message, new_marker
+from policy_proxy import JSON_HEADERS, PolicyProxy, call_message, mcp_policy_stats, new_marker
 from recording_upstream import upstream_tools
 
 DELETE_REASON = "no deletes, whatever the name"
@@ -111,22 +110,13 @@ def test_tools_list_loses_what_patterns_refuse_or_hide(proxy: PolicyProxy) -> No
     assert not {"claude_code_reply", "delete_everything", "edit_note", "secret_tool"} & set(names)
 
 
-def _prometheus(envoy: Any) -> dict[str, int]:
-    values = {}
-    for line in envoy.admin_get("/stats/prometheus").splitlines():
-        match = re.match(r"^(mcp_policy_\w+)\{\} (\d+)$", line)
-        if match:
-            values[match.group(1)] = int(match.group(2))
-    return values
-
-
 def test_calls_are_counted_under_their_pattern(envoys: EnvoyPool) -> None:
     """One stats family per pattern entry: invented names add no stats."""
     envoy = envoys.envoy(PATTERNS)
-    before = _prometheus(envoy)
+    before = mcp_policy_stats(envoy)
     for i in range(3):
         httpx.post(envoy.url + "/mcp", json=call_message(f"delete_made_up_{i}", {}), headers=JSON_HEADERS, timeout=10)
-    after = _prometheus(envoy)
+    after = mcp_policy_stats(envoy)
     key = "mcp_policy_pattern_delete___denied"
     assert after[key] == before.get(key, 0) + 3, sorted(k for k in after if "pattern" in k)
     assert not any("made_up" in k for k in after)
