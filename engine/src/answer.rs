@@ -35,6 +35,9 @@ pub enum Outcome {
     WouldRateLimit,
     /// Shadow mode: forwarded without asking the approval service.
     WouldNeedApproval,
+    /// Forwarded, but its tool's listed definition differs from its pin
+    /// (`settings.pin_mismatch: "flag"`).
+    Flagged,
 }
 
 impl Outcome {
@@ -48,6 +51,7 @@ impl Outcome {
             Outcome::WouldDeny => "would_deny",
             Outcome::WouldRateLimit => "would_rate_limit",
             Outcome::WouldNeedApproval => "would_need_approval",
+            Outcome::Flagged => "flagged",
         }
     }
 

@@ -11,6 +11,7 @@ use crate::caller::{CallerSettings, GrantFrom};
 use crate::conditions::{ArgPath, Condition, Literal, Op, Path};
 use crate::glob::Glob;
 use crate::json::{self, Node, Value};
+use crate::pins::{OnMismatch, Pins, Unpinned};
 use crate::policy::{
     Action, Algorithm, ApprovalService, ArgRule, AuditLevel, Counter, ErrorStyle, FailureMode,
     GrantSource, HeaderMode, ItemRules, Policy, RateLimitService, Risk, RuleKind, Scope, Settings,
@@ -251,6 +252,7 @@ impl Validator<'_> {
                 "resources",
                 "prompts",
                 "all_tools",
+                "pins",
             ],
         )?;
         match root.get("version") {
@@ -334,6 +336,7 @@ impl Validator<'_> {
         let prompts = root
             .get("prompts")
             .map(|n| self.item_rules(n, "policy.prompts", &mut counters));
+        let pins = root.get("pins").map(|n| self.pins(n, &settings));
         let risk_actions = match root.get("risk_actions") {
             Some(node) => self.risk_actions(node),
             None => HashMap::new(),
@@ -394,6 +397,7 @@ impl Validator<'_> {
             risk_actions,
             resources,
             prompts,
+            pins,
             approval,
             settings,
         })
@@ -772,6 +776,42 @@ impl Validator<'_> {
             default_increment_milli: None,
             global: false,
         })
+    }
+
+    /// `pins`: tool name → `sha256:<64 hex>` (or the bare hex).
+    fn pins(&mut self, node: &Node<'_>, settings: &Settings) -> Pins {
+        let mut tools = HashMap::new();
+        match node.as_object() {
+            Some(members) => {
+                for (name, value) in members {
+                    let at = child("policy.pins", name);
+                    if name.is_empty() {
+                        self.error(&at, "tool name must not be empty".to_string());
+                        continue;
+                    }
+                    match value.as_str().and_then(crate::pins::parse_pin) {
+                        Some(hex) => {
+                            tools.insert(name.to_string(), hex);
+                        }
+                        None => self.wrong(
+                            &at,
+                            value,
+                            "\"sha256:\" followed by 64 hex digits (`mcp-policy pin` prints them)",
+                        ),
+                    }
+                }
+            }
+            None => self.wrong(
+                "policy.pins",
+                node,
+                "an object mapping tool names to \"sha256:<hex>\" pins",
+            ),
+        }
+        Pins {
+            tools,
+            on_mismatch: settings.pin_mismatch,
+            unpinned: settings.unpinned,
+        }
     }
 
     fn risk_actions(&mut self, node: &Node<'_>) -> HashMap<Risk, Action> {
@@ -1174,10 +1214,30 @@ impl Validator<'_> {
                 "caller_claims",
                 "require_caller",
                 "grant_from",
+                "pin_mismatch",
+                "unpinned",
             ],
         ) else {
             return s;
         };
+        if let Some(n) = obj.get("pin_mismatch") {
+            if let Some(v) = self.choice(
+                n,
+                &child(path, "pin_mismatch"),
+                &[("refuse", OnMismatch::Refuse), ("flag", OnMismatch::Flag)],
+            ) {
+                s.pin_mismatch = v;
+            }
+        }
+        if let Some(n) = obj.get("unpinned") {
+            if let Some(v) = self.choice(
+                n,
+                &child(path, "unpinned"),
+                &[("allow", Unpinned::Allow), ("deny", Unpinned::Deny)],
+            ) {
+                s.unpinned = v;
+            }
+        }
         if let Some(n) = obj.get("mode") {
             if let Some(v) = self.choice(n, &child(path, "mode"), &MODES) {
                 s.shadow = v;

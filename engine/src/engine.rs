@@ -9,6 +9,7 @@ use crate::json::{self, Node, Value};
 use crate::jsonrpc::{self, CallKind, Message};
 use crate::policy::{ApprovalService, CallVerdict, Counter, Policy, Scope};
 use crate::ratelimit::{self, Charge, Clock, Denial, SharedStore, Take};
+use crate::pins::{self, CallCheck, Listed, Mismatch};
 use crate::risk;
 use crate::routing_headers::{self, RoutingHeaders};
 use crate::tools_list::{self, EventStreamFilter, ListId, StreamOutput, Unfilterable};
@@ -314,6 +315,8 @@ impl Engine {
         let hint = |tool: &str| risk::lookup(store, tool);
         for (i, msg) in messages.iter().enumerate() {
             let mut refusal = None;
+            // A pin mismatch in `flag` mode: forwarded, recorded as flagged.
+            let mut flagged: Option<(String, String)> = None;
             // An identity we cannot read is refused even in shadow mode.
             let shadow = match msg {
                 Message::ToolCall {
@@ -348,7 +351,16 @@ impl Engine {
                             rule: "caller".to_string(),
                             reason: format!("the caller's identity could not be read ({why}); the call is refused"),
                         },
-                        None => self.policy.decide_call_for(tool, *arguments, &caller, &hint),
+                        None => match self.pin_check(store, tool) {
+                            CallCheck::Refuse { rule, reason } => CallVerdict::Deny { rule, reason },
+                            CallCheck::Flag { rule, reason } => {
+                                flagged = Some((rule, reason));
+                                self.policy.decide_call_for(tool, *arguments, &caller, &hint)
+                            }
+                            CallCheck::Pass => {
+                                self.policy.decide_call_for(tool, *arguments, &caller, &hint)
+                            }
+                        },
                     };
                     let limits = match verdict {
                         CallVerdict::Deny { rule, reason } => {
@@ -395,6 +407,17 @@ impl Engine {
                 if let (Some(note), Some(r)) = (notes.get_mut(i), refusal.take()) {
                     *note = Some(r.shadowed());
                 }
+            }
+            if let (Some((rule, reason)), None, Some(note @ None), Message::ToolCall { tool, .. }) =
+                (flagged, &refusal, notes.get_mut(i), msg)
+            {
+                *note = Some(Refusal {
+                    outcome: Outcome::Flagged,
+                    tool: answer::shown_name(tool).into_owned(),
+                    rule,
+                    reason,
+                    rate: None,
+                });
             }
             refusals.push(refusal);
         }
@@ -946,6 +969,66 @@ impl Engine {
         self.grant_fingerprint(self.grant_value(&scopes, &view).as_deref())
     }
 
+    /// What the policy's pins say about a call of `tool` (nothing to check
+    /// without a `pins` section).
+    fn pin_check(&self, store: &dyn SharedStore, tool: &str) -> CallCheck {
+        match &self.policy.pins {
+            Some(p) => p.check_call(store, tool),
+            None => CallCheck::Pass,
+        }
+    }
+
+    /// Whether a listed tool passes the pins, judged on its entry; pinned
+    /// tools are collected in `seen` to be learned.
+    fn pins_keep(&self, name: &str, entry: &Node<'_>, seen: &std::cell::RefCell<Vec<Listed>>) -> bool {
+        let Some(p) = &self.policy.pins else {
+            return true;
+        };
+        if !p.tools.contains_key(name) {
+            return p.lists(name, None);
+        }
+        let listed = Listed::of(name, entry);
+        let keep = p.lists(name, Some(&listed));
+        seen.borrow_mut().push(listed);
+        keep
+    }
+
+    /// Filters a JSON `tools/list` answer like [`Engine::filter_tools_list_for`]
+    /// and learns, into shared data, the server's risk hints and the
+    /// definitions of pinned tools. Returns the pinned tools whose listed
+    /// definition differs from their pin (for metrics and audit).
+    pub fn filter_tools_list_learning(
+        &self,
+        body: &[u8],
+        ids: &[ListId],
+        caller: Option<&Caller>,
+        store: &dyn SharedStore,
+    ) -> (Result<Option<String>, Unfilterable>, Vec<Mismatch>) {
+        self.learn_hints(body, store);
+        let view = caller.map(Caller::view).unwrap_or_default();
+        let seen = std::cell::RefCell::new(Vec::new());
+        let keep = |name: &str, entry: &Node<'_>| {
+            let pinned = self.pins_keep(name, entry, &seen);
+            self.policy
+                .lists_for(name, Some(risk::from_annotations(entry)), &view)
+                && pinned
+        };
+        let result = if self.policy.resources.is_none() && self.policy.prompts.is_none() {
+            tools_list::filter_json_with(body, ids, &keep)
+        } else {
+            let items = |kind: CallKind, name: &str| self.policy.lists_item(kind, name);
+            tools_list::filter_json_items(body, ids, &keep, &items)
+        };
+        (result, self.learn_pins(store, &seen.into_inner()))
+    }
+
+    fn learn_pins(&self, store: &dyn SharedStore, seen: &[Listed]) -> Vec<Mismatch> {
+        match &self.policy.pins {
+            Some(p) => pins::learn(store, p, seen),
+            None => Vec::new(),
+        }
+    }
+
     /// Filters a JSON `tools/list` answer by request id (event streams go
     /// through [`Engine::filter_event_chunk`], event by event).
     pub fn filter_tools_list(
@@ -1008,19 +1091,22 @@ impl Engine {
         let view = caller.map(Caller::view).unwrap_or_default();
         let learning = !self.policy.risk_actions.is_empty();
         let seen = std::cell::RefCell::new(Vec::new());
+        let pinned = std::cell::RefCell::new(Vec::new());
         let keep = |name: &str, entry: &Node<'_>| {
             let hint = risk::from_annotations(entry);
             if learning {
                 seen.borrow_mut().push((name.to_string(), hint));
             }
-            self.policy.lists_for(name, Some(hint), &view)
+            let pins_keep = self.pins_keep(name, entry, &pinned);
+            self.policy.lists_for(name, Some(hint), &view) && pins_keep
         };
         let items = |kind: CallKind, name: &str| self.policy.lists_item(kind, name);
         let governs_items = self.policy.resources.is_some() || self.policy.prompts.is_some();
-        let out = filter.push_items(chunk, end, &keep, governs_items.then_some(&items as _));
+        let mut out = filter.push_items(chunk, end, &keep, governs_items.then_some(&items as _));
         if learning {
             risk::learn(store, &seen.into_inner());
         }
+        out.pin_mismatches = self.learn_pins(store, &pinned.into_inner());
         out
     }
 

@@ -19,6 +19,7 @@ pub mod jsonrpc;
 pub mod key_folding;
 pub mod lint;
 pub mod metadata;
+pub mod pins;
 pub mod policy;
 pub mod ratelimit;
 pub mod risk;

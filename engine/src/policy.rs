@@ -282,6 +282,10 @@ pub struct Settings {
     /// Who is calling: where claims live, whether an identity is required,
     /// whether grant budgets follow it.
     pub caller: CallerSettings,
+    /// What a listed definition that differs from its pin does.
+    pub pin_mismatch: crate::pins::OnMismatch,
+    /// What a listed tool without a pin does while the policy has pins.
+    pub unpinned: crate::pins::Unpinned,
 }
 
 /// Default `settings.max_batch`: far above what a client batches (MCP
@@ -317,6 +321,8 @@ impl Default for Settings {
             hold_body_timeout_ms: 10_000,
             shadow: false,
             caller: CallerSettings::default(),
+            pin_mismatch: crate::pins::OnMismatch::Refuse,
+            unpinned: crate::pins::Unpinned::Allow,
         }
     }
 }
@@ -344,6 +350,8 @@ pub struct Policy {
     pub resources: Option<ItemRules>,
     /// `prompts` (name patterns): None leaves prompt requests unjudged.
     pub prompts: Option<ItemRules>,
+    /// `pins` (tool name → hash of its definition): None checks nothing.
+    pub pins: Option<crate::pins::Pins>,
     pub approval: Option<ApprovalService>,
     pub rate_limit_service: Option<RateLimitService>,
     pub settings: Settings,

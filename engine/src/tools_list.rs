@@ -260,6 +260,8 @@ pub struct StreamOutput {
     pub bytes: Vec<u8>,
     /// Why part of the stream was withheld, if it was.
     pub withheld: Option<String>,
+    /// Pinned tools listed with a definition that differs from their pin.
+    pub pin_mismatches: Vec<crate::pins::Mismatch>,
 }
 
 impl EventStreamFilter {
