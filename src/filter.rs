@@ -10,6 +10,7 @@ use mcp_policy_engine::caller::Caller;
 use mcp_policy_engine::credentials::{self, Grant};
 use mcp_policy_engine::engine::{PendingApproval, PendingGlobal};
 use mcp_policy_engine::global_limits;
+use mcp_policy_engine::pins::{Mismatch, OnMismatch};
 use mcp_policy_engine::policy::{GrantSource, HeaderMode};
 use mcp_policy_engine::ratelimit::{Charge, Clock};
 use mcp_policy_engine::routing_headers::{self, RoutingHeaders};
@@ -347,17 +348,37 @@ impl Request {
 
     /// Replaces a buffered tools/list answer with its filtered version.
     fn filter_list(&self, body: &[u8], body_size: usize) {
-        self.engine.learn_hints(body, &SharedData);
-        match self
-            .engine
-            .filter_tools_list_for(body, &self.list_ids, self.caller.as_ref())
-        {
+        let (filtered, mismatches) = self.engine.filter_tools_list_learning(
+            body,
+            &self.list_ids,
+            self.caller.as_ref(),
+            &SharedData,
+        );
+        self.report_pin_mismatches(&mismatches);
+        match filtered {
             Ok(Some(new_body)) => {
                 let _ =
                     abi::set_buffer(abi::BUFFER_RESPONSE_BODY, 0, body_size, new_body.as_bytes());
             }
             Ok(None) => {}
             Err(e) => self.withhold_list(body_size, false, &e.0),
+        }
+    }
+
+    /// Metrics and audit lines for pinned tools listed with a changed
+    /// definition.
+    fn report_pin_mismatches(&self, mismatches: &[Mismatch]) {
+        if mismatches.is_empty() {
+            return;
+        }
+        self.metrics.count_pin_mismatches(mismatches.len());
+        let settings = &self.engine.policy.settings;
+        let flag = settings.pin_mismatch == OnMismatch::Flag;
+        let now = HostClock.now_unix_millis();
+        for m in mismatches {
+            if let Some(line) = audit::pin_mismatch_line(settings.audit, now, m, flag) {
+                log::info!("mcp-policy audit {line}");
+            }
         }
     }
 
@@ -609,6 +630,7 @@ impl HttpContext for Request {
             if refund_now {
                 self.refund();
             }
+            self.report_pin_mismatches(&out.pin_mismatches);
             return Action::Continue;
         }
         if matches!(self.response, ResponseWork::None) {

@@ -47,9 +47,11 @@ pub struct Metrics {
     /// By `tools` key (exact name or pattern).
     per_entry: HashMap<String, Vec<(Outcome, u32)>>,
     unlisted: Vec<(Outcome, u32)>,
+    /// `mcp_policy.pins.mismatched`, when the policy has pins.
+    pin_mismatches: Option<u32>,
 }
 
-const CALL_OUTCOMES: [Outcome; 7] = [
+const CALL_OUTCOMES: [Outcome; 8] = [
     Outcome::Allowed,
     Outcome::Denied,
     Outcome::RateLimited,
@@ -57,6 +59,7 @@ const CALL_OUTCOMES: [Outcome; 7] = [
     Outcome::WouldDeny,
     Outcome::WouldRateLimit,
     Outcome::WouldNeedApproval,
+    Outcome::Flagged,
 ];
 
 fn define_family(prefix: &str) -> Vec<(Outcome, u32)> {
@@ -106,6 +109,19 @@ impl Metrics {
             totals,
             per_entry,
             unlisted: define_family("mcp_policy.tool._unlisted"),
+            pin_mismatches: policy
+                .pins
+                .as_ref()
+                .and_then(|_| abi::define_counter("mcp_policy.pins.mismatched")),
+        }
+    }
+
+    /// Counts pinned tools listed with a definition that differs from the pin.
+    pub fn count_pin_mismatches(&self, n: usize) {
+        if let Some(id) = self.pin_mismatches {
+            for _ in 0..n {
+                abi::increment(id);
+            }
         }
     }
 

@@ -113,6 +113,31 @@ fn fields(ctx: &AuditContext<'_>, call: &CallRecord) -> ObjectWriter {
         .opt_str("principal", ctx.principal)
 }
 
+/// The audit line for a pinned tool listed with a changed definition:
+/// `{"time","event":"pin_mismatch","tool","decision","rule","reason"}`,
+/// where `decision` says what the list answer did with it (`hidden` or
+/// `flagged`). None when audit lines are off.
+pub fn pin_mismatch_line(
+    level: AuditLevel,
+    now_ms: u64,
+    mismatch: &crate::pins::Mismatch,
+    flag: bool,
+) -> Option<String> {
+    if level == AuditLevel::Off {
+        return None;
+    }
+    Some(
+        ObjectWriter::new()
+            .str("time", &rfc3339(now_ms))
+            .str("event", "pin_mismatch")
+            .str("tool", &mismatch.tool)
+            .str("decision", if flag { "flagged" } else { "hidden" })
+            .str("rule", &crate::pins::Pins::rule(&mismatch.tool))
+            .str("reason", &mismatch.reason)
+            .finish(),
+    )
+}
+
 /// UTC time as `YYYY-MM-DDTHH:MM:SS.mmmZ` (civil-from-days, no dependency).
 pub fn rfc3339(ms: u64) -> String {
     let secs = ms / 1000;

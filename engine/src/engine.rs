@@ -7,9 +7,9 @@ use crate::config;
 use crate::global_limits::{self, FailureMode, GlobalAnswer, GlobalTake};
 use crate::json::{self, Node, Value};
 use crate::jsonrpc::{self, CallKind, Message};
+use crate::pins::{self, CallCheck, Listed, Mismatch};
 use crate::policy::{ApprovalService, CallVerdict, Counter, Policy, Scope};
 use crate::ratelimit::{self, Charge, Clock, Denial, SharedStore, Take};
-use crate::pins::{self, CallCheck, Listed, Mismatch};
 use crate::risk;
 use crate::routing_headers::{self, RoutingHeaders};
 use crate::tools_list::{self, EventStreamFilter, ListId, StreamOutput, Unfilterable};
@@ -980,7 +980,12 @@ impl Engine {
 
     /// Whether a listed tool passes the pins, judged on its entry; pinned
     /// tools are collected in `seen` to be learned.
-    fn pins_keep(&self, name: &str, entry: &Node<'_>, seen: &std::cell::RefCell<Vec<Listed>>) -> bool {
+    fn pins_keep(
+        &self,
+        name: &str,
+        entry: &Node<'_>,
+        seen: &std::cell::RefCell<Vec<Listed>>,
+    ) -> bool {
         let Some(p) = &self.policy.pins else {
             return true;
         };

@@ -501,7 +501,10 @@ fn collect_pins(json_text: &[u8], out: &mut Vec<(String, String)>) -> Result<(),
             let Some(name) = tool.get("name").and_then(Node::as_str) else {
                 return Err(format!("result.tools[{i}] has no string name"));
             };
-            out.push((name.to_string(), format!("sha256:{}", definition_hash(tool))));
+            out.push((
+                name.to_string(),
+                format!("sha256:{}", definition_hash(tool)),
+            ));
         }
     }
     Ok(())
