@@ -4,6 +4,7 @@
 //! Istio configuration rendered around a policy.
 
 pub mod explain;
+pub mod pin;
 pub mod policy_file;
 pub mod quote;
 pub mod render;

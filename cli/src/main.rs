@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use lexopt::prelude::*;
 use mcp_policy_cli::explain::{self, Call, SystemClock};
+use mcp_policy_cli::pin;
 use mcp_policy_cli::policy_file::{self, PolicyFile};
 use mcp_policy_cli::render::{self, EnvoyOptions, HeaderMode, IstioOptions};
 use mcp_policy_engine::json;
@@ -42,6 +43,13 @@ usage:
                                [--only wasmplugin|envoyfilter]
       An Istio WasmPlugin and, after ---, the EnvoyFilter variant, checking
       the inbound MCP port N (the server's container port, default 8000).
+  mcp-policy pin URL|ANSWER-FILE [--header 'Name: value']... [--write POLICY.json]
+      Pins for every tool a server lists: asks an http:// MCP endpoint
+      (initialize, then tools/list page by page; JSON or event-stream
+      answers), or reads a saved tools/list answer (JSON or event stream;
+      - reads standard input). Prints a {pins: ...} object to paste into a
+      policy, or with --write merges the pins into a JSON policy file
+      (listed tools get their new pin, other pins are kept).
 
 FILE is JSON or YAML (by extension, else by content); - reads standard input.
 exit codes: 0 ok / allowed, 1 usage error or invalid policy, 2 refused (explain)
@@ -103,6 +111,7 @@ fn run() -> Result<Exit, String> {
     match command.as_str() {
         "validate" => validate(&mut parser),
         "explain" => explain_cmd(&mut parser),
+        "pin" => pin_cmd(&mut parser),
         "render" => {
             let target = match parser.next().map_err(arg_err)? {
                 Some(Value(v)) => string(v, "render target")?,
@@ -202,6 +211,70 @@ fn validate(parser: &mut lexopt::Parser) -> Result<Exit, String> {
         }
         Err(exit) => Ok(exit),
     }
+}
+
+fn pin_cmd(parser: &mut lexopt::Parser) -> Result<Exit, String> {
+    let mut source = None;
+    let mut headers = Vec::new();
+    let mut write = None;
+    while let Some(arg) = parser.next().map_err(arg_err)? {
+        match arg {
+            Value(v) if source.is_none() => source = Some(string(v, "URL or FILE")?),
+            Long("header") => {
+                let h = string(parser.value().map_err(arg_err)?, "--header")?;
+                let (name, value) = h
+                    .split_once(':')
+                    .ok_or_else(|| format!("--header: got {h:?}, expected 'Name: value'"))?;
+                headers.push((name.trim().to_string(), value.trim().to_string()));
+            }
+            Long("write") => write = Some(string(parser.value().map_err(arg_err)?, "--write")?),
+            Long("help") | Short('h') => {
+                print!("{USAGE}");
+                return Ok(Exit::Ok);
+            }
+            other => return Err(other.unexpected().to_string()),
+        }
+    }
+    let source = source.ok_or("pin: expected a server URL or a saved tools/list answer")?;
+    let answers = if source.starts_with("http://") || source.starts_with("https://") {
+        let url = pin::Url::parse(&source)?;
+        pin::Client::new(url, headers).list_tools()?
+    } else if source == "-" {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
+            .map_err(|e| format!("standard input: {e}"))?;
+        vec![bytes]
+    } else {
+        vec![std::fs::read(&source).map_err(|e| format!("{source}: {e}"))?]
+    };
+    let pins = pin::pins_of(&answers).map_err(|e| format!("{source}: {e}"))?;
+    if pins.is_empty() {
+        return Err(format!("{source}: no tools listed, nothing to pin"));
+    }
+    let Some(policy_path) = write else {
+        print!("{}", pin::pins_document(&pins));
+        eprintln!("{source}: {} tool(s) pinned", pins.len());
+        return Ok(Exit::Ok);
+    };
+    let text = std::fs::read_to_string(&policy_path).map_err(|e| format!("{policy_path}: {e}"))?;
+    let (merged, counts) = pin::merge_into_policy(&text, &pins)?;
+    if let Err(errors) = mcp_policy_engine::config::load(merged.as_bytes()) {
+        for e in &errors {
+            eprintln!("{e}");
+        }
+        return Err(format!(
+            "{policy_path}: not written: the policy with these pins would be refused"
+        ));
+    }
+    let tmp = format!("{policy_path}.pin-tmp");
+    std::fs::write(&tmp, merged.as_bytes())
+        .and_then(|()| std::fs::rename(&tmp, &policy_path))
+        .map_err(|e| format!("{policy_path}: {e}"))?;
+    eprintln!(
+        "{policy_path}: pins written: {} new, {} changed, {} unchanged, {} kept (not listed by {source})",
+        counts.added, counts.changed, counts.unchanged, counts.kept
+    );
+    Ok(Exit::Ok)
 }
 
 fn parse_risk(text: &str) -> Result<Risk, String> {

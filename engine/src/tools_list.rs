@@ -182,7 +182,7 @@ fn splice(source: &str, cuts: &[(usize, usize, String)]) -> String {
 
 /// Splits an event stream into events, each keeping its terminating blank
 /// line, so that concatenating them gives back the input.
-pub(crate) fn split_events(text: &str) -> Vec<&str> {
+pub fn split_events(text: &str) -> Vec<&str> {
     let mut events = Vec::new();
     let mut start = 0;
     let bytes = text.as_bytes();
@@ -214,7 +214,7 @@ pub(crate) fn split_events(text: &str) -> Vec<&str> {
 
 /// An event's joined `data` lines (None when it has none) and its other
 /// non-empty lines.
-pub(crate) fn event_data(event: &str) -> (Option<String>, Vec<&str>) {
+pub fn event_data(event: &str) -> (Option<String>, Vec<&str>) {
     let mut data = String::new();
     let mut has_data = false;
     let mut other_lines: Vec<&str> = Vec::new();
