@@ -187,6 +187,9 @@ pub fn summary(policy: &Policy) -> String {
     if !policy.risk_actions.is_empty() {
         parts.push("risk actions".to_string());
     }
+    if let Some(p) = &policy.pins {
+        parts.push(plural(p.tools.len(), "pinned tool", "pinned tools"));
+    }
     if let Some(a) = &policy.approval {
         parts.push(format!("approval via cluster {}", a.cluster));
     }

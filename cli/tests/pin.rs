@@ -164,6 +164,7 @@ fn write_merges_pins_into_a_policy_that_then_validates() {
     assert!(pins.get("gone").is_some() && pins.get("new").is_some());
     assert_eq!(doc.root.get("default").unwrap().as_str(), Some("allow"));
     let validated = run(&["validate", policy.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&validated.stdout).contains("3 pinned tools"));
     assert!(
         validated.status.success(),
         "{}",
