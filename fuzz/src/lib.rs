@@ -7,7 +7,7 @@ use mcp_policy_engine::{config, write, Engine};
 
 /// Policies the decision-path targets judge against: the shipped examples
 /// (argument rules, spend caps, risk actions, approval) and one with
-/// cluster-wide limits, `hide`, a `"*"` entry and per-source counters.
+/// cluster-wide limits, `hide`, a `"*"` entry, per-source counters and a pin.
 pub const POLICIES: [&[u8]; 3] = [
     include_bytes!("../../envoy/examples/claude-code-guarded.json"),
     include_bytes!("../../envoy/examples/approval.json"),
