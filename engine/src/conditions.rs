@@ -17,13 +17,7 @@
 
 use crate::caller::{CallerPath, CallerView};
 use crate::json::{Node, Value};
-
-/// One step of an argument path.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step {
-    Key(String),
-    Index(usize),
-}
+use crate::path_steps::{parse_steps, resolve_steps, Step};
 
 /// A compiled `args.a.b[0]` path (the `args` prefix removed).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,76 +68,6 @@ impl ArgPath {
         }
         true
     }
-}
-
-/// Parses the steps of a path after its root: `.a`, `.b[0]`, `["odd key"]`.
-pub fn parse_steps(rest: &str) -> Result<Vec<Step>, String> {
-    let mut steps = Vec::new();
-    let mut chars = rest.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '.' => {
-                let mut key = String::new();
-                while let Some(&n) = chars.peek() {
-                    if n == '.' || n == '[' {
-                        break;
-                    }
-                    key.push(n);
-                    chars.next();
-                }
-                if key.is_empty() {
-                    return Err("empty key after '.'".to_string());
-                }
-                steps.push(Step::Key(key));
-            }
-            '[' => {
-                let mut inner = String::new();
-                let mut closed = false;
-                let quoted = chars.peek() == Some(&'"');
-                if quoted {
-                    chars.next();
-                    while let Some(n) = chars.next() {
-                        if n == '"' {
-                            closed = chars.next() == Some(']');
-                            break;
-                        }
-                        inner.push(n);
-                    }
-                    if !closed {
-                        return Err("unterminated [\"key\"]".to_string());
-                    }
-                    steps.push(Step::Key(inner));
-                } else {
-                    for n in chars.by_ref() {
-                        if n == ']' {
-                            closed = true;
-                            break;
-                        }
-                        inner.push(n);
-                    }
-                    let index = inner.parse::<usize>().ok().filter(|_| closed);
-                    match index {
-                        Some(i) => steps.push(Step::Index(i)),
-                        None => return Err(format!("invalid index [{inner}]")),
-                    }
-                }
-            }
-            other => return Err(format!("unexpected '{other}'")),
-        }
-    }
-    Ok(steps)
-}
-
-/// The node at `steps` below `root`, if present.
-pub fn resolve_steps<'d, 'a>(root: Option<&'d Node<'a>>, steps: &[Step]) -> Option<&'d Node<'a>> {
-    let mut node = root?;
-    for step in steps {
-        node = match step {
-            Step::Key(k) => node.get(k)?,
-            Step::Index(i) => node.as_array()?.get(*i)?,
-        };
-    }
-    Some(node)
 }
 
 /// What a condition reads: the call's arguments or who is calling.

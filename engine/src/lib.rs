@@ -1,7 +1,7 @@
 //! Host-free core of mcp-policy: strict JSON-RPC parsing, the policy, the
 //! decision for each request, rate-limit counters and the answers to refused
 //! calls. Nothing here calls proxy-wasm; the host is reached only through the
-//! [`ratelimit::SharedStore`] and [`ratelimit::Clock`] traits, so all of it
+//! [`store::SharedStore`] and [`store::Clock`] traits, so all of it
 //! runs in native unit tests and as wasm32.
 
 pub mod answer;
@@ -19,10 +19,13 @@ pub mod jsonrpc;
 pub mod key_folding;
 pub mod lint;
 pub mod metadata;
+pub mod path_steps;
 pub mod policy;
 pub mod ratelimit;
 pub mod risk;
 pub mod routing_headers;
+pub mod store;
+pub mod text;
 pub mod tools_list;
 pub mod tunnels;
 pub mod write;

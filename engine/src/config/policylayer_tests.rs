@@ -4,7 +4,8 @@
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-use crate::policy::{load, Action, RuleKind, Scope, Window};
+use crate::config::load;
+use crate::policy::{Action, RuleKind, Scope, Window};
 use crate::risk::Risk;
 
 #[test]
