@@ -220,6 +220,58 @@ impl Op {
         "contains_word",
         "exists",
     ];
+
+    /// Compiles operator `name` (one of [`Op::NAMES`]) with its `value`.
+    /// `Err` says what the value should have been; the caller adds where.
+    pub fn build(name: &str, value: &Node<'_>) -> Result<Op, String> {
+        Ok(match name {
+            "eq" => Op::Eq(Literal::from_node(value)),
+            "neq" => Op::Neq(Literal::from_node(value)),
+            "in" | "not_in" => {
+                let items = value.as_array().ok_or("an array of values")?;
+                let list = items.iter().map(Literal::from_node).collect();
+                if name == "in" {
+                    Op::In(list)
+                } else {
+                    Op::NotIn(list)
+                }
+            }
+            "lt" | "lte" | "gt" | "gte" => {
+                let x = value.as_f64().filter(|x| x.is_finite()).ok_or("a number")?;
+                match name {
+                    "lt" => Op::Lt(x),
+                    "lte" => Op::Lte(x),
+                    "gt" => Op::Gt(x),
+                    _ => Op::Gte(x),
+                }
+            }
+            "regex" => match value.as_str() {
+                Some("") => return Err("a non-empty string".to_string()),
+                // Bounded: regex-lite is a backtracking-free engine; the
+                // compiled size is capped so per-call cost stays small.
+                Some(pattern) => regex_lite::RegexBuilder::new(pattern)
+                    .size_limit(1 << 20)
+                    .build()
+                    .map(Op::Regex)
+                    .map_err(|e| format!("a valid regular expression ({e})"))?,
+                None => return Err("a string".to_string()),
+            },
+            "contains" => Op::Contains(Literal::from_node(value)),
+            "not_contains" => Op::NotContains(Literal::from_node(value)),
+            "contains_word" => {
+                let word = value
+                    .as_str()
+                    .filter(|w| !w.is_empty() && !w.chars().any(char::is_whitespace))
+                    .ok_or("one word: a non-empty string without spaces")?;
+                Op::ContainsWord(word.to_string())
+            }
+            "exists" => match value.value {
+                Value::Bool(b) => Op::Exists(b),
+                _ => return Err("true or false".to_string()),
+            },
+            _ => return Err(format!("an operator, one of {}", Op::NAMES.join(", "))),
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use crate::caller::{CallerSettings, GrantFrom};
-use crate::conditions::{ArgPath, Condition, Literal, Op, Path};
+use crate::conditions::{ArgPath, Condition, Op, Path};
 use crate::glob::Glob;
 use crate::json::{self, Node, Value};
 use crate::policy::{
@@ -1082,67 +1082,12 @@ impl Validator<'_> {
             self.error(&vpath, "missing".to_string());
             return None;
         };
-        let op = match op_name? {
-            "eq" => Op::Eq(Literal::from_node(value)),
-            "neq" => Op::Neq(Literal::from_node(value)),
-            "in" | "not_in" => {
-                let Some(items) = value.as_array() else {
-                    self.wrong(&vpath, value, "an array of values");
-                    return None;
-                };
-                let list = items.iter().map(Literal::from_node).collect();
-                if op_name == Some("in") {
-                    Op::In(list)
-                } else {
-                    Op::NotIn(list)
-                }
+        let op = match Op::build(op_name?, value) {
+            Ok(op) => op,
+            Err(expected) => {
+                self.wrong(&vpath, value, &expected);
+                return None;
             }
-            "lt" | "lte" | "gt" | "gte" => {
-                let Some(x) = value.as_f64().filter(|x| x.is_finite()) else {
-                    self.wrong(&vpath, value, "a number");
-                    return None;
-                };
-                match op_name {
-                    Some("lt") => Op::Lt(x),
-                    Some("lte") => Op::Lte(x),
-                    Some("gt") => Op::Gt(x),
-                    _ => Op::Gte(x),
-                }
-            }
-            "regex" => {
-                let text = self.string(value, &vpath)?;
-                // Bounded: regex-lite is a backtracking-free engine; cap the
-                // compiled size so per-call cost stays small.
-                match regex_lite::RegexBuilder::new(&text)
-                    .size_limit(1 << 20)
-                    .build()
-                {
-                    Ok(re) => Op::Regex(re),
-                    Err(e) => {
-                        self.wrong(&vpath, value, &format!("a valid regular expression ({e})"));
-                        return None;
-                    }
-                }
-            }
-            "contains" => Op::Contains(Literal::from_node(value)),
-            "not_contains" => Op::NotContains(Literal::from_node(value)),
-            "contains_word" => {
-                let word = value
-                    .as_str()
-                    .filter(|w| !w.is_empty() && !w.chars().any(char::is_whitespace));
-                let Some(word) = word else {
-                    self.wrong(&vpath, value, "one word: a non-empty string without spaces");
-                    return None;
-                };
-                Op::ContainsWord(word.to_string())
-            }
-            _ => match value.value {
-                Value::Bool(b) => Op::Exists(b),
-                _ => {
-                    self.wrong(&vpath, value, "true or false");
-                    return None;
-                }
-            },
         };
         Some(Condition {
             path: arg_path?,
