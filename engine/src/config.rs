@@ -565,7 +565,20 @@ impl Validator<'_> {
             rule.risk = self.risk_name(r, &child(path, "risk"));
         }
         if let Some(r) = obj.get("rules") {
-            rule.rules = self.arg_rules(r, &child(path, "rules"));
+            // After the tool-level `require` / `deny_if`, never instead of them.
+            let rpath = child(path, "rules");
+            for (i, arg_rule) in self.arg_rules(r, &rpath).into_iter().enumerate() {
+                if rule.rules.iter().any(|o| o.name == arg_rule.name) {
+                    self.error(
+                        &child(&format!("{rpath}[{i}]"), "name"),
+                        format!(
+                            "rule name \"{}\" is taken by the tool's own \"{}\" key; rename the rule",
+                            arg_rule.name, arg_rule.name
+                        ),
+                    );
+                }
+                rule.rules.push(arg_rule);
+            }
         }
         if let Some(r) = obj.get("reason") {
             rule.reason = self.string(r, &child(path, "reason"));
