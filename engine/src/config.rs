@@ -258,11 +258,13 @@ impl Validator<'_> {
             Some(v) => self.wrong("policy.version", v, "\"1\""),
             None => self.error("policy.version", "missing, expected \"1\"".to_string()),
         }
-        if let Some(d) = root.get("description") {
-            if d.as_str().is_none() {
+        let description = root.get("description").and_then(|d| {
+            let text = d.as_str().map(str::to_string);
+            if text.is_none() {
                 self.wrong("policy.description", d, "a string");
             }
-        }
+            text
+        });
         let default = match root.get("default") {
             Some(node) => self
                 .choice(
@@ -382,6 +384,7 @@ impl Validator<'_> {
             }
         }
         Some(Policy {
+            description,
             default,
             rate_limit_service,
             tools,
@@ -584,7 +587,8 @@ impl Validator<'_> {
             rule.reason = self.string(r, &child(path, "reason"));
         }
         if let Some(d) = obj.get("description") {
-            if d.as_str().is_none() {
+            rule.description.0 = d.as_str().map(str::to_string);
+            if rule.description.0.is_none() {
                 self.wrong(&child(path, "description"), d, "a string");
             }
         }
