@@ -446,6 +446,13 @@ fn rate_limit_service(r: &RateLimitService) -> Json {
     m.done()
 }
 
+/// `v` on one line.
+pub fn compact(v: &Json) -> String {
+    let mut out = String::new();
+    write_compact(v, &mut out);
+    out
+}
+
 /// One line when short (conditions, limits), else one member per line.
 const LINE: usize = 100;
 
