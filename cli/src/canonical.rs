@@ -63,7 +63,7 @@ impl Members {
     }
 
     fn or_none(self) -> Option<Json> {
-        (!self.0.is_empty()).then(|| Json::Obj(self.0))
+        (!self.0.is_empty()).then_some(Json::Obj(self.0))
     }
 }
 
