@@ -5,7 +5,9 @@
 //! parsed into), never the input text, so what it prints is what the filter
 //! enforces. Loading its output gives the same policy again; values equal to
 //! their default are left out. One function per section: a new section of the
-//! model gets a new function here and a line in [`to_value`].
+//! model gets a new function here and a line in [`to_value`]. Each writer
+//! names every field of the struct it writes, so a field added to the model
+//! does not compile until it is written here too.
 
 use mcp_policy_engine::caller::{CallerSettings, GrantFrom};
 use mcp_policy_engine::conditions::{Condition, Literal, Op, Step};
@@ -77,6 +79,25 @@ pub fn render(policy: &Policy) -> Result<String, String> {
 
 /// The policy as a JSON value, section by section.
 pub fn to_value(p: &Policy) -> Result<Json, String> {
+    // Every field named: a field added to the model fails to compile here
+    // until the writer handles it.
+    let Policy {
+        description: _,
+        default: _,
+        tools: _,
+        patterns: _,
+        wildcard: _,
+        hide: _,
+        hide_patterns: _,
+        hide_all: _,
+        counters: _,
+        risk_actions: _,
+        resources: _,
+        prompts: _,
+        approval: _,
+        rate_limit_service: _,
+        settings: _,
+    } = p;
     let mut m = Members::default();
     m.put("version", s("1"));
     m.opt("description", p.description.as_deref().map(s));
@@ -103,6 +124,23 @@ pub fn to_value(p: &Policy) -> Result<Json, String> {
 
 /// `settings`: only what differs from the filter's defaults.
 fn settings(set: &Settings) -> Result<Option<Json>, String> {
+    let Settings {
+        max_body_bytes: _,
+        max_depth: _,
+        max_batch: _,
+        error_style: _,
+        header_mode: _,
+        grant: _,
+        refund_on_error: _,
+        counter_slots: _,
+        limit_algorithm: _,
+        grant_hash_key: _,
+        audit: _,
+        require_grant: _,
+        hold_body_timeout_ms: _,
+        shadow: _,
+        caller: _,
+    } = set;
     let d = Settings::default();
     let mut m = Members::default();
     m.unless("mode", set.shadow, d.shadow, |b| {
@@ -171,6 +209,11 @@ fn settings(set: &Settings) -> Result<Option<Json>, String> {
 
 /// `caller_claims`, `require_caller`, `grant_from` (members of `settings`).
 fn caller_settings(c: &CallerSettings, m: &mut Members) -> Result<(), String> {
+    let CallerSettings {
+        claims_path: _,
+        require: _,
+        grant_from: _,
+    } = c;
     let d = CallerSettings::default();
     if c.claims_path != d.claims_path {
         m.put(
@@ -250,6 +293,15 @@ fn tools(p: &Policy) -> Result<Option<Json>, String> {
 /// One tool entry (also a resource or prompt entry, which have no risk and
 /// no argument rules).
 fn tool_rule(rule: &ToolRule, p: &Policy) -> Result<Json, String> {
+    let ToolRule {
+        action: _,
+        reason: _,
+        limits: _,
+        risk: _,
+        rules: _,
+        shadow: _,
+        description: _,
+    } = rule;
     let mut m = Members::default();
     m.opt("description", rule.description.0.as_deref().map(s));
     m.unless("action", rule.action, Action::Allow, |a| s(a.name()));
@@ -279,6 +331,16 @@ fn tool_rule(rule: &ToolRule, p: &Policy) -> Result<Json, String> {
 /// A counter in full, as every entry using it writes it (`rate_limit`
 /// blocks become the counter they were loaded as).
 fn limit(c: &Counter, set: &Settings) -> Result<Json, String> {
+    let Counter {
+        name: _,
+        window: _,
+        max: _,
+        scope: _,
+        algorithm: _,
+        increment_from: _,
+        default_increment_milli: _,
+        global: _,
+    } = c;
     let mut m = Members::default();
     m.put("counter", s(&c.name));
     m.put("window", s(c.window.name()));
@@ -317,6 +379,13 @@ fn milli_text(milli: u64) -> Result<String, String> {
 
 /// One argument rule (`deny_if` / `require` / `when`).
 fn arg_rule(r: &ArgRule) -> Result<Json, String> {
+    let ArgRule {
+        name: _,
+        kind: _,
+        action: _,
+        risk: _,
+        reason: _,
+    } = r;
     let mut m = Members::default();
     m.put("name", s(&r.name));
     let (kind, conds) = match &r.kind {
@@ -422,6 +491,12 @@ fn risk_actions(p: &Policy) -> Option<Json> {
 }
 
 fn approval(a: &ApprovalService) -> Json {
+    let ApprovalService {
+        cluster: _,
+        authority: _,
+        path: _,
+        timeout_ms: _,
+    } = a;
     let mut m = Members::default();
     m.put("cluster", s(&a.cluster));
     m.unless("authority", a.authority.as_str(), a.cluster.as_str(), s);
@@ -431,6 +506,14 @@ fn approval(a: &ApprovalService) -> Json {
 }
 
 fn rate_limit_service(r: &RateLimitService) -> Json {
+    let RateLimitService {
+        cluster: _,
+        domain: _,
+        timeout_ms: _,
+        failure_mode: _,
+        all_limits: _,
+        include_tool: _,
+    } = r;
     let mut m = Members::default();
     m.put("cluster", s(&r.cluster));
     m.unless("domain", r.domain.as_str(), "mcp_policy", s);
