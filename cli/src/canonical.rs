@@ -466,6 +466,10 @@ fn number(x: f64) -> Result<Json, String> {
 
 /// A `resources` or `prompts` section: entries in key order.
 fn items(section: &ItemRules, p: &Policy) -> Result<Json, String> {
+    let ItemRules {
+        exact: _,
+        patterns: _,
+    } = section;
     let mut entries: Vec<(&str, &ToolRule)> = section
         .exact
         .iter()
