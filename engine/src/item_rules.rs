@@ -119,6 +119,59 @@ mod tests {
         assert!(p.lists_item(CallKind::Prompt, "anything"));
     }
 
+    fn errors(text: &str) -> Vec<String> {
+        crate::policy::load(text.as_bytes())
+            .err()
+            .unwrap_or_default()
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn equal_specificity_overlaps_are_errors_naming_both_paths() {
+        // Both match "file:///ab/x.md" with 11 literal characters each.
+        let e = errors(
+            r#"{"version":"1","resources":{"file:///ab/*":{},"file:///*.md":{"action":"deny"}}}"#,
+        );
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].starts_with(r#"policy.resources["file:///*.md"]: pattern "file:///*.md" and pattern "file:///ab/*" at policy.resources["file:///ab/*"] both match URIs such as "file:///ab/.md""#), "{e:?}");
+        assert!(
+            e[0].contains("same specificity (11 literal characters)"),
+            "{e:?}"
+        );
+        let e = errors(
+            r#"{"version":"1","prompts":{"review-*":{"action":"approve"},"*-commit":{"action":"deny"}},
+                "approval":{"cluster":"a"}}"#,
+        );
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with(r#"policy.prompts["*-commit"]: pattern "*-commit" and pattern "review-*" at policy.prompts["review-*"] both match prompt names such as "review--commit" with the same specificity (7 literal characters)"#),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn item_overlaps_are_fine_when_rules_agree_or_specificity_differs_or_none_overlaps() {
+        for text in [
+            // Same rule.
+            r#"{"version":"1","resources":{"file:///ab/*":{"action":"deny"},"file:///*.md":{"action":"deny"}}}"#,
+            // Different specificity: the longer decides.
+            r#"{"version":"1","resources":{"file:///abc/*":{},"file:///*.md":{"action":"deny"}}}"#,
+            // Equal specificity, no common URI.
+            r#"{"version":"1","resources":{"file:///a*":{},"https://*":{"action":"deny"}}}"#,
+            // An exact key beside a pattern never conflicts.
+            r#"{"version":"1","prompts":{"simple-*":{},"simple-one":{"action":"deny"}}}"#,
+        ] {
+            assert_eq!(errors(text), Vec::<String>::new(), "{text}");
+        }
+        // Resources and prompts are separate namespaces.
+        assert_eq!(
+            errors(r#"{"version":"1","resources":{"a*":{}},"prompts":{"*b":{"action":"deny"}}}"#),
+            Vec::<String>::new()
+        );
+    }
+
     #[test]
     fn prompt_rules_approve_and_limit() {
         let p = policy(

@@ -209,6 +209,19 @@ pub struct ToolRule {
     /// `"mode": "shadow"`: calls of this tool (every tool, on `"*"`) are
     /// judged and recorded but never refused.
     pub shadow: bool,
+    /// The entry's `description`, kept so `render --canonical` keeps it.
+    pub description: Note,
+}
+
+/// Free text the author wrote for people (`description`). It never changes
+/// a decision, so it never makes two rules differ: equality is always true.
+#[derive(Debug, Clone, Default)]
+pub struct Note(pub Option<String>);
+
+impl PartialEq for Note {
+    fn eq(&self, _: &Note) -> bool {
+        true
+    }
 }
 
 impl Default for ToolRule {
@@ -220,6 +233,7 @@ impl Default for ToolRule {
             risk: None,
             rules: Vec::new(),
             shadow: false,
+            description: Note::default(),
         }
     }
 }
@@ -381,6 +395,8 @@ impl Default for Settings {
 /// A validated policy.
 #[derive(Debug, Clone)]
 pub struct Policy {
+    /// The policy's `description` (for people; kept by `render --canonical`).
+    pub description: Option<String>,
     pub default: Action,
     /// Entries keyed by an exact tool name.
     pub tools: HashMap<String, ToolRule>,
