@@ -10,8 +10,9 @@
 //! does not compile until it is written here too.
 
 use mcp_policy_engine::caller::{CallerSettings, GrantFrom};
-use mcp_policy_engine::conditions::{Condition, Literal, Op, Step};
+use mcp_policy_engine::conditions::{Condition, Literal, Op};
 use mcp_policy_engine::config;
+use mcp_policy_engine::path_steps::Step;
 use mcp_policy_engine::policy::{
     Action, ApprovalService, ArgRule, AuditLevel, Counter, ErrorStyle, FailureMode, GrantSource,
     HeaderMode, ItemRules, Policy, RateLimitService, Risk, RuleKind, Settings, ToolRule,

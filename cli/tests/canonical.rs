@@ -15,10 +15,11 @@ use std::process::Command;
 use mcp_policy_cli::canonical::{self, Json};
 use mcp_policy_cli::explain::{self, Call};
 use mcp_policy_cli::policy_file;
-use mcp_policy_engine::conditions::{Condition, Literal, Op, Path as CondPath, Step};
+use mcp_policy_engine::conditions::{Condition, Literal, Op, Path as CondPath};
 use mcp_policy_engine::jsonrpc::CallKind;
+use mcp_policy_engine::path_steps::Step;
 use mcp_policy_engine::policy::{RuleKind, ToolRule};
-use mcp_policy_engine::ratelimit::Clock;
+use mcp_policy_engine::store::Clock;
 use mcp_policy_engine::{config, Policy};
 
 const BIN: &str = env!("CARGO_BIN_EXE_mcp-policy");
@@ -194,7 +195,7 @@ fn sample_calls(p: &Policy) -> Vec<Call> {
                     CondPath::Args(a) => set_at(&mut args, &a.steps, satisfying(c)),
                     CondPath::Caller { text, .. } => {
                         if let Some(rest) = text.strip_prefix("caller.claims") {
-                            let steps = mcp_policy_engine::conditions::parse_steps(rest).unwrap();
+                            let steps = mcp_policy_engine::path_steps::parse_steps(rest).unwrap();
                             set_at(&mut claims, &steps, satisfying(c));
                         }
                     }

@@ -120,7 +120,7 @@ mod tests {
     }
 
     fn errors(text: &str) -> Vec<String> {
-        crate::policy::load(text.as_bytes())
+        crate::config::load(text.as_bytes())
             .err()
             .unwrap_or_default()
             .iter()
