@@ -30,7 +30,7 @@ const MAX_ANSWER: usize = 16 << 20;
 pub fn pins_of(answers: &[Vec<u8>]) -> Result<BTreeMap<String, String>, String> {
     let mut out = BTreeMap::new();
     for answer in answers {
-        for (name, pin) in pins::pins_in_answer(answer)? {
+        for (name, pin) in pins_in_answer(answer)? {
             match out.get(&name) {
                 Some(p) if *p != pin => {
                     return Err(format!(
@@ -45,6 +45,69 @@ pub fn pins_of(answers: &[Vec<u8>]) -> Result<BTreeMap<String, String>, String> 
         }
     }
     Ok(out)
+}
+
+/// The (name, pin) of every tool in a `tools/list` answer: a JSON message,
+/// a batch, a bare `result` object, or an event stream whose events carry
+/// such messages. Errors name what could not be read.
+pub fn pins_in_answer(text: &[u8]) -> Result<Vec<(String, String)>, String> {
+    let Ok(s) = std::str::from_utf8(text) else {
+        return Err("the answer is not UTF-8".to_string());
+    };
+    let trimmed = s.trim_start();
+    let mut out = Vec::new();
+    if trimmed.starts_with('{') || trimmed.starts_with('[') {
+        collect_pins(trimmed.as_bytes(), &mut out)?;
+    } else {
+        let mut any = false;
+        for event in split_events(s) {
+            let Some(data) = event_data(event).0 else {
+                continue;
+            };
+            if data.trim().is_empty() {
+                continue;
+            }
+            any = true;
+            collect_pins(data.as_bytes(), &mut out)?;
+        }
+        if !any {
+            return Err("neither JSON nor an event stream with data".to_string());
+        }
+    }
+    Ok(out)
+}
+
+fn collect_pins(json_text: &[u8], out: &mut Vec<(String, String)>) -> Result<(), String> {
+    let doc = json::parse(json_text).map_err(|e| e.located(json_text))?;
+    let messages: Vec<&Node<'_>> = match &doc.root.value {
+        Value::Array(items) => items.iter().collect(),
+        _ => vec![&doc.root],
+    };
+    for msg in messages {
+        if let Some(err) = msg.get("error") {
+            return Err(format!(
+                "the server answered with an error: {}",
+                err.raw(doc.source)
+            ));
+        }
+        let tools = match msg.get("result").or(Some(msg)).and_then(|r| r.get("tools")) {
+            Some(t) => t,
+            None => continue,
+        };
+        let Some(tools) = tools.as_array() else {
+            return Err("result.tools is not an array".to_string());
+        };
+        for (i, tool) in tools.iter().enumerate() {
+            let Some(name) = tool.get("name").and_then(Node::as_str) else {
+                return Err(format!("result.tools[{i}] has no string name"));
+            };
+            out.push((
+                name.to_string(),
+                format!("sha256:{}", pins::definition_hash(tool)),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `{"pins": {...}}`, one tool a line, names sorted.
@@ -479,6 +542,37 @@ fn dechunk(mut body: &[u8]) -> (Vec<u8>, bool) {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
+
+    const ECHO: &str = r#"{"name":"echo","description":"Echo the text","inputSchema":{"type":"object","properties":{"text":{"type":"string","maxLength":10}},"required":["text"]},"annotations":{"readOnlyHint":true}}"#;
+    const ECHO_PIN: &str = "dd4013e4a9678377333e00580b8e62942dff04bc3dcd1ca4980226259db2b8aa";
+
+    #[test]
+    fn pins_are_read_from_json_batches_results_and_event_streams() {
+        let msg =
+            format!(r#"{{"jsonrpc":"2.0","id":1,"result":{{"tools":[{ECHO},{{"name":"b"}}]}}}}"#);
+        let expected = vec![
+            ("echo".to_string(), format!("sha256:{ECHO_PIN}")),
+            (
+                "b".to_string(),
+                "sha256:4990ff99be213c83fdc8397bfca008af54807ffa699ce10bb132bada6347fbf3"
+                    .to_string(),
+            ),
+        ];
+        assert_eq!(pins_in_answer(msg.as_bytes()).unwrap(), expected);
+        assert_eq!(
+            pins_in_answer(format!("[{msg}]").as_bytes()).unwrap(),
+            expected
+        );
+        let result = format!(r#"{{"tools":[{ECHO},{{"name":"b"}}]}}"#);
+        assert_eq!(pins_in_answer(result.as_bytes()).unwrap(), expected);
+        let sse = format!("event: message\r\nid: 7\r\ndata: {msg}\r\n\r\n");
+        assert_eq!(pins_in_answer(sse.as_bytes()).unwrap(), expected);
+        let err = r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"no"}}"#;
+        assert!(pins_in_answer(err.as_bytes())
+            .unwrap_err()
+            .contains("error"));
+        assert!(pins_in_answer(b"hello").is_err());
+    }
 
     #[test]
     fn urls_parse() {

@@ -22,8 +22,8 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::json::{self, Node, Value};
-use crate::ratelimit::{SetError, SharedStore};
+use crate::json::{Node, Value};
+use crate::store::{SetError, SharedStore};
 
 /// The members of a tool entry that a pin covers, in canonical order.
 pub const FIELDS: [&str; 4] = ["annotations", "description", "inputSchema", "name"];
@@ -221,7 +221,7 @@ impl Seen {
         if self.listed == pin {
             return None;
         }
-        let shown = crate::answer::shown_name(tool);
+        let shown = crate::text::shown_name(tool);
         let listed = self.listed.get(..12).unwrap_or("");
         let pinned = pin.get(..12).unwrap_or("");
         let what = match self.changed_fields(pin) {
@@ -374,7 +374,7 @@ pub fn learn(store: &dyn SharedStore, pins: &Pins, listed: &[Listed]) -> Vec<Mis
             };
             if let Some(reason) = seen.mismatch(&item.name, pin) {
                 mismatches.push(Mismatch {
-                    tool: crate::answer::shown_name(&item.name).into_owned(),
+                    tool: crate::text::shown_name(&item.name).into_owned(),
                     reason,
                 });
             }
@@ -407,7 +407,16 @@ pub enum CallCheck {
 impl Pins {
     /// The rule name a pin decision is recorded under.
     pub fn rule(tool: &str) -> String {
-        crate::config::child("pins", &crate::answer::shown_name(tool))
+        let shown = crate::text::shown_name(tool);
+        let plain = !shown.is_empty()
+            && shown
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if plain {
+            format!("pins.{shown}")
+        } else {
+            format!("pins[{}]", crate::write::quoted(&shown))
+        }
     }
 
     /// What a call of `tool` meets, from what the filter last saw listed.
@@ -421,7 +430,7 @@ impl Pins {
                     rule: "settings.unpinned".to_string(),
                     reason: format!(
                         "tool \"{}\" has no pin in the policy's pins, and settings.unpinned is \"deny\"",
-                        crate::answer::shown_name(tool)
+                        crate::text::shown_name(tool)
                     ),
                 },
             };
@@ -445,69 +454,6 @@ impl Pins {
             (Some(_), None) => true,
         }
     }
-}
-
-/// The (name, pin) of every tool in a `tools/list` answer: a JSON message,
-/// a batch, a bare `result` object, or an event stream whose events carry
-/// such messages. Errors name what could not be read.
-pub fn pins_in_answer(text: &[u8]) -> Result<Vec<(String, String)>, String> {
-    let Ok(s) = std::str::from_utf8(text) else {
-        return Err("the answer is not UTF-8".to_string());
-    };
-    let trimmed = s.trim_start();
-    let mut out = Vec::new();
-    if trimmed.starts_with('{') || trimmed.starts_with('[') {
-        collect_pins(trimmed.as_bytes(), &mut out)?;
-    } else {
-        let mut any = false;
-        for event in crate::tools_list::split_events(s) {
-            let Some(data) = crate::tools_list::event_data(event).0 else {
-                continue;
-            };
-            if data.trim().is_empty() {
-                continue;
-            }
-            any = true;
-            collect_pins(data.as_bytes(), &mut out)?;
-        }
-        if !any {
-            return Err("neither JSON nor an event stream with data".to_string());
-        }
-    }
-    Ok(out)
-}
-
-fn collect_pins(json_text: &[u8], out: &mut Vec<(String, String)>) -> Result<(), String> {
-    let doc = json::parse(json_text).map_err(|e| e.located(json_text))?;
-    let messages: Vec<&Node<'_>> = match &doc.root.value {
-        Value::Array(items) => items.iter().collect(),
-        _ => vec![&doc.root],
-    };
-    for msg in messages {
-        if let Some(err) = msg.get("error") {
-            return Err(format!(
-                "the server answered with an error: {}",
-                err.raw(doc.source)
-            ));
-        }
-        let tools = match msg.get("result").or(Some(msg)).and_then(|r| r.get("tools")) {
-            Some(t) => t,
-            None => continue,
-        };
-        let Some(tools) = tools.as_array() else {
-            return Err("result.tools is not an array".to_string());
-        };
-        for (i, tool) in tools.iter().enumerate() {
-            let Some(name) = tool.get("name").and_then(Node::as_str) else {
-                return Err(format!("result.tools[{i}] has no string name"));
-            };
-            out.push((
-                name.to_string(),
-                format!("sha256:{}", definition_hash(tool)),
-            ));
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use super::*;
+use crate::json;
 use crate::testing::{FixedClock, MemoryStore};
 use crate::tools_list::ListId;
 use crate::{Engine, Scopes, Verdict};
@@ -138,32 +139,6 @@ fn pins_parse_with_or_without_prefix_in_any_case() {
     assert!(parse_pin(&format!("sha256:{}", "g".repeat(64))).is_none());
 }
 
-#[test]
-fn pins_are_read_from_json_batches_results_and_event_streams() {
-    let msg = format!(r#"{{"jsonrpc":"2.0","id":1,"result":{{"tools":[{ECHO},{{"name":"b"}}]}}}}"#);
-    let expected = vec![
-        ("echo".to_string(), format!("sha256:{ECHO_PIN}")),
-        (
-            "b".to_string(),
-            format!("sha256:{}", hash(r#"{"name":"b"}"#)),
-        ),
-    ];
-    assert_eq!(pins_in_answer(msg.as_bytes()).unwrap(), expected);
-    assert_eq!(
-        pins_in_answer(format!("[{msg}]").as_bytes()).unwrap(),
-        expected
-    );
-    let result = format!(r#"{{"tools":[{ECHO},{{"name":"b"}}]}}"#);
-    assert_eq!(pins_in_answer(result.as_bytes()).unwrap(), expected);
-    let sse = format!("event: message\r\nid: 7\r\ndata: {msg}\r\n\r\n");
-    assert_eq!(pins_in_answer(sse.as_bytes()).unwrap(), expected);
-    let err = r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"no"}}"#;
-    assert!(pins_in_answer(err.as_bytes())
-        .unwrap_err()
-        .contains("error"));
-    assert!(pins_in_answer(b"hello").is_err());
-}
-
 // -------------------------------------------------- the filter at work
 
 const NOW: u64 = 1_795_478_430;
@@ -172,7 +147,7 @@ fn engine(extra: &str) -> Engine {
     let text = format!(
         r#"{{"version":"1","default":"allow","pins":{{"echo":"sha256:{ECHO_PIN}"}}{extra}}}"#
     );
-    Engine::new(crate::policy::load(text.as_bytes()).unwrap_or_else(|e| panic!("{e:#?}")))
+    Engine::new(crate::config::load(text.as_bytes()).unwrap_or_else(|e| panic!("{e:#?}")))
 }
 
 fn list_answer(tools: &[&str]) -> String {
@@ -319,7 +294,7 @@ fn a_new_pin_after_a_reload_judges_what_was_listed() {
         r#"{{"version":"1","pins":{{"echo":"{}"}}}}"#,
         hash(&changed_echo())
     );
-    let e = Engine::new(crate::policy::load(repinned.as_bytes()).unwrap());
+    let e = Engine::new(crate::config::load(repinned.as_bytes()).unwrap());
     assert!(matches!(call(&e, &store, "echo"), Verdict::Forward(_)));
 }
 
@@ -419,7 +394,7 @@ fn only_pinned_tools_are_remembered() {
 #[test]
 fn bad_pins_and_settings_name_their_path() {
     let errors = |text: &str| {
-        crate::policy::load(text.as_bytes())
+        crate::config::load(text.as_bytes())
             .unwrap_err()
             .iter()
             .map(|e| e.to_string())
