@@ -1,7 +1,6 @@
 //! The canonical form that pins hash, on arbitrary JSON: never panics, is
 //! itself JSON, is a fixed point (canonicalising it again changes nothing),
-//! and does not depend on key order; reading pins from arbitrary answers
-//! never panics.
+//! and does not depend on key order.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -28,7 +27,6 @@ fn reversed(node: &Node<'_>, source: &str) -> String {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let _ = pins::pins_in_answer(data);
     let Ok(doc) = json::parse(data) else {
         return;
     };
