@@ -93,15 +93,19 @@ def with_listeners(config_yaml: str, n: int) -> str:
     return envoy_config.dump(config, "rendered by bench/envoy_memory.py")
 
 
-def with_release(config_yaml: str, release_mib: int) -> str:
-    """Bootstrap `memory_allocator_manager`: tcmalloc hands up to
-    `release_mib` MiB of freed memory back to the OS every second."""
-    if release_mib <= 0:
+def with_release(config_yaml: str, release_mib: int | None) -> str:
+    """Bootstrap `memory_allocator_manager` (tcmalloc hands up to
+    `release_mib` MiB of freed memory back to the OS every second): None
+    keeps the rendered bootstrap's setting, 0 removes it."""
+    if release_mib is None:
         return config_yaml
     import yaml
 
     config = yaml.safe_load(config_yaml)
-    config["memory_allocator_manager"] = {"bytes_to_release": release_mib << 20, "memory_release_interval": "1s"}
+    if release_mib <= 0:
+        config.pop("memory_allocator_manager", None)
+    else:
+        config["memory_allocator_manager"] = {"bytes_to_release": release_mib << 20, "memory_release_interval": "1s"}
     return envoy_config.dump(config, "rendered by bench/envoy_memory.py")
 
 
@@ -172,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--settle", type=float, default=2.0, help="seconds to wait before each sample")
     ap.add_argument("--listeners", type=int, default=1, help="listeners serving the filter")
     ap.add_argument("--wasm", action="append", default=[], metavar="LABEL=PATH", help="another module to measure")
-    ap.add_argument("--release-mib", type=int, default=0, help="add memory_allocator_manager releasing this much per second")
+    ap.add_argument("--release-mib", type=int, default=None,
+                    help="memory_allocator_manager: MiB released per second (0: none; default: as rendered)")
     ap.add_argument("--no-noop", action="store_true", help="skip the empty module and the noop probe")
     ap.add_argument("--out", type=Path, default=h.BENCH / "results" / "envoy_memory.md")
     args = ap.parse_args(argv)
@@ -225,10 +230,12 @@ def main(argv: list[str] | None = None) -> int:
     def med(key: str, c: int, phase: int, field: str) -> float:
         return statistics.median(r[phase][field] for r in results[(key, c)])
 
+    release_note = "memory_allocator_manager as rendered" if args.release_mib is None else f"`--release-mib {args.release_mib}`"
     lines = [
-        "# Envoy memory: passthrough, a no-op Wasm filter, mcp-policy",
+        "# Envoy memory: passthrough, an empty Wasm module, a no-op Rust filter, mcp-policy",
         "",
-        f"Envoy {h.envoy_version()}; {h.machine()['cpu']}; `--listeners {args.listeners}`; `--release-mib {args.release_mib}`; "
+        f"Envoy {h.envoy_version()}; {h.machine()['cpu']}; `--listeners {args.listeners}`; "
+        f"{release_note}; "
         f"median of {args.rounds} fresh processes per cell; took {time.monotonic() - started:.0f} s.",
         f"Idle = {args.settle:g} s after ready; loaded = {args.settle:g} s after a "
         f"{args.seconds} s wrk run of 1 KiB allowed calls. MiB. `bench/envoy_memory.py`.",
