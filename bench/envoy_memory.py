@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -138,7 +139,7 @@ def ensure_noop() -> Path | None:
     r = subprocess.run(
         ["cargo", "build", "-q", "--release", "--manifest-path", str(PROBES / "Cargo.toml"),
          "--target", "wasm32-wasip1", "--lib"],
-        env={**__import__("os").environ, "CARGO_PROFILE_RELEASE_DEBUG": "false", "CARGO_PROFILE_RELEASE_STRIP": "true"},
+        env={**os.environ, "CARGO_PROFILE_RELEASE_DEBUG": "false", "CARGO_PROFILE_RELEASE_STRIP": "true"},
     )  # fmt: skip
     if r.returncode != 0 or not NOOP.exists():
         return None
@@ -152,7 +153,7 @@ def ensure_empty(work: Path) -> Path | None:
     wat2wasm = shutil.which("wat2wasm")
     if wat2wasm is None:
         print("wat2wasm not found: installing it with apt-get (Debian package wabt)", flush=True)
-        sudo = [] if __import__("os").geteuid() == 0 else ["sudo"]
+        sudo = [] if os.geteuid() == 0 else ["sudo"]
         if subprocess.run([*sudo, "apt-get", "install", "-y", "-qq", "wabt"], capture_output=True).returncode != 0:
             subprocess.run([*sudo, "apt-get", "update", "-qq"], capture_output=True)
             subprocess.run([*sudo, "apt-get", "install", "-y", "-qq", "wabt"], capture_output=True)
@@ -250,8 +251,8 @@ def main(argv: list[str] | None = None) -> int:
                    "-" if key == "passthrough" else f"+{mib(med(key, c, 1, 'rss') - base)}"]  # fmt: skip
             row += [mib(med(key, c, 1, f)) for f in FIELDS[1:]]
             lines.append("| " + " | ".join(row) + " |")
-    lines += ["", "Per added worker (loaded RSS, first to last worker count):", ""]
     if len(concurrencies) > 1:
+        lines += ["", "Per added worker (loaded RSS, first to last worker count):", ""]
         lo, hi = concurrencies[0], concurrencies[-1]
         for key, label, _ in configs:
             slope = (med(key, hi, 1, "rss") - med(key, lo, 1, "rss")) / (hi - lo)
