@@ -145,8 +145,8 @@ admin:
     socket_address: {{ address: 127.0.0.1, port_value: {admin_port} }}
 
 # Give memory the allocator has freed back to the OS, 16 MiB a second at
-# most. V8 compiling the module at start frees ~10 MiB that tcmalloc would
-# otherwise keep resident for the life of the process (bench/README.md,
+# most: what V8 frees after compiling the module would otherwise stay
+# resident for the life of the process (~6 MiB of RSS; bench/README.md,
 # "Envoy memory").
 memory_allocator_manager:
   bytes_to_release: 16777216
