@@ -65,6 +65,8 @@ pub fn load_with_base(text: &[u8], base: &Settings) -> Result<Policy, Vec<Config
         errors: Vec::new(),
         base: base.clone(),
         default_algorithm: base.limit_algorithm,
+        tool_key: String::new(),
+        intercept_used: false,
     };
     let policy = v.policy(&doc.root);
     match policy {
@@ -82,6 +84,8 @@ pub fn load_settings(text: &[u8]) -> Result<Settings, Vec<ConfigError>> {
         errors: Vec::new(),
         base: Settings::default(),
         default_algorithm: Algorithm::default(),
+        tool_key: String::new(),
+        intercept_used: false,
     };
     let settings = v.settings(&doc.root, "vm_config");
     if v.errors.is_empty() {
@@ -131,6 +135,11 @@ struct Validator<'s> {
     base: Settings,
     /// Algorithm of limits that do not name one (the settings' choice).
     default_algorithm: Algorithm,
+    /// The `tools` key being read (`"*"` for `all_tools`), for Intercept's
+    /// counter names.
+    tool_key: String,
+    /// Some `rules` list is in Intercept's vocabulary.
+    intercept_used: bool,
 }
 
 impl Validator<'_> {
@@ -251,6 +260,8 @@ impl Validator<'_> {
                 "resources",
                 "prompts",
                 "all_tools",
+                "approvals",
+                "approval_timeout",
             ],
         )?;
         match root.get("version") {
@@ -273,7 +284,7 @@ impl Validator<'_> {
                 .unwrap_or(Action::Deny),
             None => Action::Allow,
         };
-        let settings = match root.get("settings") {
+        let mut settings = match root.get("settings") {
             Some(node) => self.settings(node, "policy.settings"),
             None => self.base.clone(),
         };
@@ -295,6 +306,7 @@ impl Validator<'_> {
                         self.error(&rule_path, "tool name must not be empty".to_string());
                         continue;
                     }
+                    self.tool_key = name.to_string();
                     let rule = self.tool_rule(rule_node, &rule_path, &mut counters);
                     if name == "*" {
                         wildcard = rule;
@@ -325,6 +337,7 @@ impl Validator<'_> {
                         .to_string(),
                 );
             } else {
+                self.tool_key = "*".to_string();
                 wildcard = self.tool_rule(node, "policy.all_tools", &mut counters);
             }
         }
@@ -338,6 +351,7 @@ impl Validator<'_> {
             Some(node) => self.risk_actions(node),
             None => HashMap::new(),
         };
+        self.intercept_top_level(root, &mut settings);
         let approval = root.get("approval").and_then(|n| self.approval(n));
         // Shadowed calls never ask the approver, so only enforced ones need it.
         let all_shadow = settings.shadow || wildcard.shadow;
@@ -565,7 +579,13 @@ impl Validator<'_> {
             rule.risk = self.risk_name(r, &child(path, "risk"));
         }
         if let Some(r) = obj.get("rules") {
-            rule.rules = self.arg_rules(r, &child(path, "rules"));
+            let rpath = child(path, "rules");
+            if intercept::is_intercept_rules(r) {
+                let tool = self.tool_key.clone();
+                self.intercept_rules(r, &rpath, &tool, counters, &mut rule);
+            } else {
+                rule.rules = self.arg_rules(r, &rpath);
+            }
         }
         if let Some(r) = obj.get("reason") {
             rule.reason = self.string(r, &child(path, "reason"));
@@ -612,6 +632,7 @@ impl Validator<'_> {
                 "default_increment",
                 "global",
                 "algorithm",
+                "reason",
             ],
         )?;
         let algorithm = match obj.get("algorithm") {
@@ -679,6 +700,10 @@ impl Validator<'_> {
             Some(s) => self.choice(s, &child(path, "scope"), &SCOPES),
             None => Some(Scope::Global),
         };
+        let reason = match obj.get("reason") {
+            Some(r) => Some(self.string(r, &child(path, "reason"))?),
+            None => None,
+        };
         Some(Counter {
             name: name?,
             window: window?,
@@ -688,6 +713,7 @@ impl Validator<'_> {
             increment_from,
             default_increment_milli,
             global,
+            reason,
         })
     }
 
@@ -771,6 +797,7 @@ impl Validator<'_> {
             increment_from: None,
             default_increment_milli: None,
             global: false,
+            reason: None,
         })
     }
 
@@ -1209,6 +1236,7 @@ impl Validator<'_> {
                 &[
                     ("jsonrpc", ErrorStyle::JsonRpc),
                     ("tool_result", ErrorStyle::ToolResult),
+                    ("intercept", ErrorStyle::Intercept),
                 ],
             ) {
                 s.error_style = v;
@@ -1394,6 +1422,9 @@ impl CounterTable {
     }
 }
 
+mod intercept;
+#[cfg(test)]
+mod intercept_tests;
 #[cfg(test)]
 mod policylayer_tests;
 #[cfg(test)]

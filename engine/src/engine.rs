@@ -873,9 +873,10 @@ impl Engine {
         let window = counter.map(|c| c.window.name()).unwrap_or("minute");
         let max = counter.map(|c| c.max).unwrap_or(0);
         let scope = counter.map(|c| c.scope.name()).unwrap_or("global");
-        let reason = match reason_tail {
-            Some(t) => format!("rate limit \"{name}\" cannot be checked: {t}; retry in {retry} s"),
-            None => format!(
+        let reason = match (reason_tail, counter.and_then(|c| c.reason.as_ref())) {
+            (Some(t), _) => format!("rate limit \"{name}\" cannot be checked: {t}; retry in {retry} s"),
+            (None, Some(own)) => own.clone(),
+            (None, None) => format!(
                 "rate limit \"{name}\" of {max} calls per {window} (per {scope}) reached; retry in {retry} s"
             ),
         };

@@ -141,6 +141,9 @@ pub struct Counter {
     pub default_increment_milli: Option<u64>,
     /// Counted cluster-wide by the rate limit service.
     pub global: bool,
+    /// What a refused call is told when this budget is spent, instead of
+    /// the built-in text (Intercept's `on_deny` on a counting rule).
+    pub reason: Option<String>,
 }
 
 /// When a rule triggers.
@@ -218,6 +221,9 @@ pub enum ErrorStyle {
     JsonRpc,
     /// PolicyLayer style: a `result` with `isError: true` the model reads.
     ToolResult,
+    /// Intercept's: a `result` with `isError: true` whose text is
+    /// `[INTERCEPT POLICY DENIED] ` and the refusal's reason alone.
+    Intercept,
 }
 
 /// Whether request headers wait for the decision.
