@@ -25,6 +25,7 @@ import envoy_config
 from assertions import assert_json_answer, same_id
 from conftest import EnvoyPool
 from policy_proxy import PolicyProxy, new_marker
+from test_approval import CLUSTER, ApprovalService, approver  # noqa: F401 (fixture)
 
 CORPUS = Path(__file__).resolve().parent / "policies" / "intercept"
 PREFIX = "[INTERCEPT POLICY DENIED] "
@@ -98,6 +99,26 @@ def test_stripe_argument_rules_refuse_with_their_on_deny(stripe: PolicyProxy) ->
     allowed(stripe, "create_refund", {"amount": 100})
 
 
+def test_stripe_amounts_that_would_slip_past_are_refused(stripe: PolicyProxy) -> None:
+    # A negative charge would lower Intercept's spend counter; here it is refused.
+    refused(
+        stripe, "create_charge", {"amount": -50000, "currency": "usd"},
+        'limit "create_charge.daily_spend" counts argument args.amount, which must be a number >= 0',
+    )  # fmt: skip
+    # A number as a string, an amount only a case-folding server reads, a
+    # number too large for a double: the cap cannot be judged, so it refuses.
+    for arguments in (
+        {"amount": "99999999", "currency": "usd"},
+        {"Amount": 99999999, "currency": "usd"},
+    ):
+        refused(stripe, "create_charge", arguments, "Single charge cannot exceed $500.00")
+    marker = new_marker()
+    body = '{"jsonrpc":"2.0","id":"%s","method":"tools/call","params":{"name":"create_charge","arguments":{"amount":1e400,"currency":"usd"}}}' % marker
+    response = stripe.post(body, marker=marker)
+    assert PREFIX + "Single charge cannot exceed $500.00" in response.text, response.text
+    stripe.assert_refused_and_alive(marker)
+
+
 def test_stripe_daily_spend_is_counted_by_the_charged_amount(stripe: PolicyProxy) -> None:
     wait_for_room(86_400)
     # $10,000.00 a day in cents: twenty charges of $500.00 fill it exactly.
@@ -167,3 +188,33 @@ def test_hide_example_refuses_every_hidden_tool(envoys: EnvoyPool, mode: str) ->
     proxy = proxy_for(envoys, "policy_md_hide.yaml", mode, "create_issue", {})
     for tool in ("delete_repository", "list_webhooks", "transfer_repository"):
         refused(proxy, tool, {}, f'tool "{tool}" is hidden by policy')
+
+
+# -- POLICY.md (PR #3), "Approval rules" -------------------------------------------------
+
+
+def test_require_approval_asks_only_when_its_conditions_hold(envoys: EnvoyPool, mode: str, approver: ApprovalService) -> None:
+    proxy = envoys.proxy(
+        rendered("approval_rule.yaml"), mode, allowed_tool="create_charge", allowed_arguments={"amount": 1},
+        vm_settings={"header_mode": "hold"} if mode == "hold" else None, extra_clusters=((CLUSTER, approver.port),),
+    )  # fmt: skip
+    small = new_marker()
+    allowed_answer = proxy.call("create_charge", {"_m": small, "amount": 100}, request_id=small, marker=small)
+    proxy.assert_upstream_answered(allowed_answer, small, small)
+    assert approver.asked_about(small) == [], "a call below the threshold was sent for approval"
+
+    yes = new_marker()
+    approver.script(yes, "allow")
+    answer = proxy.call("create_charge", {"_m": yes, "amount": 60000}, request_id=yes, marker=yes)
+    proxy.assert_upstream_answered(answer, yes, yes)
+    [asked] = approver.asked_about(yes)
+    question = asked.json()
+    assert question["reason"] == "Charges over $500.00 require human approval", question
+    assert question["rule"] == "tools.create_charge.rules.large charge approval", question
+
+    no = new_marker()
+    approver.script(no, "deny")
+    response = proxy.call("create_charge", {"_m": no, "amount": 60000}, request_id=no, marker=no)
+    result = assert_json_answer(response, 200)["result"]
+    assert result["isError"] is True and result["content"][0]["text"].startswith(PREFIX), response.text
+    proxy.assert_refused_and_alive(no)
