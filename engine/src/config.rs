@@ -1385,6 +1385,9 @@ fn describe(c: &Counter) -> String {
     if c.global {
         text.push_str(", global");
     }
+    if let Some(r) = &c.reason {
+        text.push_str(&format!(", reason {r:?}"));
+    }
     text.push('}');
     text
 }
