@@ -406,10 +406,16 @@ impl Policy {
     /// are tried once per call).
     fn decide_with(&self, tool: &str, own: Option<(&str, &ToolRule)>) -> ToolVerdict {
         let shown = crate::answer::shown_name(tool);
+        // Intercept's agents read Intercept's own texts.
+        let intercept = self.settings.error_style == ErrorStyle::Intercept;
         if self.hidden(tool) {
             return ToolVerdict::Deny {
                 rule: "hide".to_string(),
-                reason: format!("tool \"{shown}\" is hidden by policy"),
+                reason: if intercept {
+                    format!("Tool \"{shown}\" is hidden by policy")
+                } else {
+                    format!("tool \"{shown}\" is hidden by policy")
+                },
             };
         }
         match own {
@@ -425,7 +431,11 @@ impl Policy {
             None if self.default == Action::Deny => {
                 return ToolVerdict::Deny {
                     rule: "default".to_string(),
-                    reason: format!("tool \"{shown}\" is not allowed by policy (default: deny)"),
+                    reason: if intercept {
+                        format!("Tool \"{shown}\" is not permitted by policy")
+                    } else {
+                        format!("tool \"{shown}\" is not allowed by policy (default: deny)")
+                    },
                 };
             }
             _ => {}

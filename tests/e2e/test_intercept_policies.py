@@ -138,7 +138,7 @@ def github(envoys: EnvoyPool, mode: str) -> PolicyProxy:
 
 
 def test_github_hidden_and_denied_tools(github: PolicyProxy) -> None:
-    refused(github, "transfer_repository", {"repo": "r"}, 'tool "transfer_repository" is hidden by policy')
+    refused(github, "transfer_repository", {"repo": "r"}, 'Tool "transfer_repository" is hidden by policy')
     refused(github, "delete_repository", {"repo": "r"}, "Repository deletion is not permitted via AI agents")
 
 
@@ -170,7 +170,7 @@ def test_github_failed_calls_give_their_budget_back(github: PolicyProxy) -> None
 def test_default_deny_and_sixty_calls_a_minute(envoys: EnvoyPool, mode: str) -> None:
     proxy = proxy_for(envoys, "testdata_default_deny_policy.yaml", mode, "read_file", {"path": "a"})
     wait_for_room(60, needed=40.0)
-    refused(proxy, "write_file", {"path": "a"}, 'tool "write_file" is not allowed by policy (default: deny)')
+    refused(proxy, "write_file", {"path": "a"}, 'Tool "write_file" is not permitted by policy')
     refused(proxy, "delete_customer", {}, "Customer deletion is not permitted")
     # Refused calls take nothing; the two liveness checks above took two.
     for _ in range(60 - proxy.allowed_calls):
@@ -187,7 +187,7 @@ def test_scaffold_lists_tools_and_lets_them_through(envoys: EnvoyPool, mode: str
 def test_hide_example_refuses_every_hidden_tool(envoys: EnvoyPool, mode: str) -> None:
     proxy = proxy_for(envoys, "policy_md_hide.yaml", mode, "create_issue", {})
     for tool in ("delete_repository", "list_webhooks", "transfer_repository"):
-        refused(proxy, tool, {}, f'tool "{tool}" is hidden by policy')
+        refused(proxy, tool, {}, f'Tool "{tool}" is hidden by policy')
 
 
 # -- POLICY.md (PR #3), "Approval rules" -------------------------------------------------

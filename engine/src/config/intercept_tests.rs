@@ -276,3 +276,20 @@ fn native_rules_keep_their_meaning() {
     assert_eq!(p.settings.error_style, ErrorStyle::JsonRpc);
     assert!(!p.settings.refund_on_error);
 }
+
+#[test]
+fn hidden_and_unlisted_tools_read_intercepts_texts() {
+    let p = load(
+        br#"{"version":"1","default":"deny","hide":["h"],
+            "tools":{"t":{"rules":[{"name":"r","rate_limit":"1/minute"}]}}}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        refused_with(&p, "h", "{}").as_deref(),
+        Some("Tool \"h\" is hidden by policy")
+    );
+    assert_eq!(
+        refused_with(&p, "u", "{}").as_deref(),
+        Some("Tool \"u\" is not permitted by policy")
+    );
+}
