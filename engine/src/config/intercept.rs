@@ -146,12 +146,12 @@ impl Validator<'_> {
                     Err(e) => self.errors.push(e),
                 }
             }
-            if let Some(arg_rule) = parsed.arg_rule {
+            if let Some(mut arg_rule) = parsed.arg_rule {
+                // Intercept allows two rules of one name; the model names
+                // rules uniquely (audit, canonical form), so the later one
+                // takes its position too.
                 if rule.rules.iter().any(|r| r.name == arg_rule.name) {
-                    self.error(
-                        &child(&rpath, "name"),
-                        format!("duplicate rule name \"{}\"", arg_rule.name),
-                    );
+                    arg_rule.name = format!("{} (rules[{i}])", arg_rule.name);
                 }
                 rule.rules.push(arg_rule);
             }
@@ -532,7 +532,8 @@ impl Validator<'_> {
 
     fn budget(&mut self, node: &Node<'_>, path: &str, text: &str) -> Option<Budget> {
         let obj = self.object(node, path, &["path", "op", "value"])?;
-        if text.split('.').count() != 3 || text.split('.').any(str::is_empty) {
+        // `state.<scope>.<counter>`; the counter part may hold dots.
+        if text.splitn(3, '.').count() != 3 || text.splitn(3, '.').any(str::is_empty) {
             self.wrong(
                 &child(path, "path"),
                 obj.get("path")?,

@@ -293,3 +293,18 @@ fn hidden_and_unlisted_tools_read_intercepts_texts() {
         Some("Tool \"u\" is not permitted by policy")
     );
 }
+
+#[test]
+fn two_rules_of_one_name_both_apply() {
+    let p = policy(
+        r#"{"t":{"rules":[
+            {"name":"r","conditions":[{"path":"args.a","op":"eq","value":1}]},
+            {"name":"r","conditions":[{"path":"args.b","op":"eq","value":2}]}]}}"#,
+    );
+    let names: Vec<&str> = p.tools["t"].rules.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["r", "r (rules[1])"]);
+    assert_eq!(
+        refused_with(&p, "t", r#"{"a": 1, "b": 3}"#).as_deref(),
+        Some("Denied by rule \"r\"")
+    );
+}
