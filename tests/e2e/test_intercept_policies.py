@@ -81,6 +81,22 @@ def test_every_example_validates_unedited(name: str) -> None:
     json.loads(rendered(name))
 
 
+@pytest.mark.parametrize("name", sorted(p.name for p in CORPUS.glob("*.yaml")))
+def test_canonical_form_loads_to_the_same_policy(name: str, tmp_path: Path) -> None:
+    """`render --canonical` writes the model in today's vocabulary (counter
+    `reason`s, `error_style: "intercept"`); written again, it is unchanged."""
+    cli = str(envoy_config.cli_bin())
+
+    def canonical(path: Path) -> str:
+        result = subprocess.run([cli, "render", "--canonical", str(path)], capture_output=True, text=True, check=False)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    first = canonical(CORPUS / name)
+    (tmp_path / "canonical.json").write_text(first, encoding="utf-8")
+    assert canonical(tmp_path / "canonical.json") == first
+
+
 # -- POLICY.md, "Complete examples: Stripe MCP server" --------------------------
 
 

@@ -5,10 +5,9 @@
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
+use crate::config::{load, ConfigError};
 use crate::json;
-use crate::policy::{
-    load, Action, Algorithm, CallVerdict, ConfigError, ErrorStyle, Policy, RuleKind, Scope, Window,
-};
+use crate::policy::{Action, Algorithm, CallVerdict, ErrorStyle, Policy, RuleKind, Scope, Window};
 
 fn policy(tools: &str) -> Policy {
     load(format!(r#"{{"version":"1","tools":{tools}}}"#).as_bytes()).unwrap()
