@@ -216,7 +216,7 @@ test-global: build cli venv ratelimit redis-server
 # bench/results/{micro,latest,ratelimit_memory}.md. 6-9 minutes (the first
 # run compiles criterion).
 # `make bench-profile` (not part of `bench`) runs the profiling experiments.
-.PHONY: bench bench-micro bench-e2e bench-memory bench-profile wrk
+.PHONY: bench bench-micro bench-e2e bench-memory bench-envoy-memory bench-profile wrk
 BENCH_MICRO_FLAGS ?= --warm-up-time 0.3 --measurement-time 1 --sample-size 20
 wrk:
 	@command -v wrk >/dev/null || { \
@@ -236,12 +236,17 @@ bench-e2e: build cli venv wrk
 bench-memory: build cli venv wrk
 	$(PY) bench/ratelimit_memory.py
 
+# Envoy RSS: passthrough vs a no-op Wasm filter vs this filter, 1/2/4 workers.
+bench-envoy-memory: build cli venv wrk
+	$(PY) bench/envoy_memory.py
+
 bench:
 	@start=$$(date +%s); \
 	  $(MAKE) --no-print-directory bench-micro && \
 	  $(MAKE) --no-print-directory bench-e2e && \
 	  $(MAKE) --no-print-directory bench-memory && \
-	  echo "make bench: done in $$(( $$(date +%s) - start )) s (bench/results/latest.md, bench/results/ratelimit_memory.md)"
+	  $(MAKE) --no-print-directory bench-envoy-memory && \
+	  echo "make bench: done in $$(( $$(date +%s) - start )) s (bench/results/latest.md, bench/results/ratelimit_memory.md, bench/results/envoy_memory.md)"
 
 bench-profile: build cli venv wrk
 	$(PY) bench/profile.py
