@@ -213,7 +213,7 @@ test-global: build cli venv ratelimit redis-server
 # bench/results/{micro,latest,ratelimit_memory}.md. 6-9 minutes (the first
 # run compiles criterion).
 # `make bench-profile` (not part of `bench`) runs the profiling experiments.
-.PHONY: bench bench-micro bench-e2e bench-memory bench-profile wrk
+.PHONY: bench bench-micro bench-e2e bench-memory bench-profile bench-instructions wrk
 BENCH_MICRO_FLAGS ?= --warm-up-time 0.3 --measurement-time 1 --sample-size 20
 wrk:
 	@command -v wrk >/dev/null || { \
@@ -242,6 +242,12 @@ bench:
 
 bench-profile: build cli venv wrk
 	$(PY) bench/profile.py
+
+# Instructions per request of the whole proxy Envoy under callgrind (bench/README.md,
+# "Instruction counts"): load-independent, the number to steer by. ~15-25 min.
+bench-instructions: build cli venv
+	@command -v valgrind >/dev/null || { echo "bench-instructions needs valgrind (apt-get install valgrind)"; exit 1; }
+	$(PY) bench/instructions.py $(BENCH_INSTRUCTIONS_FLAGS)
 
 # Fuzzing (README "Fuzzing"): cargo-fuzz (libFuzzer) targets in fuzz/, a
 # workspace of its own on the nightly toolchain. The nightly toolchain is
