@@ -6,7 +6,7 @@
 Wall-clock and CPU time on a shared 2-core VM move by +-30% from run to run,
 and this VM has no PMU counters (`perf stat` counts no instructions). So
 each proxy Envoy (`--concurrency 1`) runs under `valgrind --tool=callgrind`
-(`--smc-check=all` for V8's generated code) and this script counts the
+(whose default `--smc-check=all-non-file` sees V8's generated code change) and this script counts the
 instructions the whole process executes (all threads, V8's JIT code
 included) while it serves N requests of one kind, one at a time on one
 keep-alive connection, after a warm-up that lets V8 tier up. The count
@@ -48,6 +48,9 @@ class Config:
     kind: str
     header_mode: str = "hold"
     cases: tuple[str, ...] = ("allowed",)
+    # A bench/wasm-probes noop_filter run instead of the filter, with this
+    # plugin configuration (its list of host calls to make).
+    probe: str | None = None
 
 
 CONFIGS = [
@@ -56,7 +59,12 @@ CONFIGS = [
     Config("v8-hold", "mcp-policy, V8, hold", "wasm", "hold", ("allowed", "refused")),
     Config("v8-stream", "mcp-policy, V8, stream", "wasm", "stream", ("allowed", "refused")),
     Config("native", "native mcp + rbac", "native", cases=("allowed", "refused")),
+    # --probes: the floor of any Wasm filter (bench/wasm-probes noop_filter).
+    Config("noop", "proxy-wasm filter that only continues (V8)", "wasm", "stream", probe=""),
+    Config("noop-body", "proxy-wasm filter: hold, copy the body into the VM (V8)", "wasm", probe="hold,body"),
 ]
+PROBES = {"noop", "noop-body"}
+NOOP_WASM = h.BENCH / "wasm-probes" / "target" / "wasm32-wasip1" / "release" / "noop_filter.wasm"
 
 
 @dataclass
@@ -126,7 +134,7 @@ def real_envoy_bin() -> str:
 
 
 def check(cfg: Config, case: str, status: int, text: bytes) -> str | None:
-    if cfg.kind in ("passthrough", "buffer") or case == "allowed":
+    if cfg.kind in ("passthrough", "buffer") or cfg.probe is not None or case == "allowed":
         return None if status == 200 and text == h.UPSTREAM_RESULT else f"{status} {text[:120]!r}"
     if cfg.kind == "native":
         return None if status == 403 else f"{status} {text[:120]!r}"
@@ -142,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", default="1KiB,16KiB", help="comma-separated body sizes")
     ap.add_argument("--wasm", type=Path, default=h.REPO / "dist" / "mcp_policy.wasm")
     ap.add_argument("--out", type=Path, default=h.BENCH / "results" / "instructions.md")
+    ap.add_argument("--probes", action="store_true",
+                    help="also the noop probe filter (built from bench/wasm-probes if missing)")
     ap.add_argument("--label", default="", help="a note for the results header (e.g. the commit)")
     args = ap.parse_args(argv)
     if not shutil.which("valgrind") or not shutil.which("callgrind_control"):
@@ -150,7 +160,14 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["ENVOY_BIN"] = real_envoy_bin()
     only = {k for k in args.only.split(",") if k}
     sizes = [s for s in args.sizes.split(",") if s]
-    configs = [c for c in CONFIGS if not only or c.key in only or c.key == "passthrough"]
+    configs = [
+        c
+        for c in CONFIGS
+        if (not only or c.key in only or c.key == "passthrough") and (c.key not in PROBES or args.probes or c.key in only)
+    ]
+    if any(c.probe is not None for c in configs) and not NOOP_WASM.exists():
+        subprocess.run(["cargo", "build", "-q", "--release", "--manifest-path", str(h.BENCH / "wasm-probes" / "Cargo.toml"),
+                        "--target", "wasm32-wasip1", "--lib"], check=True)  # fmt: skip
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="mcp-policy-instr-"))
     bodies = {(case, s): h.body(SIZES[s], h.ALLOWED_TOOL if case == "allowed" else h.REFUSED_TOOL)
@@ -162,10 +179,11 @@ def main(argv: list[str] | None = None) -> int:
             out_dir = work / cfg.key / "cg"
             out_dir.mkdir(parents=True)
             prefix = [
-                "valgrind", "--tool=callgrind", "--smc-check=all", "--dump-instr=no", "--dump-line=no",
+                "valgrind", "--tool=callgrind", "--smc-check=all-non-file", "--dump-instr=no", "--dump-line=no",
                 "--compress-strings=no", f"--callgrind-out-file={out_dir}/callgrind.out.%p",
             ]  # fmt: skip
-            config = h.proxy_config(cfg.kind, upstream_port=upstream.port, wasm_path=args.wasm.resolve(),
+            wasm = NOOP_WASM if cfg.probe is not None else args.wasm.resolve()
+            config = h.proxy_config(cfg.kind, upstream_port=upstream.port, wasm_path=wasm, policy=cfg.probe,
                                     header_mode=cfg.header_mode)  # fmt: skip
             envoy = h.Envoy(cfg.key, config, work / cfg.key, prefix=prefix, log_level="warn")
             t = time.monotonic()
@@ -215,7 +233,7 @@ def render(results: list[Result], args: argparse.Namespace, elapsed: float) -> s
         "# Instructions per request (callgrind, whole proxy Envoy)",
         "",
         f"- date: {dt.datetime.now().isoformat(timespec='seconds')}" + (f"; {args.label}" if args.label else ""),
-        f"- Envoy {h.envoy_version()} `--concurrency 1` under `valgrind --tool=callgrind --smc-check=all`; "
+        f"- Envoy {h.envoy_version()} `--concurrency 1` under `valgrind --tool=callgrind`; "
         f"module {module:,} bytes",
         f"- per cell: {args.warmup} warm-up requests, then {args.batches} batches of {args.requests} requests "
         "(one keep-alive connection, one at a time); instructions of the whole process (all threads, JIT code "
@@ -229,7 +247,7 @@ def render(results: list[Result], args: argparse.Namespace, elapsed: float) -> s
         added = r.per_request - base[r.size] if r.size in base and r.config.kind != "passthrough" else None
         vs = f"{added / floor[r.size]:.2f}x" if added is not None and floor.get(r.size) else "-"
         lines.append(
-            f"| {r.config.label} | {'any' if r.config.kind in ('passthrough', 'buffer') else r.case} | {r.size} | "
+            f"| {r.config.label} | {'any' if r.config.kind in ('passthrough', 'buffer') or r.config.probe is not None else r.case} | {r.size} | "
             f"{r.per_request:,.0f} | {'-' if added is None else f'{added:,.0f}'} | {vs} | "
             f"{' / '.join(f'{i:,}' for i in r.instructions)} |"
         )
