@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
                                     header_mode=cfg.header_mode)  # fmt: skip
             envoy = h.Envoy(cfg.key, config, work / cfg.key, prefix=prefix, log_level="warn")
             t = time.monotonic()
-            envoy.start(timeout=600)
+            envoy.start(timeout=1800)
             print(f"{cfg.key}: started under callgrind in {time.monotonic() - t:.0f}s", flush=True)
             try:
                 for size in sizes:

@@ -53,7 +53,7 @@ CONFIGS = [
     Config("v8", "mcp-policy, V8, hold", "wasm", cells=all_sizes("allowed") + all_sizes("refused")),
     Config("v8-stream", "mcp-policy, V8, stream (default mode)", "wasm", header_mode="stream",
            cells=all_sizes("allowed") + [("refused", "1KiB")]),  # fmt: skip
-    Config("native", "native envoy.filters.http.mcp + rbac", "native", cells=all_sizes("allowed") + all_sizes("refused")),
+    Config("native", "native envoy.filters.http.mcp + rbac", "native", cells=all_sizes("allowed") + [("refused", "1KiB")]),
     Config("wasmtime", "mcp-policy, Wasmtime, hold", "wasm", runtime="wasmtime",
            cells=all_sizes("allowed") + [("refused", "1KiB")]),  # fmt: skip
     Config("wamr", "mcp-policy, WAMR, hold", "wasm", runtime="wamr", cells=all_sizes("allowed") + [("refused", "1KiB")]),
