@@ -210,7 +210,7 @@ test-global: build cli venv ratelimit redis-server
 # Benchmarks (bench/README.md): engine micro-benchmarks (criterion), Envoy
 # passthrough vs this filter vs the native MCP filter under wrk (installed
 # from Debian if missing), and rate-limit memory with 100k sessions. Results:
-# bench/results/{micro,latest,ratelimit_memory}.md. 6-9 minutes (the first
+# bench/results/{micro,latest,ratelimit_memory}.md. ~11 minutes (the first
 # run compiles criterion).
 # `make bench-profile` (not part of `bench`) runs the profiling experiments.
 .PHONY: bench bench-micro bench-e2e bench-memory bench-profile bench-instructions wrk

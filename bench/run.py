@@ -8,7 +8,9 @@ answering with direct_response).
 Every proxy runs with the same `--concurrency`; all are started once, checked
 (one request per cell must give the expected answer), then measured in
 interleaved rounds (each round runs every cell once, so slow drifts of a noisy
-machine spread over all cells); the table shows the median of the rounds.
+machine spread over all cells); the table shows the median of the rounds and
+their spread [min, max], the added cost paired with passthrough's in the same
+round. Proxies run on CPU 1, wrk and the upstream on CPU 0 (`--no-pin`: not).
 Writes bench/results/<timestamp>.md and bench/results/latest.md.
 """
 
