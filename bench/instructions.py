@@ -62,8 +62,10 @@ CONFIGS = [
     # --probes: the floor of any Wasm filter (bench/wasm-probes noop_filter).
     Config("noop", "proxy-wasm filter that only continues (V8)", "wasm", "stream", probe=""),
     Config("noop-body", "proxy-wasm filter: hold, copy the body into the VM (V8)", "wasm", probe="hold,body"),
+    Config("noop-calls", "proxy-wasm filter making the filter's host calls of an allowed call, nothing else (V8)",
+           "wasm", probe="hold,headers,body,shared,time,metrics,set_property,response"),  # fmt: skip
 ]
-PROBES = {"noop", "noop-body"}
+PROBES = {"noop", "noop-body", "noop-calls"}
 NOOP_WASM = h.BENCH / "wasm-probes" / "target" / "wasm32-wasip1" / "release" / "noop_filter.wasm"
 
 
@@ -152,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=h.BENCH / "results" / "instructions.md")
     ap.add_argument("--probes", action="store_true",
                     help="also the noop probe filter (built from bench/wasm-probes if missing)")
+    ap.add_argument("--no-passthrough", action="store_true",
+                    help="skip the passthrough baseline (when comparing modules against an earlier run's)")
     ap.add_argument("--label", default="", help="a note for the results header (e.g. the commit)")
     args = ap.parse_args(argv)
     if not shutil.which("valgrind") or not shutil.which("callgrind_control"):
@@ -163,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     configs = [
         c
         for c in CONFIGS
-        if (not only or c.key in only or c.key == "passthrough") and (c.key not in PROBES or args.probes or c.key in only)
+        if (not only or c.key in only or (c.key == "passthrough" and not args.no_passthrough)) and (c.key not in PROBES or args.probes or c.key in only)
     ]
     if any(c.probe is not None for c in configs) and not NOOP_WASM.exists():
         subprocess.run(["cargo", "build", "-q", "--release", "--manifest-path", str(h.BENCH / "wasm-probes" / "Cargo.toml"),
