@@ -164,9 +164,15 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["ENVOY_BIN"] = real_envoy_bin()
     only = {k for k in args.only.split(",") if k}
     sizes = [s for s in args.sizes.split(",") if s]
+    # `--only probe:hold,shared`: the noop probe with that configuration.
+    extra = [
+        Config(k, f"noop probe `{k[len('probe:'):]}`", "wasm", probe=k[len("probe:") :].replace("+", ","))
+        for k in sorted(only)
+        if k.startswith("probe:")
+    ]
     configs = [
         c
-        for c in CONFIGS
+        for c in [*CONFIGS, *extra]
         if (not only or c.key in only or (c.key == "passthrough" and not args.no_passthrough)) and (c.key not in PROBES or args.probes or c.key in only)
     ]
     if any(c.probe is not None for c in configs) and not NOOP_WASM.exists():
