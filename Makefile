@@ -46,6 +46,9 @@ $(VENV)/.stamp: requirements.txt
 
 lint: toolchain
 	cargo fmt --all -- --check
+	# the engine's modules import one way (engine/src/lib.rs "Module layers")
+	python3 tools/check_engine_layers.py engine/src
+	python3 -m unittest discover -q -s tools -p 'test_*.py'
 	cargo clippy --workspace --all-targets -- -D warnings
 	# the adapter only exists on the Wasm target: lint it there
 	cargo clippy -p mcp-policy --target $(WASM_TARGET) -- -D warnings

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use mcp_policy_engine::answer::Outcome;
-use mcp_policy_engine::ratelimit::{Clock, SetError, SharedStore};
+use mcp_policy_engine::store::{Clock, SetError, SharedStore};
 use mcp_policy_engine::Policy;
 
 use crate::abi::{self, SetOutcome};

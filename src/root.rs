@@ -5,7 +5,7 @@ use std::rc::Rc;
 
 use mcp_policy_engine::answer;
 use mcp_policy_engine::policy::HeaderMode;
-use mcp_policy_engine::ratelimit::Clock;
+use mcp_policy_engine::store::Clock;
 
 use mcp_policy_engine::config::{load_settings, load_with_base};
 use mcp_policy_engine::lint::lint;

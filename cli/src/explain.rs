@@ -12,7 +12,8 @@ use mcp_policy_engine::credentials;
 use mcp_policy_engine::global_limits::{self, GlobalAnswer};
 use mcp_policy_engine::json::{self, Node};
 use mcp_policy_engine::policy::{Counter, ErrorStyle, GrantSource, Risk, Scope};
-use mcp_policy_engine::ratelimit::{self, Charge, Clock};
+use mcp_policy_engine::ratelimit::{self, Charge};
+use mcp_policy_engine::store::Clock;
 use mcp_policy_engine::testing::MemoryStore;
 use mcp_policy_engine::{risk, Engine, Policy, Scopes, Verdict};
 

@@ -3,6 +3,7 @@
 //! uses, decisions explained by the very engine the filter runs, and Envoy /
 //! Istio configuration rendered around a policy.
 
+pub mod canonical;
 pub mod explain;
 pub mod policy_file;
 pub mod quote;

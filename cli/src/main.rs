@@ -8,6 +8,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use lexopt::prelude::*;
+use mcp_policy_cli::canonical;
 use mcp_policy_cli::explain::{self, Call, SystemClock};
 use mcp_policy_cli::policy_file::{self, PolicyFile};
 use mcp_policy_cli::render::{self, EnvoyOptions, HeaderMode, IstioOptions};
@@ -42,6 +43,12 @@ usage:
                                [--only wasmplugin|envoyfilter]
       An Istio WasmPlugin and, after ---, the EnvoyFilter variant, checking
       the inbound MCP port N (the server's container port, default 8000).
+
+  mcp-policy render --canonical FILE
+      The policy as the filter understands it, written in today's vocabulary
+      (JSON): every accepted dialect (PolicyLayer's all_tools, rate_limit,
+      tool-level require/deny_if, any-case risk names) comes out in one form;
+      loading the output gives the same policy.
 
 FILE is JSON or YAML (by extension, else by content); - reads standard input.
 exit codes: 0 ok / allowed, 1 usage error or invalid policy, 2 refused (explain)
@@ -106,7 +113,8 @@ fn run() -> Result<Exit, String> {
         "render" => {
             let target = match parser.next().map_err(arg_err)? {
                 Some(Value(v)) => string(v, "render target")?,
-                _ => return Err("render: expected `envoy` or `istio`".to_string()),
+                Some(Long("canonical")) => return render_canonical(&mut parser),
+                _ => return Err("render: expected `envoy`, `istio` or `--canonical`".to_string()),
             };
             match target.as_str() {
                 "envoy" => render_envoy(&mut parser),
@@ -274,6 +282,28 @@ fn explain_cmd(parser: &mut lexopt::Parser) -> Result<Exit, String> {
         2 => Exit::Refused,
         _ => Exit::Fail,
     })
+}
+
+/// `render --canonical FILE`: the loaded policy in today's vocabulary.
+fn render_canonical(parser: &mut lexopt::Parser) -> Result<Exit, String> {
+    let mut file = None;
+    while let Some(arg) = parser.next().map_err(arg_err)? {
+        match arg {
+            Value(v) if file.is_none() => file = Some(string(v, "FILE")?),
+            Long("help") | Short('h') => {
+                print!("{USAGE}");
+                return Ok(Exit::Ok);
+            }
+            other => return Err(other.unexpected().to_string()),
+        }
+    }
+    let name = file.ok_or("render --canonical: expected a policy FILE")?;
+    let (_, policy) = match load(&name, false)? {
+        Ok(loaded) => loaded,
+        Err(exit) => return Ok(exit),
+    };
+    print!("{}", canonical::render(&policy)?);
+    Ok(Exit::Ok)
 }
 
 fn render_envoy(parser: &mut lexopt::Parser) -> Result<Exit, String> {

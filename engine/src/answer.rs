@@ -6,6 +6,7 @@
 //! client sends (parse errors, encodings, oversize bodies).
 
 use crate::policy::ErrorStyle;
+use crate::text::cut;
 use crate::write::ObjectWriter;
 
 /// Refused by the policy (deny, hide, default deny, argument rule).
@@ -91,33 +92,12 @@ pub struct Refusal {
     pub rate: Option<RateInfo>,
 }
 
-/// Longest tool name echoed back: an answer must never be an amplifier
-/// (a 200 KB name must not come back four times).
-pub const MAX_ECHOED_NAME: usize = 128;
-
 /// Longest reason or error message text in an answer (characters).
 pub const MAX_ECHOED_TEXT: usize = 1024;
 
 /// Largest body of a local answer to a batch: past it the per-element
 /// answers are replaced by one error, so no answer amplifies a request.
 pub const MAX_BATCH_ANSWER: usize = 64 * 1024;
-
-/// `name`, cut to `MAX_ECHOED_NAME` characters with a marker if longer.
-pub fn shown_name(name: &str) -> std::borrow::Cow<'_, str> {
-    cut(name, MAX_ECHOED_NAME)
-}
-
-/// `text` cut to `max` characters with a marker if longer.
-pub fn cut(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
-    match text.char_indices().nth(max) {
-        Some((at, _)) => std::borrow::Cow::Owned(format!(
-            "{}...(+{} bytes)",
-            text.get(..at).unwrap_or(""),
-            text.len() - at
-        )),
-        None => std::borrow::Cow::Borrowed(text),
-    }
-}
 
 impl Refusal {
     /// This refusal as a shadowed call records it (`would_*`).

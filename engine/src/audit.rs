@@ -2,9 +2,18 @@
 //! one per refused batch, with counts (a batch cannot multiply log lines).
 
 use crate::answer::Outcome;
-use crate::engine::CallRecord;
 use crate::policy::AuditLevel;
 use crate::write::ObjectWriter;
+
+/// One judged `tools/call`, for metrics and audit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallRecord {
+    pub tool: String,
+    pub outcome: Outcome,
+    /// The policy part that refused it (None when allowed).
+    pub rule: Option<String>,
+    pub reason: Option<String>,
+}
 
 /// The rule marking a call that was acceptable but sat in a refused batch.
 pub const BATCH_RULE: &str = "batch";

@@ -8,9 +8,9 @@
 
 use std::borrow::Cow;
 
-use crate::conditions::{parse_steps, resolve_steps, Step};
 use crate::json::{self, Node, Value};
 use crate::metadata;
+use crate::path_steps::{parse_steps, resolve_steps, Step};
 
 /// The default `settings.caller_claims`: `jwt_authn` with
 /// `payload_in_metadata: jwt_payload`.

@@ -17,13 +17,7 @@
 
 use crate::caller::{CallerPath, CallerView};
 use crate::json::{Node, Value};
-
-/// One step of an argument path.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step {
-    Key(String),
-    Index(usize),
-}
+use crate::path_steps::{parse_steps, resolve_steps, Step};
 
 /// A compiled `args.a.b[0]` path (the `args` prefix removed).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,76 +68,6 @@ impl ArgPath {
         }
         true
     }
-}
-
-/// Parses the steps of a path after its root: `.a`, `.b[0]`, `["odd key"]`.
-pub fn parse_steps(rest: &str) -> Result<Vec<Step>, String> {
-    let mut steps = Vec::new();
-    let mut chars = rest.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '.' => {
-                let mut key = String::new();
-                while let Some(&n) = chars.peek() {
-                    if n == '.' || n == '[' {
-                        break;
-                    }
-                    key.push(n);
-                    chars.next();
-                }
-                if key.is_empty() {
-                    return Err("empty key after '.'".to_string());
-                }
-                steps.push(Step::Key(key));
-            }
-            '[' => {
-                let mut inner = String::new();
-                let mut closed = false;
-                let quoted = chars.peek() == Some(&'"');
-                if quoted {
-                    chars.next();
-                    while let Some(n) = chars.next() {
-                        if n == '"' {
-                            closed = chars.next() == Some(']');
-                            break;
-                        }
-                        inner.push(n);
-                    }
-                    if !closed {
-                        return Err("unterminated [\"key\"]".to_string());
-                    }
-                    steps.push(Step::Key(inner));
-                } else {
-                    for n in chars.by_ref() {
-                        if n == ']' {
-                            closed = true;
-                            break;
-                        }
-                        inner.push(n);
-                    }
-                    let index = inner.parse::<usize>().ok().filter(|_| closed);
-                    match index {
-                        Some(i) => steps.push(Step::Index(i)),
-                        None => return Err(format!("invalid index [{inner}]")),
-                    }
-                }
-            }
-            other => return Err(format!("unexpected '{other}'")),
-        }
-    }
-    Ok(steps)
-}
-
-/// The node at `steps` below `root`, if present.
-pub fn resolve_steps<'d, 'a>(root: Option<&'d Node<'a>>, steps: &[Step]) -> Option<&'d Node<'a>> {
-    let mut node = root?;
-    for step in steps {
-        node = match step {
-            Step::Key(k) => node.get(k)?,
-            Step::Index(i) => node.as_array()?.get(*i)?,
-        };
-    }
-    Some(node)
 }
 
 /// What a condition reads: the call's arguments or who is calling.
@@ -296,6 +220,58 @@ impl Op {
         "contains_word",
         "exists",
     ];
+
+    /// Compiles operator `name` (one of [`Op::NAMES`]) with its `value`.
+    /// `Err` says what the value should have been; the caller adds where.
+    pub fn build(name: &str, value: &Node<'_>) -> Result<Op, String> {
+        Ok(match name {
+            "eq" => Op::Eq(Literal::from_node(value)),
+            "neq" => Op::Neq(Literal::from_node(value)),
+            "in" | "not_in" => {
+                let items = value.as_array().ok_or("an array of values")?;
+                let list = items.iter().map(Literal::from_node).collect();
+                if name == "in" {
+                    Op::In(list)
+                } else {
+                    Op::NotIn(list)
+                }
+            }
+            "lt" | "lte" | "gt" | "gte" => {
+                let x = value.as_f64().filter(|x| x.is_finite()).ok_or("a number")?;
+                match name {
+                    "lt" => Op::Lt(x),
+                    "lte" => Op::Lte(x),
+                    "gt" => Op::Gt(x),
+                    _ => Op::Gte(x),
+                }
+            }
+            "regex" => match value.as_str() {
+                Some("") => return Err("a non-empty string".to_string()),
+                // Bounded: regex-lite is a backtracking-free engine; the
+                // compiled size is capped so per-call cost stays small.
+                Some(pattern) => regex_lite::RegexBuilder::new(pattern)
+                    .size_limit(1 << 20)
+                    .build()
+                    .map(Op::Regex)
+                    .map_err(|e| format!("a valid regular expression ({e})"))?,
+                None => return Err("a string".to_string()),
+            },
+            "contains" => Op::Contains(Literal::from_node(value)),
+            "not_contains" => Op::NotContains(Literal::from_node(value)),
+            "contains_word" => {
+                let word = value
+                    .as_str()
+                    .filter(|w| !w.is_empty() && !w.chars().any(char::is_whitespace))
+                    .ok_or("one word: a non-empty string without spaces")?;
+                Op::ContainsWord(word.to_string())
+            }
+            "exists" => match value.value {
+                Value::Bool(b) => Op::Exists(b),
+                _ => return Err("true or false".to_string()),
+            },
+            _ => return Err(format!("an operator, one of {}", Op::NAMES.join(", "))),
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

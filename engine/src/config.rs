@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use crate::caller::{CallerSettings, GrantFrom};
-use crate::conditions::{ArgPath, Condition, Literal, Op, Path};
+use crate::conditions::{ArgPath, Condition, Op, Path};
 use crate::glob::Glob;
 use crate::json::{self, Node, Value};
 use crate::policy::{
@@ -258,11 +258,13 @@ impl Validator<'_> {
             Some(v) => self.wrong("policy.version", v, "\"1\""),
             None => self.error("policy.version", "missing, expected \"1\"".to_string()),
         }
-        if let Some(d) = root.get("description") {
-            if d.as_str().is_none() {
+        let description = root.get("description").and_then(|d| {
+            let text = d.as_str().map(str::to_string);
+            if text.is_none() {
                 self.wrong("policy.description", d, "a string");
             }
-        }
+            text
+        });
         let default = match root.get("default") {
             Some(node) => self
                 .choice(
@@ -382,6 +384,7 @@ impl Validator<'_> {
             }
         }
         Some(Policy {
+            description,
             default,
             rate_limit_service,
             tools,
@@ -429,30 +432,14 @@ impl Validator<'_> {
     }
 
     /// Sorts pattern entries most specific first (ties by key) and refuses
-    /// two that some tool name matches at equal specificity with different
-    /// rules: which one applied would be arbitrary. One error per pattern
-    /// (the first conflict found), so the list stays as long as the policy.
+    /// overlapping ones (see [`overlap_errors`]).
     fn order_patterns(&mut self, mut found: Vec<(ToolPattern, String)>) -> Vec<ToolPattern> {
-        for (i, (later, later_path)) in found.iter().enumerate() {
-            for (earlier, earlier_path) in found.iter().take(i) {
-                let specificity = later.glob.specificity();
-                if specificity != earlier.glob.specificity() || later.rule == earlier.rule {
-                    continue;
-                }
-                if let Some(name) = later.glob.overlap(&earlier.glob) {
-                    self.errors.push(ConfigError {
-                        path: later_path.clone(),
-                        message: format!(
-                            "pattern {} and pattern {} at {earlier_path} both match tool names such as {} with the same specificity ({specificity} literal characters) but different rules, so which one applies would be arbitrary: give the overlapping names an exact entry, make one pattern more specific, or give both the same rule",
-                            crate::write::quoted(&later.glob.text),
-                            crate::write::quoted(&earlier.glob.text),
-                            crate::write::quoted(&name),
-                        ),
-                    });
-                    break;
-                }
-            }
-        }
+        let entries: Vec<(&Glob, &ToolRule, &str)> = found
+            .iter()
+            .map(|(p, path)| (&p.glob, &p.rule, path.as_str()))
+            .collect();
+        let errors = overlap_errors(&entries, "tool names");
+        self.errors.extend(errors);
         found.sort_by(|(a, _), (b, _)| {
             b.glob
                 .specificity()
@@ -479,6 +466,7 @@ impl Validator<'_> {
             );
             return section;
         };
+        let mut patterns: Vec<(Glob, ToolRule, String)> = Vec::new();
         for (key, rule_node) in members {
             let rule_path = child(path, key);
             if key.is_empty() {
@@ -494,10 +482,26 @@ impl Validator<'_> {
                 }
             }
             let rule = self.tool_rule(rule_node, &rule_path, counters);
+            if key.contains('*') {
+                if let Ok(glob) = Glob::parse(key) {
+                    patterns.push((glob, rule.clone(), rule_path.clone()));
+                }
+            }
             if let Err(e) = section.insert(key, rule) {
                 self.error(&rule_path, e);
             }
         }
+        let entries: Vec<(&Glob, &ToolRule, &str)> = patterns
+            .iter()
+            .map(|(g, r, p)| (g, r, p.as_str()))
+            .collect();
+        let what = if path.ends_with("prompts") {
+            "prompt names"
+        } else {
+            "URIs"
+        };
+        let errors = overlap_errors(&entries, what);
+        self.errors.extend(errors);
         section
     }
 
@@ -565,13 +569,28 @@ impl Validator<'_> {
             rule.risk = self.risk_name(r, &child(path, "risk"));
         }
         if let Some(r) = obj.get("rules") {
-            rule.rules = self.arg_rules(r, &child(path, "rules"));
+            // After the tool-level `require` / `deny_if`, never instead of them.
+            let rpath = child(path, "rules");
+            let own = rule.rules.len();
+            for (i, arg_rule) in self.arg_rules(r, &rpath).into_iter().enumerate() {
+                if rule.rules.iter().take(own).any(|o| o.name == arg_rule.name) {
+                    self.error(
+                        &child(&format!("{rpath}[{i}]"), "name"),
+                        format!(
+                            "rule name \"{}\" is taken by the tool's own \"{}\" key; rename the rule",
+                            arg_rule.name, arg_rule.name
+                        ),
+                    );
+                }
+                rule.rules.push(arg_rule);
+            }
         }
         if let Some(r) = obj.get("reason") {
             rule.reason = self.string(r, &child(path, "reason"));
         }
         if let Some(d) = obj.get("description") {
-            if d.as_str().is_none() {
+            rule.description.0 = d.as_str().map(str::to_string);
+            if rule.description.0.is_none() {
                 self.wrong(&child(path, "description"), d, "a string");
             }
         }
@@ -1082,67 +1101,12 @@ impl Validator<'_> {
             self.error(&vpath, "missing".to_string());
             return None;
         };
-        let op = match op_name? {
-            "eq" => Op::Eq(Literal::from_node(value)),
-            "neq" => Op::Neq(Literal::from_node(value)),
-            "in" | "not_in" => {
-                let Some(items) = value.as_array() else {
-                    self.wrong(&vpath, value, "an array of values");
-                    return None;
-                };
-                let list = items.iter().map(Literal::from_node).collect();
-                if op_name == Some("in") {
-                    Op::In(list)
-                } else {
-                    Op::NotIn(list)
-                }
+        let op = match Op::build(op_name?, value) {
+            Ok(op) => op,
+            Err(expected) => {
+                self.wrong(&vpath, value, &expected);
+                return None;
             }
-            "lt" | "lte" | "gt" | "gte" => {
-                let Some(x) = value.as_f64().filter(|x| x.is_finite()) else {
-                    self.wrong(&vpath, value, "a number");
-                    return None;
-                };
-                match op_name {
-                    Some("lt") => Op::Lt(x),
-                    Some("lte") => Op::Lte(x),
-                    Some("gt") => Op::Gt(x),
-                    _ => Op::Gte(x),
-                }
-            }
-            "regex" => {
-                let text = self.string(value, &vpath)?;
-                // Bounded: regex-lite is a backtracking-free engine; cap the
-                // compiled size so per-call cost stays small.
-                match regex_lite::RegexBuilder::new(&text)
-                    .size_limit(1 << 20)
-                    .build()
-                {
-                    Ok(re) => Op::Regex(re),
-                    Err(e) => {
-                        self.wrong(&vpath, value, &format!("a valid regular expression ({e})"));
-                        return None;
-                    }
-                }
-            }
-            "contains" => Op::Contains(Literal::from_node(value)),
-            "not_contains" => Op::NotContains(Literal::from_node(value)),
-            "contains_word" => {
-                let word = value
-                    .as_str()
-                    .filter(|w| !w.is_empty() && !w.chars().any(char::is_whitespace));
-                let Some(word) = word else {
-                    self.wrong(&vpath, value, "one word: a non-empty string without spaces");
-                    return None;
-                };
-                Op::ContainsWord(word.to_string())
-            }
-            _ => match value.value {
-                Value::Bool(b) => Op::Exists(b),
-                _ => {
-                    self.wrong(&vpath, value, "true or false");
-                    return None;
-                }
-            },
         };
         Some(Condition {
             path: arg_path?,
@@ -1329,6 +1293,35 @@ impl Validator<'_> {
             }
         }
     }
+}
+
+/// Two pattern entries that some name (`what`: tool names, URIs, prompt
+/// names) matches at equal specificity with different rules: which one
+/// applied would be arbitrary. One error per pattern (the first conflict
+/// found), so the list stays as long as the policy.
+fn overlap_errors(found: &[(&Glob, &ToolRule, &str)], what: &str) -> Vec<ConfigError> {
+    let mut errors = Vec::new();
+    for (i, (later, later_rule, later_path)) in found.iter().enumerate() {
+        for (earlier, earlier_rule, earlier_path) in found.iter().take(i) {
+            let specificity = later.specificity();
+            if specificity != earlier.specificity() || later_rule == earlier_rule {
+                continue;
+            }
+            if let Some(name) = later.overlap(earlier) {
+                errors.push(ConfigError {
+                    path: later_path.to_string(),
+                    message: format!(
+                        "pattern {} and pattern {} at {earlier_path} both match {what} such as {} with the same specificity ({specificity} literal characters) but different rules, so which one applies would be arbitrary: give the overlapping names an exact entry, make one pattern more specific, or give both the same rule",
+                        crate::write::quoted(&later.text),
+                        crate::write::quoted(&earlier.text),
+                        crate::write::quoted(&name),
+                    ),
+                });
+                break;
+            }
+        }
+    }
+    errors
 }
 
 /// A non-negative amount in thousandths, rounded up (never under-counts).

@@ -2,15 +2,18 @@
 //! JSON-RPC message in it, and either forward it untouched or answer locally.
 
 use crate::answer::{self, LocalReply, Outcome, RateInfo, Refusal};
+pub use crate::audit::CallRecord;
 use crate::caller::{Caller, CallerNeeds, CallerView};
 use crate::config;
-use crate::global_limits::{self, FailureMode, GlobalAnswer, GlobalTake};
+use crate::global_limits::{self, GlobalAnswer, GlobalTake};
 use crate::json::{self, Node, Value};
 use crate::jsonrpc::{self, CallKind, Message};
-use crate::policy::{ApprovalService, CallVerdict, Counter, Policy, Scope};
-use crate::ratelimit::{self, Charge, Clock, Denial, SharedStore, Take};
+use crate::policy::{ApprovalService, CallVerdict, Counter, FailureMode, Policy, Scope};
+use crate::ratelimit::{self, Charge, Denial, Take};
 use crate::risk;
 use crate::routing_headers::{self, RoutingHeaders};
+use crate::store::{Clock, SharedStore};
+use crate::text;
 use crate::tools_list::{self, EventStreamFilter, ListId, StreamOutput, Unfilterable};
 use crate::write::ObjectWriter;
 
@@ -37,16 +40,6 @@ pub struct Scopes<'a> {
     pub request_id: Option<&'a str>,
     /// Who is calling (read by the host only when the policy uses it).
     pub caller: Option<&'a Caller>,
-}
-
-/// One judged `tools/call`, for metrics and audit.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CallRecord {
-    pub tool: String,
-    pub outcome: Outcome,
-    /// The policy part that refused it (None when allowed).
-    pub rule: Option<String>,
-    pub reason: Option<String>,
 }
 
 /// What the adapter should do with the request.
@@ -433,7 +426,7 @@ impl Engine {
                 {
                     *note = Some(Refusal {
                         outcome: Outcome::WouldNeedApproval,
-                        tool: answer::shown_name(tool).into_owned(),
+                        tool: text::shown_name(tool).into_owned(),
                         rule,
                         reason,
                         rate: None,
@@ -453,7 +446,7 @@ impl Engine {
                         {
                             *slot = Some(Refusal {
                                 outcome: Outcome::ApprovalRefused,
-                                tool: answer::shown_name(tool).into_owned(),
+                                tool: text::shown_name(tool).into_owned(),
                                 rule: rule.clone(),
                                 reason: reason.clone(),
                                 rate: None,
@@ -484,7 +477,7 @@ impl Engine {
                         counter: t.counter,
                         fingerprint: t.fingerprint,
                         amount: t.amount.div_ceil(MILLI),
-                        tool: answer::shown_name(tool).into_owned(),
+                        tool: text::shown_name(tool).into_owned(),
                     },
                 ))
             })
@@ -737,7 +730,7 @@ impl Engine {
         Ok(PendingApproval {
             service,
             body,
-            tool: answer::shown_name(tool).into_owned(),
+            tool: text::shown_name(tool).into_owned(),
             rule: rule.clone(),
             reason: reason.clone(),
             id: id.raw(source).to_string(),
@@ -881,7 +874,7 @@ impl Engine {
         };
         Refusal {
             outcome: Outcome::RateLimited,
-            tool: answer::shown_name(tool).into_owned(),
+            tool: text::shown_name(tool).into_owned(),
             rule: format!("limits.{name}"),
             reason,
             rate: Some(RateInfo {
@@ -1065,7 +1058,7 @@ impl Engine {
 fn denied(tool: &str, rule: String, reason: String) -> Refusal {
     Refusal {
         outcome: Outcome::Denied,
-        tool: answer::shown_name(tool).into_owned(),
+        tool: text::shown_name(tool).into_owned(),
         rule,
         reason,
         rate: None,
@@ -1128,7 +1121,7 @@ fn call_records(
             let Message::ToolCall { tool, .. } = msg else {
                 return None;
             };
-            let tool = answer::shown_name(tool).into_owned();
+            let tool = text::shown_name(tool).into_owned();
             Some(match refusal {
                 Some(r) => CallRecord {
                     tool,

@@ -16,30 +16,6 @@ use crate::policy::{Counter, Window};
 pub const SERVICE: &str = "envoy.service.ratelimit.v3.RateLimitService";
 pub const METHOD: &str = "ShouldRateLimit";
 
-/// What the filter does when the service errors or times out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureMode {
-    /// Refuse every call that needs the service (default).
-    Deny,
-    /// Fall back to the per-process shared-data limit.
-    Local,
-}
-
-/// The `rate_limit_service` section of a policy.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RateLimitService {
-    pub cluster: String,
-    pub domain: String,
-    pub timeout_ms: u64,
-    pub failure_mode: FailureMode,
-    /// Treat every limit as global, not only those marked `"global": true`.
-    pub all_limits: bool,
-    /// Send the `tool` descriptor entry (informational). Services that key
-    /// counters on every entry (envoyproxy/ratelimit) need it off for
-    /// counters shared by several tools.
-    pub include_tool: bool,
-}
-
 // The subset of the Envoy protos the filter sends and reads (field numbers
 // from envoy/service/ratelimit/v3/rls.proto and
 // envoy/extensions/common/ratelimit/v3/ratelimit.proto).

@@ -1,49 +1,11 @@
-//! The `resources` and `prompts` sections: rules keyed by URI or name
-//! patterns (`*` matches any run of characters, as in tool-name patterns), with the actions of a tool
-//! rule (allow, deny + reason, limits, approve, shadow mode).
+//! Decisions for the `resources` and `prompts` sections: rules keyed by URI
+//! or name patterns (`*` matches any run of characters, as in tool-name
+//! patterns), with the actions of a tool rule (allow, deny + reason, limits,
+//! approve, shadow mode). The rules themselves ([`ItemRules`]) are part of
+//! the policy model.
 
-use std::collections::HashMap;
-
-use crate::glob::Glob;
 use crate::jsonrpc::CallKind;
-use crate::policy::{Action, CallVerdict, Policy, ToolRule};
-
-/// One section: exact keys first, then patterns, most specific first.
-#[derive(Debug, Clone, Default)]
-pub struct ItemRules {
-    pub exact: HashMap<String, ToolRule>,
-    /// Keys holding `*` (the same patterns as tool names), sorted by
-    /// specificity (literal characters, most first), then by text.
-    pub patterns: Vec<(Glob, ToolRule)>,
-}
-
-impl ItemRules {
-    /// Adds one entry; a key with a `*` must be a valid pattern.
-    pub fn insert(&mut self, key: &str, rule: ToolRule) -> Result<(), String> {
-        if key.contains('*') {
-            self.patterns.push((Glob::parse(key)?, rule));
-            self.patterns.sort_by(|a, b| {
-                b.0.specificity()
-                    .cmp(&a.0.specificity())
-                    .then_with(|| a.0.text.cmp(&b.0.text))
-            });
-        } else {
-            self.exact.insert(key.to_string(), rule);
-        }
-        Ok(())
-    }
-
-    /// The entry deciding `name`: its key and rule.
-    pub fn find(&self, name: &str) -> Option<(&str, &ToolRule)> {
-        if let Some((k, r)) = self.exact.get_key_value(name) {
-            return Some((k.as_str(), r));
-        }
-        self.patterns
-            .iter()
-            .find(|(g, _)| g.matches(name))
-            .map(|(g, r)| (g.text.as_str(), r))
-    }
-}
+use crate::policy::{Action, CallVerdict, ItemRules, Policy};
 
 impl Policy {
     /// The section governing `kind`, if the policy has one (`tools` always).
@@ -64,7 +26,7 @@ impl Policy {
     /// Decides a resource or prompt request. Unmatched names follow the
     /// policy's `default`.
     pub fn decide_item(&self, kind: CallKind, name: &str) -> CallVerdict {
-        let shown = crate::answer::shown_name(name);
+        let shown = crate::text::shown_name(name);
         let what = match kind {
             CallKind::Prompt => "prompt",
             _ => "resource",
@@ -128,7 +90,7 @@ mod tests {
     use super::*;
 
     fn policy(text: &str) -> Policy {
-        crate::policy::load(text.as_bytes()).unwrap()
+        crate::config::load(text.as_bytes()).unwrap()
     }
 
     #[test]
@@ -155,6 +117,59 @@ mod tests {
         // No prompts section: prompts are not governed.
         assert!(!p.governs(CallKind::Prompt));
         assert!(p.lists_item(CallKind::Prompt, "anything"));
+    }
+
+    fn errors(text: &str) -> Vec<String> {
+        crate::config::load(text.as_bytes())
+            .err()
+            .unwrap_or_default()
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn equal_specificity_overlaps_are_errors_naming_both_paths() {
+        // Both match "file:///ab/x.md" with 11 literal characters each.
+        let e = errors(
+            r#"{"version":"1","resources":{"file:///ab/*":{},"file:///*.md":{"action":"deny"}}}"#,
+        );
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].starts_with(r#"policy.resources["file:///*.md"]: pattern "file:///*.md" and pattern "file:///ab/*" at policy.resources["file:///ab/*"] both match URIs such as "file:///ab/.md""#), "{e:?}");
+        assert!(
+            e[0].contains("same specificity (11 literal characters)"),
+            "{e:?}"
+        );
+        let e = errors(
+            r#"{"version":"1","prompts":{"review-*":{"action":"approve"},"*-commit":{"action":"deny"}},
+                "approval":{"cluster":"a"}}"#,
+        );
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with(r#"policy.prompts["*-commit"]: pattern "*-commit" and pattern "review-*" at policy.prompts["review-*"] both match prompt names such as "review--commit" with the same specificity (7 literal characters)"#),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn item_overlaps_are_fine_when_rules_agree_or_specificity_differs_or_none_overlaps() {
+        for text in [
+            // Same rule.
+            r#"{"version":"1","resources":{"file:///ab/*":{"action":"deny"},"file:///*.md":{"action":"deny"}}}"#,
+            // Different specificity: the longer decides.
+            r#"{"version":"1","resources":{"file:///abc/*":{},"file:///*.md":{"action":"deny"}}}"#,
+            // Equal specificity, no common URI.
+            r#"{"version":"1","resources":{"file:///a*":{},"https://*":{"action":"deny"}}}"#,
+            // An exact key beside a pattern never conflicts.
+            r#"{"version":"1","prompts":{"simple-*":{},"simple-one":{"action":"deny"}}}"#,
+        ] {
+            assert_eq!(errors(text), Vec::<String>::new(), "{text}");
+        }
+        // Resources and prompts are separate namespaces.
+        assert_eq!(
+            errors(r#"{"version":"1","resources":{"a*":{}},"prompts":{"*b":{"action":"deny"}}}"#),
+            Vec::<String>::new()
+        );
     }
 
     #[test]

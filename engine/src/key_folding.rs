@@ -77,7 +77,7 @@ const MAX_SHOWN: usize = 64;
 
 /// `text` cut to `MAX_SHOWN` characters, with a marker if longer.
 pub fn shown(text: &str) -> std::borrow::Cow<'_, str> {
-    crate::answer::cut(text, MAX_SHOWN)
+    crate::text::cut(text, MAX_SHOWN)
 }
 
 impl FoldedKeys {

@@ -1,8 +1,40 @@
 //! Host-free core of mcp-policy: strict JSON-RPC parsing, the policy, the
 //! decision for each request, rate-limit counters and the answers to refused
 //! calls. Nothing here calls proxy-wasm; the host is reached only through the
-//! [`ratelimit::SharedStore`] and [`ratelimit::Clock`] traits, so all of it
+//! [`store::SharedStore`] and [`store::Clock`] traits, so all of it
 //! runs in native unit tests and as wasm32.
+//!
+//! # Module layers
+//!
+//! A module uses only modules in lower layers (or its own), so there are no
+//! import cycles; `make lint` checks this with `tools/check_engine_layers.py`
+//! (`--layers` prints the graph's actual levels). Bottom to top:
+//!
+//! 1. **Leaf utilities**: [`write`] (JSON string writing), [`text`]
+//!    (bounded echo of client text), [`glob`], [`json`] (the strict parser),
+//!    [`credentials`], [`store`] (the host traits), [`path_steps`] (`.a[0]`
+//!    path steps), [`key_folding`], [`metadata`], [`risk`] (risk categories
+//!    and learned hints), [`jsonrpc`], [`routing_headers`].
+//! 2. **Policy model**: [`caller`] (who is calling), [`conditions`] (the
+//!    condition operators), [`policy`] (the validated policy and per-tool
+//!    decision), [`config`] (JSON/YAML policy to [`policy::Policy`], with
+//!    errors naming the path), [`lint`] (warnings on a valid policy).
+//! 3. **Decisions**: [`ratelimit`] (shared-data counters),
+//!    [`global_limits`] (rate limit service protocol), [`item_rules`]
+//!    (resources and prompts).
+//! 4. **Answers and output**: [`answer`] (local replies), [`tools_list`]
+//!    (list and stream filtering), [`tunnels`], [`audit`] (audit lines and
+//!    [`CallRecord`]).
+//! 5. **The request**: [`engine`], which ties the layers together.
+//!
+//! To add a condition operator, touch [`conditions`] only: the `Op` enum,
+//! `Op::NAMES`, `Op::build` (its value, checked at load) and
+//! `Condition::eval`, with tests in `config/tests.rs`, `policy/tests.rs`.
+//! A rate-limit scope is a [`policy::Scope`] variant (the config's `SCOPES`
+//! table names it) whose value per request the [`engine`] reads from
+//! [`Scopes`].
+//! A helper two layers need belongs in the lower one (or a new leaf module),
+//! never in the higher one.
 
 pub mod answer;
 pub mod audit;
@@ -19,10 +51,13 @@ pub mod jsonrpc;
 pub mod key_folding;
 pub mod lint;
 pub mod metadata;
+pub mod path_steps;
 pub mod policy;
 pub mod ratelimit;
 pub mod risk;
 pub mod routing_headers;
+pub mod store;
+pub mod text;
 pub mod tools_list;
 pub mod tunnels;
 pub mod write;

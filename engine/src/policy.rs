@@ -1,6 +1,6 @@
 //! The policy model: what the plugin configuration means once validated.
 //!
-//! Everything here is computed once at configure time (`load`); the request
+//! Everything here is computed once at configure time (`config::load`); the request
 //! path only does map lookups on it.
 
 use std::collections::{HashMap, HashSet};
@@ -8,12 +8,8 @@ use std::collections::{HashMap, HashSet};
 use crate::caller::{CallerNeeds, CallerSettings, CallerView};
 use crate::conditions::{self, ArgPath, Condition, Facts};
 use crate::glob::Glob;
-pub use crate::global_limits::{FailureMode, RateLimitService};
 use crate::json::Node;
 pub use crate::risk::Risk;
-
-pub use crate::config::{load, ConfigError};
-pub use crate::item_rules::ItemRules;
 
 /// What happens to a call. Ordered: the most restrictive applicable wins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -174,6 +170,30 @@ pub struct ApprovalService {
     pub timeout_ms: u64,
 }
 
+/// What the filter does when the service errors or times out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureMode {
+    /// Refuse every call that needs the service (default).
+    Deny,
+    /// Fall back to the per-process shared-data limit.
+    Local,
+}
+
+/// The `rate_limit_service` section of a policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimitService {
+    pub cluster: String,
+    pub domain: String,
+    pub timeout_ms: u64,
+    pub failure_mode: FailureMode,
+    /// Treat every limit as global, not only those marked `"global": true`.
+    pub all_limits: bool,
+    /// Send the `tool` descriptor entry (informational). Services that key
+    /// counters on every entry (envoyproxy/ratelimit) need it off for
+    /// counters shared by several tools.
+    pub include_tool: bool,
+}
+
 /// What the policy says about one tool (or about every tool, for `"*"`).
 /// Equality is equality of meaning (two pattern entries that agree may
 /// overlap).
@@ -189,6 +209,19 @@ pub struct ToolRule {
     /// `"mode": "shadow"`: calls of this tool (every tool, on `"*"`) are
     /// judged and recorded but never refused.
     pub shadow: bool,
+    /// The entry's `description`, kept so `render --canonical` keeps it.
+    pub description: Note,
+}
+
+/// Free text the author wrote for people (`description`). It never changes
+/// a decision, so it never makes two rules differ: equality is always true.
+#[derive(Debug, Clone, Default)]
+pub struct Note(pub Option<String>);
+
+impl PartialEq for Note {
+    fn eq(&self, _: &Note) -> bool {
+        true
+    }
 }
 
 impl Default for ToolRule {
@@ -200,6 +233,7 @@ impl Default for ToolRule {
             risk: None,
             rules: Vec::new(),
             shadow: false,
+            description: Note::default(),
         }
     }
 }
@@ -209,6 +243,43 @@ impl Default for ToolRule {
 pub struct ToolPattern {
     pub glob: Glob,
     pub rule: ToolRule,
+}
+
+/// One section: exact keys first, then patterns, most specific first.
+#[derive(Debug, Clone, Default)]
+pub struct ItemRules {
+    pub exact: HashMap<String, ToolRule>,
+    /// Keys holding `*` (the same patterns as tool names), sorted by
+    /// specificity (literal characters, most first), then by text.
+    pub patterns: Vec<(Glob, ToolRule)>,
+}
+
+impl ItemRules {
+    /// Adds one entry; a key with a `*` must be a valid pattern.
+    pub fn insert(&mut self, key: &str, rule: ToolRule) -> Result<(), String> {
+        if key.contains('*') {
+            self.patterns.push((Glob::parse(key)?, rule));
+            self.patterns.sort_by(|a, b| {
+                b.0.specificity()
+                    .cmp(&a.0.specificity())
+                    .then_with(|| a.0.text.cmp(&b.0.text))
+            });
+        } else {
+            self.exact.insert(key.to_string(), rule);
+        }
+        Ok(())
+    }
+
+    /// The entry deciding `name`: its key and rule.
+    pub fn find(&self, name: &str) -> Option<(&str, &ToolRule)> {
+        if let Some((k, r)) = self.exact.get_key_value(name) {
+            return Some((k.as_str(), r));
+        }
+        self.patterns
+            .iter()
+            .find(|(g, _)| g.matches(name))
+            .map(|(g, r)| (g.text.as_str(), r))
+    }
 }
 
 /// How a refused call is answered.
@@ -324,6 +395,8 @@ impl Default for Settings {
 /// A validated policy.
 #[derive(Debug, Clone)]
 pub struct Policy {
+    /// The policy's `description` (for people; kept by `render --canonical`).
+    pub description: Option<String>,
     pub default: Action,
     /// Entries keyed by an exact tool name.
     pub tools: HashMap<String, ToolRule>,
@@ -399,7 +472,7 @@ impl Policy {
     /// [`Policy::decide`] with the tool's entry already looked up (patterns
     /// are tried once per call).
     fn decide_with(&self, tool: &str, own: Option<(&str, &ToolRule)>) -> ToolVerdict {
-        let shown = crate::answer::shown_name(tool);
+        let shown = crate::text::shown_name(tool);
         if self.hidden(tool) {
             return ToolVerdict::Deny {
                 rule: "hide".to_string(),
@@ -476,7 +549,7 @@ impl Policy {
             };
         }
         let facts = Facts { args, caller };
-        let shown = crate::answer::shown_name(tool);
+        let shown = crate::text::shown_name(tool);
         let mut verdict = CallVerdict::Allow { limits };
         let mut policy_risk: Option<Risk> = None;
         let layers = [own, Some(("*", &self.wildcard))];

@@ -39,6 +39,7 @@
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 use crate::policy::{Algorithm, Counter, Scope};
+use crate::store::{SetError, SharedStore};
 
 /// Live entries per slot (plus one overflow entry).
 pub const ENTRIES: usize = 8;
@@ -62,26 +63,6 @@ const MAX_ATTEMPTS: usize = 64;
 /// A CAS value Envoy never hands out for a fresh key: used to create a key
 /// only if it is still absent.
 const CREATE_ONLY_CAS: u32 = u32::MAX;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SetError {
-    CasMismatch,
-    Failed,
-}
-
-/// The host's shared key-value store (proxy-wasm shared data in Envoy).
-pub trait SharedStore {
-    /// The value and its CAS token, or None if the key does not exist.
-    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)>;
-    /// Writes `value` if the key's CAS still equals `cas` (or if the key is
-    /// missing, whatever `cas`).
-    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), SetError>;
-}
-
-/// Wall-clock time.
-pub trait Clock {
-    fn now_unix_millis(&self) -> u64;
-}
 
 /// An amount taken from one counter: enough to give it back later.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,7 +11,7 @@
 //! grow memory.
 
 use crate::json::{self, Node, Value};
-use crate::ratelimit::SharedStore;
+use crate::store::SharedStore;
 
 /// Read < Write < Execute < Destructive: the most severe applicable wins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -184,7 +184,7 @@ pub fn learn(store: &dyn SharedStore, learned: &[(String, Risk)]) {
         // creation is never overwritten; on conflict, re-read and merge.
         match store.set(HINTS_KEY, text.as_bytes(), cas) {
             Ok(()) => return,
-            Err(crate::ratelimit::SetError::CasMismatch) => continue,
+            Err(crate::store::SetError::CasMismatch) => continue,
             Err(_) => return,
         }
     }

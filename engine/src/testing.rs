@@ -4,7 +4,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
-use crate::ratelimit::{Clock, SetError, SharedStore};
+use crate::store::{Clock, SetError, SharedStore};
 
 /// Shared data as Envoy implements it: CAS tokens from one global sequence
 /// that skips 0; a set on a missing key succeeds whatever the CAS; cas 0

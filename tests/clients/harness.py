@@ -35,6 +35,7 @@ EVERYTHING = NODE_MODULES / "@modelcontextprotocol" / "server-everything" / "dis
 DEMO_SERVER = REPO / "demo" / "claude_code_server.py"
 MODERN_SERVER = HERE / "modern_server.py"
 STATUS_REWRITER = HERE / "status_rewriter.py"
+RECORDING_PROXY = HERE / "recording_proxy.py"
 
 # What each client raises for a JSON-RPC error answer.
 MCP_ERROR_TYPE = {"ts": "McpError", "py1": "McpError", "py2": "MCPError"}

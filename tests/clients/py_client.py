@@ -4,8 +4,9 @@
     .venv-mcp2/bin/python tests/clients/py_client.py '<plan JSON>'   # mcp 2.3.0
 
 Same plan and output as ts_client.mjs: {"url", "transport": "http" | "sse",
-"timeout_ms", "headers", "steps": [{"op": "list_tools" | "call" | "ping",
-"name", "args"}]}; every step on ONE session, in order, a failing step does
+"timeout_ms", "headers", "steps": [{"op": "list_tools" | "call" | "ping" |
+"list_resources" | "list_resource_templates" | "read_resource" (URI in
+"name") | "list_prompts" | "get_prompt", "name", "args"}]}; every step on ONE session, in order, a failing step does
 not stop the plan. Prints one JSON object: negotiated protocol version, each
 step's outcome and every HTTP exchange (with the routing headers sent).
 
@@ -103,6 +104,16 @@ async def _steps(session: Any, steps: list[dict[str, Any]], out: dict[str, Any])
                 result = await session.call_tool(step["name"], step.get("args") or {})
             elif step["op"] == "ping":
                 result = await (session.session.send_ping() if V2 else session.send_ping())
+            elif step["op"] == "list_resources":
+                result = await session.list_resources()
+            elif step["op"] == "list_resource_templates":
+                result = await session.list_resource_templates()
+            elif step["op"] == "read_resource":
+                result = await session.read_resource(step["name"])
+            elif step["op"] == "list_prompts":
+                result = await session.list_prompts()
+            elif step["op"] == "get_prompt":
+                result = await session.get_prompt(step["name"], step.get("args") or {})
             else:
                 raise ValueError(f"unknown op {step['op']}")
             entry.update(ok=True, result=_dump(result))

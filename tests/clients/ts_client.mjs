@@ -6,6 +6,8 @@
 // The plan: {"url": ..., "transport": "http" | "sse", "timeout_ms": 5000,
 //            "headers": {...}, "steps": [{"op": "list_tools"},
 //            {"op": "call", "name": "echo", "args": {...}}, {"op": "ping"}]}
+// (also "list_resources", "list_resource_templates", "read_resource" with the
+// URI as "name", "list_prompts", "get_prompt" with "name" and "args")
 //
 // Every step runs on ONE session, in order; a failing step does not stop the
 // plan (the point is to see whether the session survives a refusal). Prints
@@ -82,6 +84,16 @@ async function runStep(client, step) {
       return await client.callTool({ name: step.name, arguments: step.args ?? {} }, undefined, options);
     case "ping":
       return await client.ping(options);
+    case "list_resources":
+      return await client.listResources(undefined, options);
+    case "list_resource_templates":
+      return await client.listResourceTemplates(undefined, options);
+    case "read_resource":
+      return await client.readResource({ uri: step.name }, options);
+    case "list_prompts":
+      return await client.listPrompts(undefined, options);
+    case "get_prompt":
+      return await client.getPrompt({ name: step.name, arguments: step.args ?? {} }, options);
     default:
       throw new Error(`unknown op ${step.op}`);
   }

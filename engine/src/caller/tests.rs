@@ -9,9 +9,10 @@
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use super::*;
+use crate::config::load;
 use crate::engine::{Engine, Scopes, Verdict};
 use crate::metadata::encode;
-use crate::policy::{load, CallVerdict, Policy};
+use crate::policy::{CallVerdict, Policy};
 use crate::testing::{FixedClock, MemoryStore};
 
 fn policy(text: &str) -> Policy {

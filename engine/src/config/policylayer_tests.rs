@@ -4,7 +4,8 @@
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-use crate::policy::{load, Action, RuleKind, Scope, Window};
+use crate::config::load;
+use crate::policy::{Action, RuleKind, Scope, Window};
 use crate::risk::Risk;
 
 #[test]
@@ -101,4 +102,24 @@ fn risk_names_in_any_case() {
         load(br#"{"version":"1","risk_actions":{"destructive":"deny","Destructive":"allow"}}"#)
             .unwrap_err();
     assert_eq!(errors[0].path, "policy.risk_actions.Destructive");
+}
+
+#[test]
+fn tool_level_require_is_kept_beside_rules() {
+    // `rules` used to replace the tool-level lists: the require was lost.
+    let p = load(
+        br#"{"version":"1","tools":{"t":{
+            "require":[{"path":"args.a","op":"eq","value":1}],
+            "rules":[{"name":"r","deny_if":[{"path":"args.b","op":"eq","value":2}]}]}}}"#,
+    )
+    .unwrap();
+    let names: Vec<&str> = p.tools["t"].rules.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["require", "r"]);
+    let errors = load(
+        br#"{"version":"1","tools":{"t":{
+            "deny_if":[{"path":"args.a","op":"eq","value":1}],
+            "rules":[{"name":"deny_if","deny_if":[{"path":"args.b","op":"eq","value":2}]}]}}}"#,
+    )
+    .unwrap_err();
+    assert_eq!(errors[0].path, "policy.tools.t.rules[0].name");
 }

@@ -12,7 +12,7 @@ const CAPPED: &str = r#"{"version":"1","default":"deny","tools":{
     "t":{"limits":[{"counter":"c","window":"minute","max":3,"scope":"grant"}]}}}"#;
 
 fn engine(policy: &str) -> Engine {
-    Engine::new(crate::policy::load(policy.as_bytes()).unwrap())
+    Engine::new(crate::config::load(policy.as_bytes()).unwrap())
 }
 
 fn call(id: u32) -> String {
@@ -156,14 +156,14 @@ fn require_grant_refuses_calls_without_one() {
 
 #[test]
 fn settings_are_validated() {
-    let bad = crate::policy::load(
+    let bad = crate::config::load(
         br#"{"version":"1","settings":{"require_grant":"yes","hold_body_timeout_ms":0}}"#,
     )
     .unwrap_err();
     let text = format!("{bad:?}");
     assert!(text.contains("settings.require_grant"), "{text}");
     assert!(text.contains("settings.hold_body_timeout_ms"), "{text}");
-    let ok = crate::policy::load(br#"{"version":"1","settings":{"hold_body_timeout_ms":1500}}"#)
+    let ok = crate::config::load(br#"{"version":"1","settings":{"hold_body_timeout_ms":1500}}"#)
         .unwrap();
     assert_eq!(ok.settings.hold_body_timeout_ms, 1500);
 }

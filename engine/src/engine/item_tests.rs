@@ -21,7 +21,7 @@ const POLICY: &str = r#"{"version":"1","default":"deny",
     "prompts":{"simple-*":{},"complex-prompt":{"action":"deny"}}}"#;
 
 fn engine(text: &str) -> Engine {
-    Engine::new(crate::policy::load(text.as_bytes()).unwrap())
+    Engine::new(crate::config::load(text.as_bytes()).unwrap())
 }
 
 fn decide(e: &Engine, store: &MemoryStore, body: &str) -> Verdict {

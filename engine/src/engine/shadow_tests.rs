@@ -22,7 +22,7 @@ struct Harness {
 }
 
 fn harness(text: &str) -> Harness {
-    let policy = crate::policy::load(text.as_bytes()).unwrap_or_else(|e| panic!("{text}: {e:#?}"));
+    let policy = crate::config::load(text.as_bytes()).unwrap_or_else(|e| panic!("{text}: {e:#?}"));
     Harness {
         engine: Engine::new(policy),
         store: MemoryStore::new(),
@@ -140,7 +140,7 @@ fn enforced_refusal_in_a_batch_still_refuses_shadowed_siblings() {
 
 #[test]
 fn approval_service_still_required_for_enforced_approvals() {
-    let errors = crate::policy::load(
+    let errors = crate::config::load(
         br#"{"version":"1","tools":{"a":{"action":"approve","mode":"shadow"},"b":{"action":"approve"}}}"#,
     )
     .unwrap_err();
@@ -152,7 +152,7 @@ fn approval_service_still_required_for_enforced_approvals() {
 
 #[test]
 fn mode_and_reserved_counter_names_are_validated() {
-    let errors = crate::policy::load(
+    let errors = crate::config::load(
         br#"{"version":"1","settings":{"mode":"dry"},"tools":{"a":{"mode":1,
             "limits":[{"counter":"~x","window":"minute","max":1,"scope":"global"}]}}}"#,
     )

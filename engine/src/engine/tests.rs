@@ -26,7 +26,7 @@ struct Harness {
 }
 
 fn harness(policy_text: &str) -> Harness {
-    let policy = crate::policy::load(policy_text.as_bytes())
+    let policy = crate::config::load(policy_text.as_bytes())
         .unwrap_or_else(|e| panic!("{policy_text} refused: {e:#?}"));
     harness_for(policy)
 }
@@ -920,7 +920,7 @@ fn spend_amounts_are_rounded_up_to_thousandths() {
 // ---------------------------------------------------------------- approvals
 
 fn approval_policy() -> Policy {
-    crate::policy::load(
+    crate::config::load(
         br#"{"version":"1","default":"deny",
             "approval":{"cluster":"approver","timeout_ms":1000},
             "tools":{"launch":{"action":"approve","reason":"a human must agree",

@@ -9,7 +9,8 @@
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use super::*;
-use crate::policy::{load, CallVerdict};
+use crate::config::load;
+use crate::policy::CallVerdict;
 
 fn warnings(text: &str) -> Vec<String> {
     let p = load(text.as_bytes()).unwrap_or_else(|e| panic!("{e:?}"));

@@ -9,6 +9,7 @@
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use super::*;
+use crate::config::load;
 use crate::json;
 
 // ---------------------------------------------------------------- helpers

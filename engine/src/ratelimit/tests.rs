@@ -13,6 +13,7 @@ use std::rc::Rc;
 
 use super::*;
 use crate::policy::{Algorithm, Window};
+use crate::store::Clock;
 use crate::testing::{FixedClock, MemoryStore};
 
 // ---------------------------------------------------------------- helpers
