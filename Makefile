@@ -213,10 +213,10 @@ test-global: build cli venv ratelimit redis-server
 # Benchmarks (bench/README.md): engine micro-benchmarks (criterion), Envoy
 # passthrough vs this filter vs the native MCP filter under wrk (installed
 # from Debian if missing), and rate-limit memory with 100k sessions. Results:
-# bench/results/{micro,latest,ratelimit_memory}.md. ~11 minutes (the first
+# bench/results/{micro,latest,ratelimit_memory}.md. ~12 minutes (the first
 # run compiles criterion).
 # `make bench-profile` (not part of `bench`) runs the profiling experiments.
-.PHONY: bench bench-micro bench-e2e bench-memory bench-profile bench-instructions wrk
+.PHONY: bench bench-micro bench-e2e bench-memory bench-envoy-memory bench-profile bench-instructions wrk
 BENCH_MICRO_FLAGS ?= --warm-up-time 0.3 --measurement-time 1 --sample-size 20
 wrk:
 	@command -v wrk >/dev/null || { \
@@ -236,18 +236,23 @@ bench-e2e: build cli venv wrk
 bench-memory: build cli venv wrk
 	$(PY) bench/ratelimit_memory.py
 
+# Envoy RSS: passthrough vs a no-op Wasm filter vs this filter, 1/2/4 workers.
+bench-envoy-memory: build cli venv wrk
+	$(PY) bench/envoy_memory.py
+
 bench:
 	@start=$$(date +%s); \
 	  $(MAKE) --no-print-directory bench-micro && \
 	  $(MAKE) --no-print-directory bench-e2e && \
 	  $(MAKE) --no-print-directory bench-memory && \
-	  echo "make bench: done in $$(( $$(date +%s) - start )) s (bench/results/latest.md, bench/results/ratelimit_memory.md)"
+	  $(MAKE) --no-print-directory bench-envoy-memory && \
+	  echo "make bench: done in $$(( $$(date +%s) - start )) s (bench/results/latest.md, bench/results/ratelimit_memory.md, bench/results/envoy_memory.md)"
 
 bench-profile: build cli venv wrk
 	$(PY) bench/profile.py
 
 # Instructions per request of the whole proxy Envoy under callgrind (bench/README.md,
-# "Instruction counts"): load-independent, the number to steer by. ~15-25 min.
+# "Instruction counts"): load-independent, the number to steer by. 15-40 min.
 bench-instructions: build cli venv
 	@command -v valgrind >/dev/null || { echo "bench-instructions needs valgrind (apt-get install valgrind)"; exit 1; }
 	$(PY) bench/instructions.py $(BENCH_INSTRUCTIONS_FLAGS)

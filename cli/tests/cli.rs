@@ -816,6 +816,10 @@ fn render_envoy_options() {
         config["vm_config"]["runtime"].as_str(),
         Some("envoy.wasm.runtime.v8")
     );
+    // tcmalloc hands back what V8 freed after compiling the module.
+    let release = at(&docs[0], &["memory_allocator_manager"]);
+    assert_eq!(release["bytes_to_release"].as_i64(), Some(16 << 20));
+    assert_eq!(release["memory_release_interval"].as_str(), Some("1s"));
 }
 
 #[test]
