@@ -154,6 +154,7 @@ fn settings(set: &Settings) -> Result<Option<Json>, String> {
         s(match e {
             ErrorStyle::JsonRpc => "jsonrpc",
             ErrorStyle::ToolResult => "tool_result",
+            ErrorStyle::Intercept => "intercept",
         })
     });
     m.unless("header_mode", set.header_mode, d.header_mode, |h| {
@@ -341,6 +342,7 @@ fn limit(c: &Counter, set: &Settings) -> Result<Json, String> {
         increment_from: _,
         default_increment_milli: _,
         global: _,
+        reason: _,
     } = c;
     let mut m = Members::default();
     m.put("counter", s(&c.name));
@@ -360,6 +362,7 @@ fn limit(c: &Counter, set: &Settings) -> Result<Json, String> {
     if c.global {
         m.put("global", Json::Bool(true));
     }
+    m.opt("reason", c.reason.as_deref().map(s));
     Ok(m.done())
 }
 

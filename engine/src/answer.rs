@@ -165,8 +165,16 @@ impl Refusal {
                     .finish();
                 envelope(id).raw("error", &error).finish()
             }
-            ErrorStyle::ToolResult => {
-                let text = format!("[POLICY DENIED] {}", self.message());
+            ErrorStyle::ToolResult | ErrorStyle::Intercept => {
+                let text = if style == ErrorStyle::Intercept {
+                    // Intercept's agents read the rule's own text, nothing else.
+                    format!(
+                        "[INTERCEPT POLICY DENIED] {}",
+                        cut(&self.reason, MAX_ECHOED_TEXT)
+                    )
+                } else {
+                    format!("[POLICY DENIED] {}", self.message())
+                };
                 let content = format!(
                     "[{}]",
                     ObjectWriter::new()

@@ -65,6 +65,8 @@ pub fn load_with_base(text: &[u8], base: &Settings) -> Result<Policy, Vec<Config
         errors: Vec::new(),
         base: base.clone(),
         default_algorithm: base.limit_algorithm,
+        tool_key: String::new(),
+        intercept_used: false,
     };
     let policy = v.policy(&doc.root);
     match policy {
@@ -82,6 +84,8 @@ pub fn load_settings(text: &[u8]) -> Result<Settings, Vec<ConfigError>> {
         errors: Vec::new(),
         base: Settings::default(),
         default_algorithm: Algorithm::default(),
+        tool_key: String::new(),
+        intercept_used: false,
     };
     let settings = v.settings(&doc.root, "vm_config");
     if v.errors.is_empty() {
@@ -131,6 +135,11 @@ struct Validator<'s> {
     base: Settings,
     /// Algorithm of limits that do not name one (the settings' choice).
     default_algorithm: Algorithm,
+    /// The `tools` key being read (`"*"` for `all_tools`), for Intercept's
+    /// counter names.
+    tool_key: String,
+    /// Some `rules` list is in Intercept's vocabulary.
+    intercept_used: bool,
 }
 
 impl Validator<'_> {
@@ -251,6 +260,8 @@ impl Validator<'_> {
                 "resources",
                 "prompts",
                 "all_tools",
+                "approvals",
+                "approval_timeout",
             ],
         )?;
         match root.get("version") {
@@ -275,7 +286,7 @@ impl Validator<'_> {
                 .unwrap_or(Action::Deny),
             None => Action::Allow,
         };
-        let settings = match root.get("settings") {
+        let mut settings = match root.get("settings") {
             Some(node) => self.settings(node, "policy.settings"),
             None => self.base.clone(),
         };
@@ -297,6 +308,7 @@ impl Validator<'_> {
                         self.error(&rule_path, "tool name must not be empty".to_string());
                         continue;
                     }
+                    self.tool_key = name.to_string();
                     let rule = self.tool_rule(rule_node, &rule_path, &mut counters);
                     if name == "*" {
                         wildcard = rule;
@@ -327,6 +339,7 @@ impl Validator<'_> {
                         .to_string(),
                 );
             } else {
+                self.tool_key = "*".to_string();
                 wildcard = self.tool_rule(node, "policy.all_tools", &mut counters);
             }
         }
@@ -340,6 +353,7 @@ impl Validator<'_> {
             Some(node) => self.risk_actions(node),
             None => HashMap::new(),
         };
+        self.intercept_top_level(root, &mut settings);
         let approval = root.get("approval").and_then(|n| self.approval(n));
         // Shadowed calls never ask the approver, so only enforced ones need it.
         let all_shadow = settings.shadow || wildcard.shadow;
@@ -569,20 +583,25 @@ impl Validator<'_> {
             rule.risk = self.risk_name(r, &child(path, "risk"));
         }
         if let Some(r) = obj.get("rules") {
-            // After the tool-level `require` / `deny_if`, never instead of them.
             let rpath = child(path, "rules");
-            let own = rule.rules.len();
-            for (i, arg_rule) in self.arg_rules(r, &rpath).into_iter().enumerate() {
-                if rule.rules.iter().take(own).any(|o| o.name == arg_rule.name) {
-                    self.error(
-                        &child(&format!("{rpath}[{i}]"), "name"),
-                        format!(
-                            "rule name \"{}\" is taken by the tool's own \"{}\" key; rename the rule",
-                            arg_rule.name, arg_rule.name
-                        ),
-                    );
+            if intercept::is_intercept_rules(r) {
+                let tool = self.tool_key.clone();
+                self.intercept_rules(r, &rpath, &tool, counters, &mut rule);
+            } else {
+                // After the tool-level `require` / `deny_if`, never instead of them.
+                let own = rule.rules.len();
+                for (i, arg_rule) in self.arg_rules(r, &rpath).into_iter().enumerate() {
+                    if rule.rules.iter().take(own).any(|o| o.name == arg_rule.name) {
+                        self.error(
+                            &child(&format!("{rpath}[{i}]"), "name"),
+                            format!(
+                                "rule name \"{}\" is taken by the tool's own \"{}\" key; rename the rule",
+                                arg_rule.name, arg_rule.name
+                            ),
+                        );
+                    }
+                    rule.rules.push(arg_rule);
                 }
-                rule.rules.push(arg_rule);
             }
         }
         if let Some(r) = obj.get("reason") {
@@ -631,6 +650,7 @@ impl Validator<'_> {
                 "default_increment",
                 "global",
                 "algorithm",
+                "reason",
             ],
         )?;
         let algorithm = match obj.get("algorithm") {
@@ -698,6 +718,10 @@ impl Validator<'_> {
             Some(s) => self.choice(s, &child(path, "scope"), &SCOPES),
             None => Some(Scope::Global),
         };
+        let reason = match obj.get("reason") {
+            Some(r) => Some(self.string(r, &child(path, "reason"))?),
+            None => None,
+        };
         Some(Counter {
             name: name?,
             window: window?,
@@ -707,6 +731,7 @@ impl Validator<'_> {
             increment_from,
             default_increment_milli,
             global,
+            reason,
         })
     }
 
@@ -790,6 +815,7 @@ impl Validator<'_> {
             increment_from: None,
             default_increment_milli: None,
             global: false,
+            reason: None,
         })
     }
 
@@ -1173,6 +1199,7 @@ impl Validator<'_> {
                 &[
                     ("jsonrpc", ErrorStyle::JsonRpc),
                     ("tool_result", ErrorStyle::ToolResult),
+                    ("intercept", ErrorStyle::Intercept),
                 ],
             ) {
                 s.error_style = v;
@@ -1350,6 +1377,9 @@ fn describe(c: &Counter) -> String {
     if c.global {
         text.push_str(", global");
     }
+    if let Some(r) = &c.reason {
+        text.push_str(&format!(", reason {r:?}"));
+    }
     text.push('}');
     text
 }
@@ -1387,6 +1417,9 @@ impl CounterTable {
     }
 }
 
+mod intercept;
+#[cfg(test)]
+mod intercept_tests;
 #[cfg(test)]
 mod policylayer_tests;
 #[cfg(test)]

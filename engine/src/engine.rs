@@ -8,7 +8,9 @@ use crate::config;
 use crate::global_limits::{self, GlobalAnswer, GlobalTake};
 use crate::json::{self, Node, Value};
 use crate::jsonrpc::{self, CallKind, Message};
-use crate::policy::{ApprovalService, CallVerdict, Counter, FailureMode, Policy, Scope};
+use crate::policy::{
+    ApprovalService, CallVerdict, Counter, ErrorStyle, FailureMode, Policy, Scope,
+};
 use crate::ratelimit::{self, Charge, Denial, Take};
 use crate::risk;
 use crate::routing_headers::{self, RoutingHeaders};
@@ -69,7 +71,7 @@ pub struct PendingGlobal {
     pub request: Vec<u8>,
     /// (message index, what it takes) per global limit, in request order.
     takes: Vec<(usize, GlobalTake)>,
-    ids: Vec<Option<String>>,
+    ids: Vec<Option<ReplyTo<String>>>,
     batch: bool,
     forwarded: Forwarded,
     approval: Option<PendingApproval>,
@@ -86,6 +88,8 @@ pub struct PendingApproval {
     pub reason: String,
     /// The JSON-RPC id (raw) to answer with if refused.
     pub id: String,
+    /// Whether the held message is a `tools/call` (not a resource or prompt).
+    pub tool_call: bool,
     /// What forwarding leaves to do, if approved (units are already taken).
     pub forwarded: Forwarded,
 }
@@ -496,7 +500,12 @@ impl Engine {
                 takes: global,
                 ids: raw_ids(source, messages)
                     .into_iter()
-                    .map(|id| id.map(str::to_string))
+                    .map(|to| {
+                        to.map(|to| ReplyTo {
+                            id: to.id.to_string(),
+                            tool_call: to.tool_call,
+                        })
+                    })
                     .collect(),
                 batch,
                 forwarded,
@@ -619,7 +628,16 @@ impl Engine {
         if let Some(slot) = refusals.get_mut(element) {
             *slot = Some(refusal.clone());
         }
-        let ids: Vec<Option<&str>> = pending.ids.iter().map(|i| i.as_deref()).collect();
+        let ids: Vec<Option<ReplyTo<&str>>> = pending
+            .ids
+            .iter()
+            .map(|to| {
+                to.as_ref().map(|to| ReplyTo {
+                    id: to.id.as_str(),
+                    tool_call: to.tool_call,
+                })
+            })
+            .collect();
         let mut marked = false;
         let calls = pending
             .forwarded
@@ -646,10 +664,11 @@ impl Engine {
     }
 
     /// The local answer for a request with at least one refused message;
-    /// `ids` holds each message's raw id (None for notifications/responses).
+    /// `ids` holds where each message's answer goes (None for
+    /// notifications/responses).
     fn refusal_answer(
         &self,
-        ids: &[Option<&str>],
+        ids: &[Option<ReplyTo<&str>>],
         refusals: &[Option<Refusal>],
         batch: bool,
     ) -> LocalReply {
@@ -664,19 +683,30 @@ impl Engine {
             .flatten()
             .filter_map(|r| r.rate.as_ref().map(|x| x.retry_after_seconds))
             .max();
-        let style = self.policy.settings.error_style;
         let answers = ids
             .iter()
             .zip(refusals)
-            .filter_map(|(id, refusal)| {
-                let id = (*id)?;
+            .filter_map(|(to, refusal)| {
+                let to = to.as_ref()?;
                 Some(match refusal {
-                    Some(r) => r.to_message(id, style),
-                    None => answer::batch_sibling(id),
+                    Some(r) => r.to_message(to.id, self.style_for(to.tool_call)),
+                    None => answer::batch_sibling(to.id),
                 })
             })
             .collect();
         answer::refusal_reply(answers, batch, outcome, retry_after)
+    }
+
+    /// The error style of a refusal's answer: the policy's for a `tools/call`;
+    /// always a JSON-RPC error for a resource read or prompt get, whose
+    /// result schema a tool result does not satisfy (every official client
+    /// then fails on the schema and the reason is lost).
+    fn style_for(&self, tool_call: bool) -> ErrorStyle {
+        if tool_call {
+            self.policy.settings.error_style
+        } else {
+            ErrorStyle::JsonRpc
+        }
     }
 
     /// Builds the question for the approval service (one call, not a batch).
@@ -696,10 +726,10 @@ impl Engine {
             _ => return Err("calls that need approval cannot be sent in a batch".to_string()),
         };
         let Some(Message::ToolCall {
+            kind,
             id,
             tool,
             arguments,
-            ..
         }) = messages.get(*i)
         else {
             return Err("internal: approval for a non-call".to_string());
@@ -734,6 +764,7 @@ impl Engine {
             rule: rule.clone(),
             reason: reason.clone(),
             id: id.raw(source).to_string(),
+            tool_call: *kind == CallKind::Tool,
             forwarded: Forwarded::default(),
         })
     }
@@ -777,7 +808,7 @@ impl Engine {
             reason: format!("{} ({reason})", pending.reason),
             rate: None,
         };
-        let message = refusal.to_message(&pending.id, self.policy.settings.error_style);
+        let message = refusal.to_message(&pending.id, self.style_for(pending.tool_call));
         Verdict::Reply {
             reply: answer::refusal_reply(vec![message], false, Outcome::ApprovalRefused, None),
             calls: vec![CallRecord {
@@ -866,9 +897,10 @@ impl Engine {
         let window = counter.map(|c| c.window.name()).unwrap_or("minute");
         let max = counter.map(|c| c.max).unwrap_or(0);
         let scope = counter.map(|c| c.scope.name()).unwrap_or("global");
-        let reason = match reason_tail {
-            Some(t) => format!("rate limit \"{name}\" cannot be checked: {t}; retry in {retry} s"),
-            None => format!(
+        let reason = match (reason_tail, counter.and_then(|c| c.reason.as_ref())) {
+            (Some(t), _) => format!("rate limit \"{name}\" cannot be checked: {t}; retry in {retry} s"),
+            (None, Some(own)) => own.clone(),
+            (None, None) => format!(
                 "rate limit \"{name}\" of {max} calls per {window} (per {scope}) reached; retry in {retry} s"
             ),
         };
@@ -1087,10 +1119,29 @@ fn invalid(reply: LocalReply) -> Verdict {
 }
 
 /// Each message's raw id text (None when it has none to answer).
-fn raw_ids<'s>(source: &'s str, messages: &[Message<'_, '_>]) -> Vec<Option<&'s str>> {
+/// Where a refused message's answer goes: its raw id, and whether the
+/// message is a `tools/call` (see [`Engine::style_for`]).
+#[derive(Debug, Clone)]
+struct ReplyTo<S> {
+    id: S,
+    tool_call: bool,
+}
+
+fn raw_ids<'s>(source: &'s str, messages: &[Message<'_, '_>]) -> Vec<Option<ReplyTo<&'s str>>> {
     messages
         .iter()
-        .map(|m| request_id(m).map(|id| id.raw(source)))
+        .map(|m| {
+            request_id(m).map(|id| ReplyTo {
+                id: id.raw(source),
+                tool_call: matches!(
+                    m,
+                    Message::ToolCall {
+                        kind: CallKind::Tool,
+                        ..
+                    }
+                ),
+            })
+        })
         .collect()
 }
 

@@ -242,6 +242,7 @@ mod tests {
             increment_from: None,
             default_increment_milli: None,
             global: false,
+            reason: None,
         }
     }
 

@@ -137,6 +137,9 @@ pub struct Counter {
     pub default_increment_milli: Option<u64>,
     /// Counted cluster-wide by the rate limit service.
     pub global: bool,
+    /// What a refused call is told when this budget is spent, instead of
+    /// the built-in text (Intercept's `on_deny` on a counting rule).
+    pub reason: Option<String>,
 }
 
 /// When a rule triggers.
@@ -289,6 +292,9 @@ pub enum ErrorStyle {
     JsonRpc,
     /// PolicyLayer style: a `result` with `isError: true` the model reads.
     ToolResult,
+    /// Intercept's: a `result` with `isError: true` whose text is
+    /// `[INTERCEPT POLICY DENIED] ` and the refusal's reason alone.
+    Intercept,
 }
 
 /// Whether request headers wait for the decision.
@@ -473,10 +479,16 @@ impl Policy {
     /// are tried once per call).
     fn decide_with(&self, tool: &str, own: Option<(&str, &ToolRule)>) -> ToolVerdict {
         let shown = crate::text::shown_name(tool);
+        // Intercept's agents read Intercept's own texts.
+        let intercept = self.settings.error_style == ErrorStyle::Intercept;
         if self.hidden(tool) {
             return ToolVerdict::Deny {
                 rule: "hide".to_string(),
-                reason: format!("tool \"{shown}\" is hidden by policy"),
+                reason: if intercept {
+                    format!("Tool \"{shown}\" is hidden by policy")
+                } else {
+                    format!("tool \"{shown}\" is hidden by policy")
+                },
             };
         }
         match own {
@@ -492,7 +504,11 @@ impl Policy {
             None if self.default == Action::Deny => {
                 return ToolVerdict::Deny {
                     rule: "default".to_string(),
-                    reason: format!("tool \"{shown}\" is not allowed by policy (default: deny)"),
+                    reason: if intercept {
+                        format!("Tool \"{shown}\" is not permitted by policy")
+                    } else {
+                        format!("tool \"{shown}\" is not allowed by policy (default: deny)")
+                    },
                 };
             }
             _ => {}

@@ -21,6 +21,8 @@ It answers like a small Streamable HTTP MCP server:
 `x-test-chunked-response: 1` makes it send a JSON answer chunked instead of
 with Content-Length. `x-test-compress: gzip` makes it gzip the answer when
 the request's Accept-Encoding allows gzip, as compression middleware does.
+`x-test-jsonrpc-error: 1` makes it answer a `tools/call` with a JSON-RPC error
+(a failed call, for refund tests).
 """
 
 from __future__ import annotations
@@ -346,6 +348,9 @@ def _answer_one(message: Any, request: RecordedRequest) -> tuple[dict[str, Any] 
         result = {"contents": [{"uri": params.get("uri"), "mimeType": "text/plain", "text": "read"}]}
     elif method == "prompts/get" and isinstance(params, dict):
         result = {"messages": [{"role": "user", "content": {"type": "text", "text": str(params.get("name"))}}]}
+    elif method == "tools/call" and request.header("x-test-jsonrpc-error") == "1":
+        # A failed call (refund tests): a JSON-RPC error, not an isError result.
+        return {"jsonrpc": "2.0", "id": msg_id, "error": {"code": -32603, "message": "upstream failed"}}, headers
     elif method == "tools/call" and isinstance(params, dict):
         echo = {"name": params.get("name"), "arguments": params.get("arguments")}
         result = {

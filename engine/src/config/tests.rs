@@ -94,6 +94,7 @@ fn seed_policy_loads() {
             increment_from: None,
             default_increment_milli: None,
             global: false,
+            reason: None,
         }]
     );
     assert_eq!(p.wildcard.action, Action::Allow);
@@ -244,6 +245,7 @@ fn every_window_and_scope_is_read() {
                     increment_from: None,
                     default_increment_milli: None,
                     global: false,
+                    reason: None,
                 }
             );
         }

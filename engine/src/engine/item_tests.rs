@@ -177,3 +177,42 @@ fn list_answers_lose_what_is_always_denied() {
         "{text}"
     );
 }
+
+/// A tool-result answer does not fit a resource or prompt result: every
+/// official client would fail on its schema and lose the reason. So only a
+/// `tools/call` takes the policy's `error_style`; items get JSON-RPC errors.
+#[test]
+fn refused_items_get_json_rpc_errors_whatever_the_error_style() {
+    for style in ["tool_result", "intercept"] {
+        let text = POLICY.replacen(
+            r#""default":"deny","#,
+            &format!(r#""default":"deny","settings":{{"error_style":"{style}"}},"#),
+            1,
+        );
+        let e = engine(&text);
+        let s = MemoryStore::new();
+        for body in [
+            read("demo://resource/static/document/secret.md"),
+            get("complex-prompt"),
+        ] {
+            let Verdict::Reply { reply, .. } = decide(&e, &s, &body) else {
+                panic!("{style}: {body} was not refused");
+            };
+            assert!(
+                reply.body.contains(r#""error":{"code":-31001"#),
+                "{style}: {}",
+                reply.body
+            );
+            assert!(!reply.body.contains("isError"), "{style}: {}", reply.body);
+        }
+        let call = r#"{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"nope"}}"#;
+        let Verdict::Reply { reply, .. } = decide(&e, &s, call) else {
+            panic!("{style}: the unlisted tool was not refused");
+        };
+        assert!(
+            reply.body.contains(r#""isError":true"#),
+            "{style}: {}",
+            reply.body
+        );
+    }
+}

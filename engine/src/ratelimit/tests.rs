@@ -33,6 +33,7 @@ fn counter(name: &str, window: Window, max: u64) -> Counter {
         increment_from: None,
         default_increment_milli: None,
         global: false,
+        reason: None,
     }
 }
 
