@@ -213,10 +213,10 @@ test-global: build cli venv ratelimit redis-server
 # Benchmarks (bench/README.md): engine micro-benchmarks (criterion), Envoy
 # passthrough vs this filter vs the native MCP filter under wrk (installed
 # from Debian if missing), and rate-limit memory with 100k sessions. Results:
-# bench/results/{micro,latest,ratelimit_memory}.md. 6-9 minutes (the first
+# bench/results/{micro,latest,ratelimit_memory}.md. ~12 minutes (the first
 # run compiles criterion).
 # `make bench-profile` (not part of `bench`) runs the profiling experiments.
-.PHONY: bench bench-micro bench-e2e bench-memory bench-envoy-memory bench-profile wrk
+.PHONY: bench bench-micro bench-e2e bench-memory bench-envoy-memory bench-profile bench-instructions wrk
 BENCH_MICRO_FLAGS ?= --warm-up-time 0.3 --measurement-time 1 --sample-size 20
 wrk:
 	@command -v wrk >/dev/null || { \
@@ -250,6 +250,12 @@ bench:
 
 bench-profile: build cli venv wrk
 	$(PY) bench/profile.py
+
+# Instructions per request of the whole proxy Envoy under callgrind (bench/README.md,
+# "Instruction counts"): load-independent, the number to steer by. 15-40 min.
+bench-instructions: build cli venv
+	@command -v valgrind >/dev/null || { echo "bench-instructions needs valgrind (apt-get install valgrind)"; exit 1; }
+	$(PY) bench/instructions.py $(BENCH_INSTRUCTIONS_FLAGS)
 
 # Fuzzing (README "Fuzzing"): cargo-fuzz (libFuzzer) targets in fuzz/, a
 # workspace of its own on the nightly toolchain. The nightly toolchain is

@@ -173,7 +173,8 @@ def proxy_config(
 ) -> str:
     """Bootstrap for one benchmarked proxy.
 
-    kind: "passthrough", "wasm" or "native".
+    kind: "passthrough", "buffer" (Envoy's buffer filter alone: the floor
+    for any filter that must read the whole body), "wasm" or "native".
     header_mode "hold": vm_config settings {"header_mode":"hold"} and
     allow_on_headers_stop_iteration: true (as envoy/envoy.yaml);
     "stream": neither (the filter's default, any Envoy).
@@ -185,6 +186,8 @@ def proxy_config(
         return envoy_config.dump(config, header)
     if kind == "passthrough":
         return envoy_config.dump(_without_wasm(config, []), header)
+    if kind == "buffer":
+        return envoy_config.dump(_without_wasm(config, [_buffer_filter(1048576)]), header)
     if kind == "native":
         policy_doc = json.loads(policy_text)
         allowed = [
@@ -194,6 +197,16 @@ def proxy_config(
         ]
         return envoy_config.dump(_without_wasm(config, _native_filters(allowed)), header)
     raise ValueError(kind)
+
+
+def _buffer_filter(max_bytes: int) -> dict:
+    return {
+        "name": "envoy.filters.http.buffer",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
+            "max_request_bytes": max_bytes,
+        },
+    }
 
 
 def upstream_config() -> str:
@@ -211,15 +224,8 @@ def upstream_config() -> str:
     ]
     # Read each request body to its end before answering: a reply sent
     # mid-body would make Envoy close the HTTP/1.1 connection.
-    buffer = {
-        "name": "envoy.filters.http.buffer",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
-            "max_request_bytes": 4194304,
-        },
-    }
     config["static_resources"]["clusters"] = []
-    return envoy_config.dump(_without_wasm(config, [buffer]), "rendered by bench/harness.py: upstream")
+    return envoy_config.dump(_without_wasm(config, [_buffer_filter(4194304)]), "rendered by bench/harness.py: upstream")
 
 
 # -- processes ----------------------------------------------------------------
@@ -253,6 +259,9 @@ class Envoy:
     port: int = 0
     admin_port: int = 0
     extra_args: list[str] = field(default_factory=list)
+    # A command put in front of envoy (e.g. valgrind); it must exec or run
+    # envoy as the child's own pid for `pid`/`cpu_seconds` to mean Envoy.
+    prefix: list[str] = field(default_factory=list)
 
     def start(self, timeout: float = 60.0) -> "Envoy":
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -268,6 +277,7 @@ class Envoy:
             "--log-level", self.log_level,
             *self.extra_args,
         ]  # fmt: skip
+        cmd = [*self.prefix, *cmd]
         if self.cpus is not None and shutil.which("taskset"):
             cmd = ["taskset", "-c", self.cpus, *cmd]
         self.log_path = self.workdir / "envoy.log"

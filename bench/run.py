@@ -8,7 +8,9 @@ answering with direct_response).
 Every proxy runs with the same `--concurrency`; all are started once, checked
 (one request per cell must give the expected answer), then measured in
 interleaved rounds (each round runs every cell once, so slow drifts of a noisy
-machine spread over all cells); the table shows the median of the rounds.
+machine spread over all cells); the table shows the median of the rounds and
+their spread [min, max], the added cost paired with passthrough's in the same
+round. Proxies run on CPU 1, wrk and the upstream on CPU 0 (`--no-pin`: not).
 Writes bench/results/<timestamp>.md and bench/results/latest.md.
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import shutil
 import statistics
 import sys
@@ -35,7 +38,7 @@ SIZES = {"1KiB": 1024, "16KiB": 16 * 1024, "256KiB": 256 * 1024}
 class Config:
     key: str
     label: str
-    kind: str  # passthrough | wasm | native
+    kind: str  # passthrough | buffer | wasm | native
     runtime: str = "v8"
     header_mode: str = "hold"
     # cells: (case, size label)
@@ -48,9 +51,11 @@ def all_sizes(case: str) -> list[tuple[str, str]]:
 
 CONFIGS = [
     Config("passthrough", "Envoy passthrough (no filter)", "passthrough", cells=all_sizes("allowed")),
-    Config("v8", "mcp-policy, V8, hold", "wasm", cells=all_sizes("allowed") + all_sizes("refused")),
-    Config("v8-stream", "mcp-policy, V8, stream (default mode)", "wasm", header_mode="stream", cells=[("allowed", "1KiB")]),
-    Config("native", "native envoy.filters.http.mcp + rbac", "native", cells=all_sizes("allowed") + all_sizes("refused")),
+    Config("buffer", "Envoy buffer filter alone (floor)", "buffer", cells=all_sizes("allowed")),
+    Config("v8", "mcp-policy, V8, hold", "wasm", cells=all_sizes("allowed") + [("refused", "1KiB")]),
+    Config("v8-stream", "mcp-policy, V8, stream (default mode)", "wasm", header_mode="stream",
+           cells=all_sizes("allowed") + [("refused", "1KiB")]),  # fmt: skip
+    Config("native", "native envoy.filters.http.mcp + rbac", "native", cells=all_sizes("allowed") + [("refused", "1KiB")]),
     Config("wasmtime", "mcp-policy, Wasmtime, hold", "wasm", runtime="wasmtime",
            cells=all_sizes("allowed") + [("refused", "1KiB")]),  # fmt: skip
     Config("wamr", "mcp-policy, WAMR, hold", "wasm", runtime="wamr", cells=all_sizes("allowed") + [("refused", "1KiB")]),
@@ -87,7 +92,7 @@ class Cell:
 
 def expected(cfg: Config, case: str, status: int, text: bytes) -> str | None:
     """None if the answer is what this configuration must give, else why not."""
-    allowed = cfg.kind == "passthrough" or case == "allowed"
+    allowed = cfg.kind in ("passthrough", "buffer") or case == "allowed"
     if allowed:
         if status == 200 and text == h.UPSTREAM_RESULT:
             return None
@@ -147,14 +152,15 @@ def med(values: list[float]) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--seconds", type=int, default=5, help="measured seconds per cell and round")
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--seconds", type=int, default=2, help="measured seconds per cell and round")
     ap.add_argument("--warmup", type=int, default=1, help="warm-up seconds per cell (first round only)")
     ap.add_argument("--threads", type=int, default=2, help="wrk threads")
     ap.add_argument("--connections", type=int, default=16, help="wrk connections")
     ap.add_argument("--concurrency", type=int, default=1, help="Envoy --concurrency of every proxy and the upstream")
-    ap.add_argument("--pin", action="store_true", help="pin proxies to CPU 1, upstream and wrk to CPU 0")
-    ap.add_argument("--only", default="", help="comma-separated config keys (passthrough is always kept)")
+    ap.add_argument("--pin", action=argparse.BooleanOptionalAction, default=(os.cpu_count() or 1) >= 2,
+                    help="pin proxies to CPU 1, upstream and wrk to CPU 0 (default when there are 2+ CPUs)")
+    ap.add_argument("--only", default="", help="comma-separated config keys (passthrough and buffer are always kept)")
     ap.add_argument("--sizes", default=",".join(SIZES), help="comma-separated body sizes")
     ap.add_argument("--wasm", type=Path, default=h.REPO / "dist" / "mcp_policy.wasm")
     ap.add_argument("--results", type=Path, default=h.BENCH / "results")
@@ -169,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     h.ensure_wrk()
     only = {k for k in args.only.split(",") if k}
     sizes = [s for s in args.sizes.split(",") if s]
-    configs = [c for c in CONFIGS if not only or c.key in only or c.key == "passthrough"]
+    configs = [c for c in CONFIGS if not only or c.key in only or c.key in ("passthrough", "buffer")]
     work = Path(tempfile.mkdtemp(prefix="mcp-policy-bench-"))
     bodies = {}
     for size in sizes:
@@ -259,12 +265,30 @@ def fmt(v: float, digits: int = 0) -> str:
     return "-" if v != v else f"{v:,.{digits}f}"  # NaN -> "-"
 
 
+def spread(values: list[float], digits: int = 1) -> str:
+    """median [min, max] of a list of round values."""
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return fmt(values[0], digits)
+    return f"{fmt(med(values), digits)} [{fmt(min(values), digits)}, {fmt(max(values), digits)}]"
+
+
+def paired(cell: Cell, base: Cell | None, attr: str) -> list[float]:
+    """Per round, the cell's value minus passthrough's in the same round
+    (rounds are interleaved, so both saw the same machine)."""
+    if base is None:
+        return []
+    return [getattr(a, attr) - getattr(b, attr) for a, b in zip(cell.samples, base.samples)]
+
+
 def render(cells, configs, unavailable, idle_rss, args, envoy_version, module_bytes, elapsed) -> str:
     m = h.machine()
-    base = {
-        c.size: (med([s.rps for s in c.samples]), med([s.cpu_us_per_req for s in c.samples]))
+    base_cells = {c.size: c for c in cells if c.config.kind == "passthrough" and c.samples}
+    floor = {
+        c.size: med(paired(c, base_cells.get(c.size), "cpu_us_per_req"))
         for c in cells
-        if c.config.kind == "passthrough" and c.samples
+        if c.config.kind == "buffer" and c.samples
     }
     lines = [
         "# mcp-policy benchmark",
@@ -275,33 +299,42 @@ def render(cells, configs, unavailable, idle_rss, args, envoy_version, module_by
         + (" (proxies pinned to CPU 1, upstream and wrk to CPU 0)" if args.pin else " (not pinned)"),
         f"- module: `{args.wasm.name}` {module_bytes:,} bytes ({module_bytes / 1024:.0f} KiB)",
         f"- load: {h.wrk_version()}, {args.threads} threads, {args.connections} connections, HTTP/1.1 keep-alive; "
-        f"{args.rounds} interleaved round(s) of {args.seconds} s per cell after a {args.warmup} s warm-up; medians shown",
+        f"{args.rounds} interleaved round(s) of {args.seconds} s per cell after a {args.warmup} s warm-up",
         "- upstream: a second Envoy, buffer filter + `direct_response` 200 with a 90-byte JSON-RPC result",
         "- policy: `bench/policy.json` (20 tools, default deny, 3 argument rules and 2 limits on the called tool: "
         "a grant limit and a global `*` limit, both 1e9/minute); refused = a call to `delete_repository` (`action: deny`)",
         "- filter settings: `vm_config.configuration` `{\"header_mode\":\"hold\"}` + `allow_on_headers_stop_iteration: true` "
-        "(as `envoy/envoy.yaml`), except the `stream` row (neither set)",
+        "(as `envoy/envoy.yaml`), except the `stream` rows (neither set)",
+        "- floor: Envoy's `envoy.filters.http.buffer` alone (max_request_bytes 1 MiB): what any filter that reads the "
+        "whole body before deciding costs at least",
         "- native: `envoy.filters.http.mcp` (max_request_body_size 1 MiB) + `rbac` ALLOW policy listing the same 19 allowed tools "
         "(refused call: 403 `RBAC: access denied`)",
         "",
         "CPU us/req: CPU time (user+sys, all threads) of the proxy Envoy per completed request; "
-        "+us/req: that minus passthrough at the same body size. Both are steadier than req/s on a shared machine.",
+        "+us/req: that minus passthrough's in the same round at the same body size. Shown as median [min, max] "
+        "over the rounds. x floor: +us/req over the buffer filter's. +p99: p99 latency minus passthrough's "
+        "(same round), median. RSS: after the cell's last run.",
         "",
-        "| configuration | call | body | req/s | p50 ms | p99 ms | req/s vs passthrough | CPU us/req | +us/req | RSS MiB |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| configuration | call | body | req/s | vs passthrough | CPU us/req | +us/req | x floor | p99 ms | +p99 ms | RSS MiB |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for c in cells:
         if not c.samples:
             continue
+        base = base_cells.get(c.size)
         rps = med([s.rps for s in c.samples])
-        cpu = med([s.cpu_us_per_req for s in c.samples])
-        b_rps, b_cpu = base.get(c.size, (float("nan"), float("nan")))
+        b_rps = med([s.rps for s in base.samples]) if base else float("nan")
         ratio = f"{rps / b_rps:.2f}" if b_rps == b_rps and b_rps else "-"
-        extra = "-" if c.config.kind == "passthrough" else fmt(cpu - b_cpu, 1)
-        case = "any" if c.config.kind == "passthrough" else c.case
+        is_base = c.config.kind == "passthrough"
+        added = [] if is_base else paired(c, base, "cpu_us_per_req")
+        fl = floor.get(c.size)
+        x_floor = f"{med(added) / fl:.2f}" if added and fl and fl > 0 and c.config.kind != "buffer" else "-"
+        p99_added = "-" if is_base else fmt(med(paired(c, base, "p99_ms")), 2)
+        case = "any" if c.config.kind in ("passthrough", "buffer") else c.case
         lines.append(
-            f"| {c.config.label} | {case} | {c.size} | {fmt(rps)} | {fmt(med([s.p50_ms for s in c.samples]), 2)} | "
-            f"{fmt(med([s.p99_ms for s in c.samples]), 2)} | {ratio} | {fmt(cpu, 1)} | {extra} | {c.rss_kib / 1024:.0f} |"
+            f"| {c.config.label} | {case} | {c.size} | {fmt(rps)} | {ratio} | "
+            f"{spread([s.cpu_us_per_req for s in c.samples])} | {spread(added) if added else '-'} | {x_floor} | "
+            f"{fmt(med([s.p99_ms for s in c.samples]), 2)} | {p99_added} | {c.rss_kib / 1024:.0f} |"
         )
     notes = []
     for key, reason in unavailable.items():

@@ -562,26 +562,29 @@ impl HttpContext for Request {
         if self.answered {
             return Action::Continue;
         }
+        // Single-header reads, only those this answer needs: most answers
+        // (JSON, no tools/list, no refund) need just their content type,
+        // and each header handed back re-enters the VM once; the whole map
+        // costs more (serialised by Envoy, parsed here).
         let refund = self.engine.policy.settings.refund_on_error && !self.charges.is_empty();
-        let map = HeaderMap::fetch(MAP_RESPONSE_HEADERS);
-        let status = map
-            .text(":status")
-            .and_then(|s| s.parse::<u32>().ok())
-            .unwrap_or(0);
-        if refund && status >= 500 {
-            self.refund();
+        if refund {
+            let status = abi::header_text(MAP_RESPONSE_HEADERS, ":status")
+                .and_then(|s| s.parse::<u32>().ok())
+                .unwrap_or(0);
+            if status >= 500 {
+                self.refund();
+            }
         }
-        let content_type = map
-            .text("content-type")
-            .unwrap_or_default()
-            .to_ascii_lowercase();
-        let sse = content_type.starts_with("text/event-stream");
-        let json = content_type.starts_with("application/json");
-        let compressed = map
-            .get("content-encoding")
-            .is_some_and(|e| !e.trim_ascii().eq_ignore_ascii_case(b"identity"));
+        let content_type = abi::header(MAP_RESPONSE_HEADERS, "content-type")
+            .map(|v| v.to_ascii_lowercase())
+            .unwrap_or_default();
+        let sse = content_type.starts_with(b"text/event-stream");
+        let json = content_type.starts_with(b"application/json");
         let lists = sse || !self.list_ids.is_empty();
-        self.response = if compressed && (sse || (json && lists)) {
+        let compressed = (sse || (json && lists))
+            && abi::header(MAP_RESPONSE_HEADERS, "content-encoding")
+                .is_some_and(|e| !e.trim_ascii().eq_ignore_ascii_case(b"identity"));
+        self.response = if compressed {
             // Unreadable, so unfilterable: never pass it on.
             abi::remove_header(MAP_RESPONSE_HEADERS, "content-encoding");
             abi::remove_header(MAP_RESPONSE_HEADERS, "content-length");

@@ -394,6 +394,16 @@ fn slot_keys_are_namespaced_by_counter_and_bounded_by_slots() {
     assert_eq!(slot_key(&c, u64::MAX, 1), "mcp_policy/v2/rate/0");
     // Zero slots cannot divide by zero.
     assert_eq!(slot_key(&c, 12345, 0), "mcp_policy/v2/rate/0");
+    // Every digit of a large slot number, in order.
+    assert_eq!(slot_key(&c, 255, 256), "mcp_policy/v2/rate/255");
+    assert_eq!(
+        slot_key(&c, 4_294_967_294, u32::MAX),
+        "mcp_policy/v2/rate/4294967294"
+    );
+    assert_eq!(
+        slot_key(&c, 1_000_000, 1_000_007),
+        "mcp_policy/v2/rate/1000000"
+    );
 }
 
 // ---------------------------------------------------------------- several limits on one call
