@@ -6,7 +6,7 @@
 //! passed. The design follows from that:
 //!
 //! * **Fixed key space.** Each counter owns `slots` keys,
-//!   `mcp_policy/v2/<counter>/<slot>`. A scope value (grant, session, address)
+//!   `mcp_policy/v3/<counter>/<slot>`. A scope value (grant, session, address)
 //!   is fingerprinted and mapped to one slot. However many values agents
 //!   invent, the number of keys never grows past `counters x slots`.
 //! * **Bounded slot.** A slot holds `ENTRIES` entries plus one overflow
@@ -41,6 +41,12 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use crate::policy::{Algorithm, Counter, Scope};
 use crate::store::{SetError, SharedStore};
 
+mod slot;
+#[cfg(test)]
+use slot::Slot;
+use slot::SlotBytes;
+pub use slot::SLOT_BYTES;
+
 /// Live entries per slot (plus one overflow entry).
 pub const ENTRIES: usize = 8;
 /// Admission records per entry: a sliding limit of up to this many whole
@@ -49,15 +55,10 @@ pub const RECORDS: usize = 16;
 /// Sub-windows of a sliding window. Records only merge within one, so a
 /// merged amount counts at most `window / BUCKETS` longer than exactly.
 pub const BUCKETS: u64 = 15;
-const RECORD_BYTES: usize = 4 + 8;
-const ENTRY_BYTES: usize = 8 + RECORDS * RECORD_BYTES;
-const MAGIC: &[u8; 4] = b"MPv2";
-const HEADER_BYTES: usize = MAGIC.len() + 8;
-/// Bytes of one slot value: the bound on shared-data memory per key.
-pub const SLOT_BYTES: usize = HEADER_BYTES + (ENTRIES + 1) * ENTRY_BYTES;
-/// Prefix of every counter key; the version changes with the value layout,
-/// so values written by an older module are never misread.
-pub const KEY_PREFIX: &str = "mcp_policy/v2/";
+/// Prefix of every counter key; the version changes with the value layout
+/// (v3: record times relative to a per-slot base, see `slot`), so values
+/// written by an older module are never misread.
+pub const KEY_PREFIX: &str = "mcp_policy/v3/";
 /// CAS retries before giving up (fail closed).
 const MAX_ATTEMPTS: usize = 64;
 /// A CAS value Envoy never hands out for a fresh key: used to create a key
@@ -193,10 +194,6 @@ struct Entry {
 }
 
 impl Entry {
-    fn live(&self, rules: Rules, now: u64) -> bool {
-        self.records.iter().any(|r| rules.live(r, now))
-    }
-
     /// Frees the records that no longer count.
     fn prune(&mut self, rules: Rules, now: u64) {
         for r in &mut self.records {
@@ -244,9 +241,10 @@ impl Entry {
         // record. Every record lies in the last window, which touches at most
         // BUCKETS + 1 sub-windows, so with RECORDS > BUCKETS one of the two
         // always applies.
-        let mut order: Vec<usize> = (0..RECORDS).collect();
-        order.sort_by_key(|&i| self.records.get(i).map_or(0, |r| r.time));
         let time = |i: usize| self.records.get(i).map_or(0, |r| r.time);
+        // Oldest first; equal times in index order. No allocation.
+        let mut order: [usize; RECORDS] = std::array::from_fn(|i| i);
+        order.sort_unstable_by_key(|&i| (time(i), i));
         if let Some(&newest) = order.last() {
             if rules.bucket(time(newest)) == rules.bucket(now) {
                 if let Some(r) = self.records.get_mut(newest) {
@@ -290,15 +288,19 @@ impl Entry {
                 .saturating_add(1)
                 .saturating_mul(rules.window_ms);
         }
-        let mut live: Vec<Record> = self
-            .records
-            .iter()
-            .filter(|r| rules.live(r, now))
-            .copied()
-            .collect();
-        live.sort_by_key(|r| r.time);
+        // The live records, oldest first (no allocation).
+        let mut records = self.records;
+        let mut count = 0;
+        for r in self.records.iter().filter(|r| rules.live(r, now)) {
+            if let Some(slot) = records.get_mut(count) {
+                *slot = *r;
+                count += 1;
+            }
+        }
+        let live = records.get_mut(..count).unwrap_or_default();
+        live.sort_unstable_by_key(|r| r.time);
         let mut used = self.used(rules, now);
-        for r in &live {
+        for r in live.iter() {
             used = used.saturating_sub(r.amount);
             if used.saturating_add(amount) <= max {
                 return r.time.saturating_add(rules.window_ms);
@@ -336,102 +338,14 @@ impl Entry {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct Slot {
-    /// The latest time (ms) any worker decided at: the slot's clock.
-    latest: u64,
-    entries: [Entry; ENTRIES + 1],
-}
-
-fn word<const N: usize>(bytes: &[u8], at: usize) -> [u8; N] {
-    bytes
-        .get(at..at + N)
-        .and_then(|b| <[u8; N]>::try_from(b).ok())
-        .unwrap_or([0; N])
-}
-
-impl Slot {
-    fn decode(bytes: &[u8]) -> Slot {
-        let mut slot = Slot::default();
-        // Anything unreadable is treated as empty: keys are versioned, so
-        // only a corrupted value could get here.
-        if bytes.len() != SLOT_BYTES || bytes.get(..MAGIC.len()) != Some(MAGIC.as_slice()) {
-            return slot;
-        }
-        slot.latest = u64::from_le_bytes(word(bytes, MAGIC.len()));
-        for (i, entry) in slot.entries.iter_mut().enumerate() {
-            let at = HEADER_BYTES + i * ENTRY_BYTES;
-            entry.fingerprint = u64::from_le_bytes(word(bytes, at));
-            for (j, record) in entry.records.iter_mut().enumerate() {
-                let r = at + 8 + j * RECORD_BYTES;
-                let age = u64::from(u32::from_le_bytes(word(bytes, r)));
-                let amount = u64::from_le_bytes(word(bytes, r + 4));
-                if amount > 0 {
-                    *record = Record {
-                        time: slot.latest.saturating_sub(age),
-                        amount,
-                    };
-                }
-            }
-        }
-        slot
-    }
-
-    /// Record times are stored as ages before `latest` (4 bytes); a record
-    /// too old for that (49 days) is past every window and dropped.
-    fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(SLOT_BYTES);
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&self.latest.to_le_bytes());
-        for e in &self.entries {
-            out.extend_from_slice(&e.fingerprint.to_le_bytes());
-            for r in &e.records {
-                let age = u32::try_from(self.latest.saturating_sub(r.time)).ok();
-                let (age, amount) = match age {
-                    Some(age) if r.amount > 0 => (age, r.amount),
-                    _ => (0, 0),
-                };
-                out.extend_from_slice(&age.to_le_bytes());
-                out.extend_from_slice(&amount.to_le_bytes());
-            }
-        }
-        out
-    }
-
-    /// The entry for `fp`: its own, a free one, or the overflow.
-    fn entry_for(&mut self, fp: u64, rules: Rules, now: u64) -> (&mut Entry, bool) {
-        let [regular @ .., overflow] = &mut self.entries;
-        // A value keeps its entry while it has one (never two of them); a
-        // free one is any entry with nothing left in the window.
-        let own = regular
-            .iter()
-            .position(|e| e.fingerprint == fp)
-            .or_else(|| regular.iter().position(|e| !e.live(rules, now)));
-        if let Some(e) = own.and_then(|i| regular.get_mut(i)) {
-            if e.fingerprint != fp {
-                // The value may have used the shared overflow budget in this
-                // window: all of that budget's use counts against it too.
-                let mut fresh = Entry {
-                    fingerprint: fp,
-                    records: overflow.records,
-                };
-                fresh.prune(rules, now);
-                *e = fresh;
-            }
-            return (e, false);
-        }
-        (overflow, true)
-    }
-}
-
 /// Reads a slot, creating it empty if absent (never overwriting).
-fn read_slot(store: &dyn SharedStore, key: &str) -> Option<(Slot, u32)> {
+fn read_slot(store: &dyn SharedStore, key: &str) -> Option<(SlotBytes, u32)> {
     for _ in 0..2 {
         match store.get(key) {
             Some((_, 0)) => return None,
-            Some((bytes, cas)) => return Some((Slot::decode(&bytes), cas)),
+            Some((bytes, cas)) => return Some((SlotBytes::new(bytes), cas)),
             None => {
-                let _ = store.set(key, &Slot::default().encode(), CREATE_ONLY_CAS);
+                let _ = store.set(key, &slot::empty(), CREATE_ONLY_CAS);
             }
         }
     }
@@ -492,9 +406,8 @@ fn take_one(
     for _ in 0..MAX_ATTEMPTS {
         let (mut slot, cas) = read_slot(store, &key).ok_or(unavailable.clone())?;
         // Never decide earlier than a decision already written here.
-        let now = now_ms.max(slot.latest);
-        slot.latest = now;
-        let (entry, overflow) = slot.entry_for(take.fingerprint, rules, now);
+        let now = now_ms.max(slot.latest());
+        let (index, mut entry, overflow) = slot.entry_for(take.fingerprint, rules, now);
         entry.prune(rules, now);
         if entry.used(rules, now).saturating_add(take.amount) > counter.max {
             let at = entry.admissible_at(rules, now, take.amount, counter.max);
@@ -504,7 +417,9 @@ fn take_one(
             });
         }
         entry.add(rules, now, take.amount);
-        match store.set(&key, &slot.encode(), cas) {
+        slot.advance(now);
+        slot.put_entry(index, &entry);
+        match store.set(&key, &slot.0, cas) {
             Ok(()) => {
                 return Ok(Charge {
                     key,
@@ -535,23 +450,25 @@ pub fn release(store: &dyn SharedStore, charges: &[Charge]) {
             let Some((mut slot, cas)) = read_slot(store, &charge.key) else {
                 break;
             };
-            let latest = slot.latest;
-            let record = if charge.overflow {
-                slot.entries
-                    .get_mut(ENTRIES)
-                    .and_then(|e| e.holder(rules, charge.at_ms, latest))
+            let latest = slot.latest();
+            let candidates = if charge.overflow {
+                ENTRIES..ENTRIES + 1
             } else {
-                slot.entries
-                    .iter_mut()
-                    .take(ENTRIES)
-                    .filter(|e| e.fingerprint == charge.fingerprint)
-                    .find_map(|e| e.holder(rules, charge.at_ms, latest))
+                0..ENTRIES
             };
-            let Some(record) = record else {
+            let found = candidates
+                .filter(|&i| charge.overflow || slot.fingerprint(i) == charge.fingerprint)
+                .find_map(|i| {
+                    let mut entry = slot.entry(i);
+                    let record = entry.holder(rules, charge.at_ms, latest)?;
+                    record.amount = record.amount.saturating_sub(charge.amount);
+                    Some((i, entry))
+                });
+            let Some((index, entry)) = found else {
                 break;
             };
-            record.amount = record.amount.saturating_sub(charge.amount);
-            match store.set(&charge.key, &slot.encode(), cas) {
+            slot.put_entry(index, &entry);
+            match store.set(&charge.key, &slot.0, cas) {
                 Err(SetError::CasMismatch) => continue,
                 _ => break,
             }

@@ -389,20 +389,20 @@ fn fingerprints_depend_on_key_scope_and_value() {
 #[test]
 fn slot_keys_are_namespaced_by_counter_and_bounded_by_slots() {
     let c = counter("rate", Window::Minute, 1);
-    assert_eq!(slot_key(&c, 0, 256), "mcp_policy/v2/rate/0");
-    assert_eq!(slot_key(&c, 257, 256), "mcp_policy/v2/rate/1");
-    assert_eq!(slot_key(&c, u64::MAX, 1), "mcp_policy/v2/rate/0");
+    assert_eq!(slot_key(&c, 0, 256), "mcp_policy/v3/rate/0");
+    assert_eq!(slot_key(&c, 257, 256), "mcp_policy/v3/rate/1");
+    assert_eq!(slot_key(&c, u64::MAX, 1), "mcp_policy/v3/rate/0");
     // Zero slots cannot divide by zero.
-    assert_eq!(slot_key(&c, 12345, 0), "mcp_policy/v2/rate/0");
+    assert_eq!(slot_key(&c, 12345, 0), "mcp_policy/v3/rate/0");
     // Every digit of a large slot number, in order.
-    assert_eq!(slot_key(&c, 255, 256), "mcp_policy/v2/rate/255");
+    assert_eq!(slot_key(&c, 255, 256), "mcp_policy/v3/rate/255");
     assert_eq!(
         slot_key(&c, 4_294_967_294, u32::MAX),
-        "mcp_policy/v2/rate/4294967294"
+        "mcp_policy/v3/rate/4294967294"
     );
     assert_eq!(
         slot_key(&c, 1_000_000, 1_000_007),
-        "mcp_policy/v2/rate/1000000"
+        "mcp_policy/v3/rate/1000000"
     );
 }
 
@@ -585,7 +585,7 @@ fn creation_never_overwrites_an_existing_slot() {
     let before = store.get(&key).unwrap().0;
     // A read that creates must leave an existing value alone.
     let (slot, _) = read_slot(&store, &key).unwrap();
-    assert_eq!(slot.encode(), before);
+    assert_eq!(slot.0, before);
     assert_eq!(store.get(&key).unwrap().0, before);
 }
 
@@ -621,7 +621,7 @@ fn one_slot_configuration_keeps_a_single_key() {
         clock.0.set(clock.0.get() + 7);
     }
     assert_eq!(store.keys(), 1);
-    assert_eq!(store.bytes(), SLOT_BYTES + "mcp_policy/v2/c/0".len());
+    assert_eq!(store.bytes(), SLOT_BYTES + "mcp_policy/v3/c/0".len());
 }
 
 #[test]
@@ -786,7 +786,7 @@ fn slot_encoding_round_trips() {
     };
     let bytes = slot.encode();
     assert_eq!(bytes.len(), SLOT_BYTES);
-    assert!(bytes.starts_with(b"MPv2"));
+    assert!(bytes.starts_with(b"MPv3"));
     assert_eq!(Slot::decode(&bytes), slot);
 }
 
@@ -811,10 +811,18 @@ fn records_too_old_to_encode_are_dropped() {
 fn slot_values_are_versioned_in_key_and_magic() {
     // A hot reload from a module with another layout must not misread:
     // the key prefix changed, and a stray value of another layout is empty.
-    assert_eq!(KEY_PREFIX, "mcp_policy/v2/");
+    assert_eq!(KEY_PREFIX, "mcp_policy/v3/");
     let mut old_layout = vec![0u8; 4 + 9 * 24];
     old_layout[..4].copy_from_slice(b"MPv1");
     assert_eq!(Slot::decode(&old_layout), Slot::default());
+    // v2: ages before `latest`, 1,812 bytes.
+    let mut v2 = vec![0u8; 12 + 9 * (8 + 16 * 12)];
+    v2[..4].copy_from_slice(b"MPv2");
+    v2[4..12].copy_from_slice(&(T0 * 1000).to_le_bytes());
+    v2[12..20].copy_from_slice(&fp("a").to_le_bytes());
+    v2[24..32].copy_from_slice(&5u64.to_le_bytes());
+    assert_eq!(Slot::decode(&v2), Slot::default());
+    assert_eq!(SlotBytes::new(v2), SlotBytes::new(Vec::new()));
 }
 
 #[test]
