@@ -1310,3 +1310,184 @@ fn a_hot_reload_to_another_algorithm_keeps_counting() {
     assert!(take_at(&store, &sliding, fp("a"), t + 20_000, 1).is_err());
     assert!(take_at(&store, &sliding, fp("a"), t + 60_000, 1).is_ok());
 }
+
+// ---------------------------------------------------------------- in-place layout
+
+/// The slot value of `who` on counter 0 (one slot per counter).
+fn slot_bytes(store: &MemoryStore, counters: &[Counter], who: u64) -> SlotBytes {
+    SlotBytes(store.get(&slot_key(&counters[0], who, 1)).unwrap().0)
+}
+
+#[test]
+fn a_call_changes_only_the_header_and_its_own_entry() {
+    // The point of the layout: moving the slot's clock must not rewrite
+    // other values' records, so a call touches only the bytes it uses.
+    let store = MemoryStore::new();
+    let counters = [counter("c", Window::Minute, 100)];
+    let t = T0 * 1000;
+    let who: Vec<u64> = (0..ENTRIES).map(|i| fp(&format!("v{i}"))).collect();
+    for (i, &v) in who.iter().enumerate() {
+        take_at_slots(&store, &counters, 1, v, t + i as u64).unwrap();
+    }
+    let before = slot_bytes(&store, &counters, who[0]);
+    let index = (0..ENTRIES)
+        .find(|&i| before.fingerprint(i) == who[3])
+        .unwrap();
+    take_at_slots(&store, &counters, 1, who[3], t + 5_000).unwrap();
+    let after = slot_bytes(&store, &counters, who[0]);
+    assert_eq!(after.latest(), t + 5_000);
+    assert_eq!(after.base(), before.base());
+    let entry_bytes = (SLOT_BYTES - 20) / (ENTRIES + 1);
+    let own = 20 + index * entry_bytes..20 + (index + 1) * entry_bytes;
+    for (at, (b, a)) in before.0.iter().zip(&after.0).enumerate() {
+        if b != a {
+            assert!(at < 20 || own.contains(&at), "byte {at} changed");
+        }
+    }
+}
+
+#[test]
+fn many_fingerprints_in_one_slot_keep_exact_counts() {
+    // Eight values with entries, newcomers in the overflow, all in one
+    // slot and interleaved: each keeps its own exact count, and the whole
+    // value reads back as what was written.
+    let store = MemoryStore::new();
+    let counters = [counter("c", Window::Minute, 5)];
+    let t = T0 * 1000;
+    let who: Vec<u64> = (0..ENTRIES).map(|i| fp(&format!("v{i}"))).collect();
+    for round in 0..5u64 {
+        for (i, &v) in who.iter().enumerate() {
+            take_at_slots(&store, &counters, 1, v, t + round * 1_000 + i as u64).unwrap();
+        }
+    }
+    let now = t + 4_000 + ENTRIES as u64;
+    for &v in &who {
+        assert_eq!(stored_count(&store, &counters[0], 1, v, now / 1000), 5);
+        assert!(take_at_slots(&store, &counters, 1, v, now).is_err());
+    }
+    for i in 0..3 {
+        let charge = take_at_slots(&store, &counters, 1, fp(&format!("n{i}")), now).unwrap();
+        assert!(charge[0].overflow);
+    }
+    let slot = slot_bytes(&store, &counters, who[0]);
+    let decoded = Slot::decode(&slot.0);
+    assert_eq!(decoded.latest, now);
+    assert_eq!(
+        decoded.entries[ENTRIES].used(Rules::of(&counters[0]), now),
+        3
+    );
+    for (i, &v) in who.iter().enumerate() {
+        let e = decoded.entries.iter().find(|e| e.fingerprint == v).unwrap();
+        let mut times: Vec<u64> = e
+            .records
+            .iter()
+            .filter(|r| r.amount > 0)
+            .map(|r| r.time)
+            .collect();
+        times.sort_unstable();
+        let expected: Vec<u64> = (0..5).map(|round| t + round * 1_000 + i as u64).collect();
+        assert_eq!(times, expected);
+    }
+    // A minute after their last calls, the first value's records have left
+    // the window and its entry serves a newcomer.
+    let later = t + 4_000 + 60_000;
+    let charge = take_at_slots(&store, &counters, 1, fp("late"), later).unwrap();
+    assert!(!charge[0].overflow);
+}
+
+#[test]
+fn a_time_past_the_offset_range_rebases_and_keeps_live_records() {
+    // Month windows (30 days) outlive half the 49-day offset range: a
+    // rebase must keep the records still in the window and count them.
+    let store = MemoryStore::new();
+    let counters = [counter("c", Window::Month, 2)];
+    let day = 86_400_000;
+    let t = T0 * 1000;
+    take_at_slots(&store, &counters, 1, fp("a"), t).unwrap();
+    // The first call rebased the empty value (created with base 0).
+    assert_eq!(slot_bytes(&store, &counters, fp("a")).base(), t);
+    take_at_slots(&store, &counters, 1, fp("b"), t + 22 * day).unwrap();
+    take_at_slots(&store, &counters, 1, fp("a"), t + 25 * day).unwrap();
+    assert_eq!(slot_bytes(&store, &counters, fp("a")).base(), t);
+    // 50 days after the base: the offset of `now` would not fit 32 bits.
+    let now = t + 50 * day;
+    assert!(now - t > u64::from(u32::MAX));
+    take_at_slots(&store, &counters, 1, fp("a"), now).unwrap();
+    let slot = slot_bytes(&store, &counters, fp("a"));
+    // The records of t (past every window and the offset range) are gone;
+    // the oldest kept one, b's at t + 22 days, is the new base.
+    assert_eq!(slot.base(), t + 22 * day);
+    assert_eq!(slot.latest(), now);
+    let rules = Rules::of(&counters[0]);
+    let a = (0..ENTRIES)
+        .find(|&i| slot.fingerprint(i) == fp("a"))
+        .unwrap();
+    let mut times: Vec<u64> = slot
+        .entry(a)
+        .records
+        .iter()
+        .filter(|r| r.amount > 0)
+        .map(|r| r.time)
+        .collect();
+    times.sort_unstable();
+    assert_eq!(times, vec![t + 25 * day, now]);
+    assert_eq!(slot.entry(a).used(rules, now), 2);
+    // Sliding exactness across the rebase: a is full until its t + 25 days
+    // record leaves the window (t + 55 days).
+    let (_, retry) = exhausted_retry(take_at_slots(&store, &counters, 1, fp("a"), now));
+    assert_eq!(retry, 5 * day / 1000);
+    assert!(take_at_slots(&store, &counters, 1, fp("a"), t + 55 * day - 1).is_err());
+    assert!(take_at_slots(&store, &counters, 1, fp("a"), t + 55 * day).is_ok());
+    // b's record still counts after the rebase, and gives back.
+    let b = (0..ENTRIES)
+        .find(|&i| slot.fingerprint(i) == fp("b"))
+        .unwrap();
+    assert_eq!(slot.entry(b).used(rules, now), 1);
+}
+
+#[test]
+fn release_after_a_rebase_gives_back_to_the_moved_record() {
+    let store = MemoryStore::new();
+    let counters = [counter("c", Window::Month, 3)];
+    let day = 86_400_000;
+    let t = T0 * 1000;
+    take_at_slots(&store, &counters, 1, fp("old"), t).unwrap();
+    let charge = take_at_slots(&store, &counters, 1, fp("a"), t + 40 * day).unwrap();
+    take_at_slots(&store, &counters, 1, fp("a"), t + 50 * day).unwrap();
+    assert_eq!(slot_bytes(&store, &counters, fp("a")).base(), t + 40 * day);
+    release(&store, &charge);
+    let now = t + 50 * day;
+    assert_eq!(
+        stored_count(&store, &counters[0], 1, fp("a"), now / 1000),
+        1
+    );
+}
+
+#[test]
+fn values_of_an_earlier_base_read_back_exactly() {
+    // A value on an older base (not the oldest record) reads and writes
+    // in place without moving any record.
+    let latest = (T0 + 30) * 1000;
+    let mut slot = Slot {
+        latest,
+        ..Slot::default()
+    };
+    slot.entries[2].fingerprint = 42;
+    slot.entries[2].records[0] = Record {
+        time: latest - 1_000,
+        amount: 2,
+    };
+    let mut bytes = SlotBytes::new(slot.encode());
+    assert_eq!(bytes.base(), latest - 1_000);
+    bytes.advance(latest + 7);
+    let mut entry = bytes.entry(2);
+    entry.add(Rules::of(&counter("c", Window::Minute, 9)), latest + 7, 1);
+    bytes.put_entry(2, &entry);
+    slot.latest = latest + 7;
+    slot.entries[2].records[1] = Record {
+        time: latest + 7,
+        amount: 1,
+    };
+    assert_eq!(Slot::decode(&bytes.0), slot);
+    assert_eq!(bytes.base(), latest - 1_000);
+}
