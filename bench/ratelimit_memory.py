@@ -10,7 +10,7 @@ stats), growth only the distinct-session run shows would be per-session
 state.
 
 Design being checked: counters use fixed shared-data keys
-(`counter_slots`, default 256 per counter, each value 1,812 bytes), so the
+(`counter_slots`, default 256 per counter, each value 1,820 bytes), so the
 filter's memory cannot grow with the number of sessions.
 
     python bench/ratelimit_memory.py [--calls 100000] [--no-control]
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{d_growth:+.1f} MiB with distinct sessions"
         + (f", {(control[-1][1] - control[1][1]) / 1024:+.1f} MiB with one session." if control and len(control) > 1 else "."),
         "",
-        "For scale: one shared-data entry per session (key + 1,812-byte slot + map overhead, ~2 KiB) "
+        "For scale: one shared-data entry per session (key + 1,820-byte slot + map overhead, ~2 KiB) "
         f"would be ~{args.calls * 2000 / 2**20:.0f} MiB for {args.calls:,} sessions, in every Envoy, never freed.",
         "",
         f"Run time: {time.monotonic() - started:.0f} s.",
