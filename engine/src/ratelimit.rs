@@ -14,6 +14,8 @@
 //!   `(time in ms, amount)`. An entry with no record left in the window is
 //!   free to reuse. When every entry is taken by live values, newcomers share
 //!   the overflow entry's budget: stricter than their own, never unlimited.
+//!   Record times are stored relative to a per-slot base (`slot`), so a
+//!   call decodes and rewrites only the header and the one entry it uses.
 //! * **Sliding windows.** A limit admits a call when the amounts recorded in
 //!   the last window length plus the call's amount stay within `max`, so no
 //!   interval of that length ever holds more than `max`, across boundaries
