@@ -110,14 +110,18 @@ impl Prefilter {
 /// Whether `hay` contains `needle` (ASCII-case-insensitively with `fold`;
 /// `needle` is then lower-case). The empty needle is in every haystack.
 fn contains(hay: &[u8], needle: &[u8], fold: bool) -> bool {
-    if needle.is_empty() {
+    let Some(&first) = needle.first() else {
         return true;
-    }
+    };
+    // The first byte is checked alone first: most windows fail there.
     if fold {
-        hay.windows(needle.len())
-            .any(|w| w.eq_ignore_ascii_case(needle))
+        hay.windows(needle.len()).any(|w| {
+            w.first().is_some_and(|b| b.to_ascii_lowercase() == first)
+                && w.eq_ignore_ascii_case(needle)
+        })
     } else {
-        hay.windows(needle.len()).any(|w| w == needle)
+        hay.windows(needle.len())
+            .any(|w| w.first() == Some(&first) && w == needle)
     }
 }
 
@@ -299,15 +303,19 @@ fn repeat(sub: Info, min: u32, max: Option<u32>) -> Info {
 
 /// Drops duplicates and every needle that contains another one (finding
 /// the shorter is implied by finding the longer).
-fn minimal(mut needles: Set) -> Set {
-    needles.sort_by_key(Vec::len);
-    let mut out: Set = Vec::new();
-    for n in needles {
-        if !out.iter().any(|o| contains(&n, o, false)) {
-            out.push(n);
-        }
-    }
-    out
+fn minimal(needles: Set) -> Set {
+    let implied = |i: usize, n: &Vec<u8>| {
+        needles
+            .iter()
+            .enumerate()
+            .any(|(j, o)| j != i && (o.len() < n.len() || j < i) && contains(n, o, false))
+    };
+    needles
+        .iter()
+        .enumerate()
+        .filter(|&(i, n)| !implied(i, n))
+        .map(|(_, n)| n.clone())
+        .collect()
 }
 
 /// Metacharacters outside a class: never a literal when unescaped.
