@@ -79,8 +79,13 @@ impl Prefilter {
                 n.make_ascii_lowercase();
             }
         }
+        let needles = minimal(needles);
+        // Never "contains one of nothing": that would refuse every value.
+        if needles.is_empty() || needles.iter().any(Vec::is_empty) {
+            return None;
+        }
         Some(Prefilter {
-            needles: minimal(needles),
+            needles,
             fold_case: parser.fold_case,
         })
     }
