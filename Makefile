@@ -265,7 +265,7 @@ bench-instructions: build cli venv
 # fuzz/corpus/<target> (ignored by git), crashes to fuzz/artifacts/<target>;
 # the committed seeds are in fuzz/seeds/<target>.
 .PHONY: fuzz fuzz-smoke fuzz-tools fuzz-build
-FUZZ_TARGETS       ?= json_parse json_differential decide tools_list sse_stream credentials pins_canonical
+FUZZ_TARGETS       ?= json_parse json_differential decide tools_list sse_stream credentials pins_canonical regex_prefilter
 FUZZ_SECONDS       ?= 60
 FUZZ_SMOKE_SECONDS ?= 15
 FUZZ_TOOLCHAIN     ?= nightly

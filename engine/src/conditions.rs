@@ -18,6 +18,7 @@
 use crate::caller::{CallerPath, CallerView};
 use crate::json::{Node, Value};
 use crate::path_steps::{parse_steps, resolve_steps, Step};
+use crate::regex_prefilter::Prefilter;
 
 /// A compiled `args.a.b[0]` path (the `args` prefix removed).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,6 +166,51 @@ impl Literal {
     }
 }
 
+/// A compiled `regex` value: the regex and, when the pattern is simple
+/// enough to be sure of it, the literals every match contains
+/// ([`Prefilter`]): a value with none of them is not searched.
+#[derive(Debug, Clone)]
+pub struct Pattern {
+    regex: regex_lite::Regex,
+    prefilter: Option<Prefilter>,
+}
+
+impl Pattern {
+    /// Compiles `pattern` (size-bounded) and derives its prefilter.
+    pub fn new(pattern: &str) -> Result<Pattern, regex_lite::Error> {
+        // Bounded: regex-lite is a backtracking-free engine; the compiled
+        // size is capped so per-call cost stays small.
+        let regex = regex_lite::RegexBuilder::new(pattern)
+            .size_limit(1 << 20)
+            .build()?;
+        Ok(Pattern {
+            prefilter: Prefilter::from_pattern(pattern),
+            regex,
+        })
+    }
+
+    /// The pattern's source text.
+    pub fn as_str(&self) -> &str {
+        self.regex.as_str()
+    }
+
+    /// The prefilter, if the analysis found one.
+    pub fn prefilter(&self) -> Option<&Prefilter> {
+        self.prefilter.as_ref()
+    }
+
+    /// Does the regex match somewhere in `s`? (The prefilter only skips
+    /// searches that cannot match.)
+    pub fn is_match(&self, s: &str) -> bool {
+        if let Some(p) = &self.prefilter {
+            if !p.may_match(s) {
+                return false;
+            }
+        }
+        self.regex.is_match(s)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum Op {
     Eq(Literal),
@@ -175,7 +221,7 @@ pub enum Op {
     Lte(f64),
     Gt(f64),
     Gte(f64),
-    Regex(regex_lite::Regex),
+    Regex(Pattern),
     Contains(Literal),
     /// Negation of `contains` (a missing value contains nothing: true).
     NotContains(Literal),
@@ -247,11 +293,7 @@ impl Op {
             }
             "regex" => match value.as_str() {
                 Some("") => return Err("a non-empty string".to_string()),
-                // Bounded: regex-lite is a backtracking-free engine; the
-                // compiled size is capped so per-call cost stays small.
-                Some(pattern) => regex_lite::RegexBuilder::new(pattern)
-                    .size_limit(1 << 20)
-                    .build()
+                Some(pattern) => Pattern::new(pattern)
                     .map(Op::Regex)
                     .map_err(|e| format!("a valid regular expression ({e})"))?,
                 None => return Err("a string".to_string()),

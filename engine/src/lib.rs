@@ -15,7 +15,8 @@
 //!    [`credentials`], [`store`] (the host traits), [`path_steps`] (`.a[0]`
 //!    path steps), [`key_folding`], [`metadata`], [`risk`] (risk categories
 //!    and learned hints), [`pins`] (pinned tool definitions: canonical form,
-//!    hashes, what lists showed), [`jsonrpc`], [`routing_headers`].
+//!    hashes, what lists showed), [`jsonrpc`], [`routing_headers`],
+//!    [`regex_prefilter`] (the literals every match of a `regex` needs).
 //! 2. **Policy model**: [`caller`] (who is calling), [`conditions`] (the
 //!    condition operators), [`policy`] (the validated policy and per-tool
 //!    decision), [`config`] (JSON/YAML policy to [`policy::Policy`], with
@@ -56,6 +57,7 @@ pub mod path_steps;
 pub mod pins;
 pub mod policy;
 pub mod ratelimit;
+pub mod regex_prefilter;
 pub mod risk;
 pub mod routing_headers;
 pub mod store;

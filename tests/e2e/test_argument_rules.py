@@ -179,6 +179,8 @@ OPERATOR_CASES: list[tuple[str, dict[str, Any], Any, Any]] = [
     ("op_gt", _deny_if(("args.v", "gt", 100)), {"v": 101}, {"v": 100}),
     ("op_gte", _deny_if(("args.v", "gte", 100)), {"v": 100}, {"v": 99.9}),
     ("op_regex", _deny_if(("args.v", "regex", r"^rm\s")), {"v": "rm -rf /"}, {"v": "ls -la"}),
+    # A regex with a literal prefilter (every match contains "table", any case).
+    ("regex_prefilter", _deny_if(("args.v", "regex", r"(?i)\b(drop|truncate)\s+table\b")), {"v": "x;\nDrOp\tTaBlE users"}, {"v": "a table of contents"}),
     ("op_contains_string", _deny_if(("args.v", "contains", "sudo")), {"v": "please sudo it"}, {"v": "please do it"}),
     ("op_contains_array", _deny_if(("args.v", "contains", "Bash")), {"v": ["Read", "Bash"]}, {"v": ["Read", "Bash(ls)"]}),
     ("op_exists_true", _deny_if(("args.v", "exists", True)), {"v": None}, {"w": 1}),
@@ -239,6 +241,13 @@ def test_operator(rules_proxy: PolicyProxy, tool: str, refused: Any, allowed: An
 def test_unicode_value_matches_however_it_is_written(rules_proxy: PolicyProxy, written: str) -> None:
     body = ('{"jsonrpc":"2.0","id":"MARKER","method":"tools/call","params":{"name":"unicode_eq","arguments":{"v":"%s"}}}' % written).encode()
     assert_refused(rules_proxy, "unicode_eq", None, "tools.unicode_eq.rules.r", body=body)
+
+
+@pytest.mark.parametrize("written", ["DROP \\u0074able x", "truncate\\t\\u0054\\u0041BLE x", "Drop TABLE x"], ids=["escaped-t", "escaped-ta", "raw"])
+def test_prefiltered_regex_reads_the_unescaped_value(rules_proxy: PolicyProxy, written: str) -> None:
+    """The prefilter looks for "table" in the value after JSON unescaping, not in the body's bytes."""
+    body = ('{"jsonrpc":"2.0","id":"MARKER","method":"tools/call","params":{"name":"regex_prefilter","arguments":{"v":"%s"}}}' % written).encode()
+    assert_refused(rules_proxy, "regex_prefilter", None, "tools.regex_prefilter.rules.r", body=body)
 
 
 def test_rule_without_reason_names_itself(rules_proxy: PolicyProxy) -> None:

@@ -426,6 +426,37 @@ fn wildcard_argument_rules_apply_to_every_tool() {
     ));
 }
 
+/// The `regex` operator's literal prefilter changes no verdict: values
+/// without `table` are allowed without running the regex, values with it
+/// in any case still run it, and a non-string is still unknown (refused).
+#[test]
+fn prefiltered_regex_rule_keeps_its_verdicts() {
+    let p = policy(
+        r#"{"version":"1","tools":{"q":{"rules":[{"name":"no-ddl","deny_if":[{"path":"args.query","op":"regex","value":"(?i)\\b(drop|truncate)\\s+table\\b"}]}]}}}"#,
+    );
+    for allowed in [
+        r#"{"query":"quarterly report owners"}"#,
+        r#"{"query":"a TABLE of contents"}"#,
+        r#"{"query":"drop tables"}"#,
+        r#"{}"#,
+    ] {
+        assert!(
+            matches!(call(&p, "q", allowed), CallVerdict::Allow { .. }),
+            "{allowed}"
+        );
+    }
+    for refused in [
+        r#"{"query":"DROP TABLE users"}"#,
+        r#"{"query":"x;\ntruncate\tTaBlE t"}"#,
+        r#"{"query":42}"#,
+    ] {
+        assert!(
+            matches!(call(&p, "q", refused), CallVerdict::Deny { .. }),
+            "{refused}"
+        );
+    }
+}
+
 #[test]
 fn risk_actions_use_the_policy_risk_first() {
     let p = policy(

@@ -5,6 +5,11 @@
 //!
 //!     decide_loop [millis per cell, default 1000] [filter substring]
 //!
+//! `DECIDE_QUERY=text` replaces the bodies' `query` value ("quarterly report
+//! owners", which the `no-ddl` regex's prefilter skips) with `text`, e.g.
+//! "quarterly tables owners" (same length; contains the required "table", so
+//! the regex runs).
+//!
 //! Prints one JSON object per cell: {"case","size","ns_min","ns_median","calls"}
 //! (nanoseconds per call over ~5 ms batches: minimum and median).
 
@@ -52,6 +57,16 @@ fn time_it(budget: Duration, mut f: impl FnMut()) -> (f64, f64, u64) {
     (min, median, calls)
 }
 
+/// `body` with its query value replaced by `DECIDE_QUERY`, if set.
+fn with_query(body: Vec<u8>) -> Vec<u8> {
+    match std::env::var("DECIDE_QUERY") {
+        Ok(q) => String::from_utf8_lossy(&body)
+            .replacen("\"quarterly report owners\"", &format!("\"{q}\""), 1)
+            .into_bytes(),
+        Err(_) => body,
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let millis: u64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(1000);
@@ -68,7 +83,7 @@ fn main() {
             .map(|c| {
                 (
                     c.name.to_string(),
-                    common::body(size, c.tool, c.limit),
+                    with_query(common::body(size, c.tool, c.limit)),
                     Some(c.forwarded),
                 )
             })
