@@ -325,16 +325,22 @@ fn non_ascii_passes_through_unchanged() {
 #[test]
 fn strings_without_escapes_are_borrowed() {
     let doc = accepted(r#""plain é""#);
-    assert!(matches!(
-        doc.root.value,
-        Value::String(Cow::Borrowed("plain é"))
-    ));
+    let Value::String(s) = &doc.root.value else {
+        panic!("not a string");
+    };
+    assert!(matches!(s.to_cow(), Cow::Borrowed("plain é")));
 }
 
 #[test]
-fn strings_with_escapes_are_owned() {
-    let doc = accepted(r#""a\u0062""#);
-    assert!(matches!(&doc.root.value, Value::String(Cow::Owned(s)) if s == "ab"));
+fn strings_with_escapes_are_unescaped_when_read() {
+    let doc = accepted(r#""a\u0062\n\ud83d\ude00""#);
+    let Value::String(s) = &doc.root.value else {
+        panic!("not a string");
+    };
+    assert!(matches!(s.to_cow(), Cow::Owned(o) if o == "ab\n\u{1F600}"));
+    // Read twice: the same (kept) value.
+    assert_eq!(s.as_str(), "ab\n\u{1F600}");
+    assert_eq!(doc.root.as_str(), Some("ab\n\u{1F600}"));
 }
 
 #[test]
