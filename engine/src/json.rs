@@ -565,7 +565,9 @@ fn plain_run_end(bytes: &[u8], from: usize) -> usize {
             | has_zero(v ^ (ONES * u64::from(b'\\')))
             | (v.wrapping_sub(ONES * 0x20) & !v & HIGHS);
         if special != 0 {
-            break;
+            // The lowest flagged byte is exact (a false flag needs a borrow
+            // from a lower, truly special byte): it is the run's end.
+            return i + (special.trailing_zeros() / 8) as usize;
         }
         i += 8;
     }

@@ -862,6 +862,48 @@ fn string_scanner_finds_specials_at_every_offset() {
     }
 }
 
+#[test]
+fn string_scanner_stops_at_the_first_special_byte_exactly() {
+    // The scanner takes the lowest flagged byte of a word as the run's end;
+    // bytes after a special one (which a borrow could flag falsely) must
+    // never move it. Every position in two words, every special byte, and
+    // the bytes right above each threshold after it.
+    let specials = [b'"', b'\\', 0x00, 0x1f, b'\n'];
+    let after = [0x00, 0x1f, 0x20, 0x21, b'"', b'#', b'\\', b']', 0x7f, b'a'];
+    for at in 0..17 {
+        for &special in &specials {
+            for &next in &after {
+                let mut body = vec![b'"'];
+                body.extend(std::iter::repeat(b'a').take(at));
+                let special_at = body.len();
+                body.push(special);
+                body.extend(std::iter::repeat(next).take(9));
+                body.push(b'"');
+                match special {
+                    b'"' => {
+                        // Ends the string: what follows is trailing data.
+                        let e = parse(&body).unwrap_err();
+                        assert_eq!(e.reason, "trailing data after the JSON value");
+                        assert!(e.offset > special_at, "at {at} next {next}: {e}");
+                    }
+                    b'\\' => {
+                        // An escape: `\a` and `\#` are invalid, the others are
+                        // checked at the byte after the backslash.
+                        if let Err(e) = parse(&body) {
+                            assert!(e.offset > special_at, "at {at} next {next}: {e}");
+                        }
+                    }
+                    _ => {
+                        let e = parse(&body).unwrap_err();
+                        assert_eq!(e.offset, special_at, "at {at} byte {special}: {e}");
+                        assert_eq!(e.reason, "control character in string");
+                    }
+                }
+            }
+        }
+    }
+}
+
 // ---------------------------------------------------------------- error positions for people
 
 #[test]
