@@ -1,6 +1,8 @@
 //! The decision for one HTTP request: read the body once, judge every
 //! JSON-RPC message in it, and either forward it untouched or answer locally.
 
+use std::borrow::Cow;
+
 use crate::answer::{self, LocalReply, Outcome, RateInfo, Refusal};
 pub use crate::audit::CallRecord;
 use crate::caller::{Caller, CallerNeeds, CallerView};
@@ -19,6 +21,9 @@ use crate::store::{Clock, SharedStore};
 use crate::text;
 use crate::tools_list::{self, EventStreamFilter, ListId, StreamOutput, Unfilterable};
 use crate::write::ObjectWriter;
+
+/// What the `global` scope counts by: one value for every call.
+const GLOBAL_SCOPE_VALUE: &[u8] = b"global";
 
 /// Default key for scope fingerprints; `settings.grant_hash_key` replaces it.
 const DEFAULT_HASH_KEY: &[u8] = b"mcp-policy/scope-fingerprint/v1";
@@ -121,6 +126,9 @@ pub struct Engine {
     needs_source: bool,
     /// What the policy reads about the caller.
     caller_needs: CallerNeeds,
+    /// The `global` scope's fingerprint: the same for every call, so
+    /// hashed once here rather than per call and counter.
+    global_fingerprint: u64,
 }
 
 impl Engine {
@@ -143,13 +151,16 @@ impl Engine {
             })
             .collect();
         let caller_needs = policy.caller_needs();
-        Self {
+        let mut engine = Self {
             policy,
             scaled_counters,
             shadow_counters,
             needs_source,
             caller_needs,
-        }
+            global_fingerprint: 0,
+        };
+        engine.global_fingerprint = engine.fingerprint(Scope::Global, Some(GLOBAL_SCOPE_VALUE));
+        engine
     }
 
     /// Checks made on request headers, before any body byte is buffered.
@@ -301,7 +312,9 @@ impl Engine {
             ..*scopes
         };
         let mut refusals: Vec<Option<Refusal>> = Vec::with_capacity(messages.len());
-        let mut takes: Vec<(usize, Take)> = Vec::new();
+        // What the calls take, and the message each take belongs to.
+        let mut takes: Vec<Take> = Vec::new();
+        let mut take_messages: Vec<usize> = Vec::new();
         let mut approvals: Vec<(usize, String, String)> = Vec::new();
         let mut forwarded = Forwarded::default();
         // Shadowed calls: what would have happened, their shadow takes and
@@ -389,7 +402,8 @@ impl Engine {
                             shadow_approvals.extend(approval);
                         }
                     } else {
-                        takes.extend(own_takes.into_iter().map(|t| (i, t)));
+                        take_messages.extend(std::iter::repeat_n(i, own_takes.len()));
+                        takes.extend(own_takes);
                         approvals.extend(approval);
                     }
                 }
@@ -419,17 +433,16 @@ impl Engine {
             refusals.push(refusal);
         }
         if refusals.iter().all(Option::is_none) && !takes.is_empty() {
-            let only: Vec<Take> = takes.iter().map(|(_, t)| *t).collect();
             match ratelimit::acquire_indexed(
                 store,
                 &self.scaled_counters,
                 self.policy.settings.counter_slots,
-                &only,
+                &takes,
                 clock.now_unix_millis(),
             ) {
                 Ok(charges) => forwarded.charges = charges,
                 Err((failed, denial)) => {
-                    let element = takes.get(failed).map(|(i, _)| *i).unwrap_or(0);
+                    let element = take_messages.get(failed).copied().unwrap_or(0);
                     if let (Some(slot), Some(Message::ToolCall { tool, .. })) =
                         (refusals.get_mut(element), messages.get(element))
                     {
@@ -491,8 +504,9 @@ impl Engine {
             };
         }
         forwarded.calls = calls;
-        let global: Vec<(usize, GlobalTake)> = takes
+        let global: Vec<(usize, GlobalTake)> = take_messages
             .iter()
+            .zip(&takes)
             .filter(|(_, t)| self.is_global(t.counter))
             .filter_map(|(i, t)| {
                 let Some(Message::ToolCall { tool, .. }) = messages.get(*i) else {
@@ -873,7 +887,7 @@ impl Engine {
         let def = self.policy.counters.get(counter);
         let scope = def.map(|c| c.scope).unwrap_or(Scope::Global);
         let value = match scope {
-            Scope::Global => Some(b"global".as_slice()),
+            Scope::Global => None,
             Scope::Grant => scopes.grant,
             Scope::Session => scopes.session,
             Scope::Source => scopes.source,
@@ -898,9 +912,13 @@ impl Engine {
                 },
             },
         };
+        let fingerprint = match scope {
+            Scope::Global => self.global_fingerprint,
+            _ => self.fingerprint(scope, value),
+        };
         Ok(Take {
             counter,
-            fingerprint: self.fingerprint(scope, value),
+            fingerprint,
             amount,
         })
     }
@@ -976,10 +994,15 @@ impl Engine {
 
     /// The grant scope's value: the verified identity `settings.grant_from`
     /// names, else the host's grant (header or property).
-    fn grant_value(&self, scopes: &Scopes<'_>, caller: &CallerView<'_>) -> Option<Vec<u8>> {
+    /// (Borrowed when it is the host's: no copy per request.)
+    fn grant_value<'s>(
+        &self,
+        scopes: &Scopes<'s>,
+        caller: &CallerView<'_>,
+    ) -> Option<Cow<'s, [u8]>> {
         match &self.policy.settings.caller.grant_from {
-            Some(from) => caller.grant_value(from),
-            None => scopes.grant.map(<[u8]>::to_vec),
+            Some(from) => caller.grant_value(from).map(Cow::Owned),
+            None => scopes.grant.map(Cow::Borrowed),
         }
     }
 
