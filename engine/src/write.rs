@@ -50,9 +50,11 @@ pub struct ObjectWriter {
 
 impl ObjectWriter {
     pub fn new() -> Self {
-        Self {
-            buf: String::from("{"),
-        }
+        // Room for a typical answer or audit line up front, rather than
+        // growing from one byte by doubling.
+        let mut buf = String::with_capacity(256);
+        buf.push('{');
+        Self { buf }
     }
 
     /// Adds `"key": <raw JSON>`.
