@@ -129,6 +129,9 @@ pub struct Engine {
     /// The `global` scope's fingerprint: the same for every call, so
     /// hashed once here rather than per call and counter.
     global_fingerprint: u64,
+    /// Some tool call can be shadowed (settings, `"*"` or an entry): without
+    /// it, the per-call look-up in [`Policy::shadowed`] is skipped.
+    any_shadow: bool,
 }
 
 impl Engine {
@@ -151,6 +154,10 @@ impl Engine {
             })
             .collect();
         let caller_needs = policy.caller_needs();
+        let any_shadow = policy.settings.shadow
+            || policy.wildcard.shadow
+            || policy.tools.values().any(|r| r.shadow)
+            || policy.patterns.iter().any(|p| p.rule.shadow);
         let mut engine = Self {
             policy,
             scaled_counters,
@@ -158,6 +165,7 @@ impl Engine {
             needs_source,
             caller_needs,
             global_fingerprint: 0,
+            any_shadow,
         };
         engine.global_fingerprint = engine.fingerprint(Scope::Global, Some(GLOBAL_SCOPE_VALUE));
         engine
@@ -333,7 +341,7 @@ impl Engine {
                     kind: CallKind::Tool,
                     tool,
                     ..
-                } => unreadable.is_none() && self.policy.shadowed(tool),
+                } => unreadable.is_none() && self.any_shadow && self.policy.shadowed(tool),
                 Message::ToolCall { kind, tool, .. } => self.policy.item_shadowed(*kind, tool),
                 _ => false,
             };
