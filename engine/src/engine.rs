@@ -395,6 +395,7 @@ impl Engine {
                             limits
                         }
                     };
+                    own_takes.reserve_exact(limits.len());
                     for counter in limits {
                         match self.take(counter, scopes, *arguments) {
                             Ok(take) => own_takes.push(take),
