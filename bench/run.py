@@ -49,13 +49,18 @@ def all_sizes(case: str) -> list[tuple[str, str]]:
     return [(case, s) for s in SIZES]
 
 
+# An allowed 1 KiB call at a moderate, paced rate (see --paced-delay-ms).
+PACED = [("paced", "1KiB")]
+
+
 CONFIGS = [
-    Config("passthrough", "Envoy passthrough (no filter)", "passthrough", cells=all_sizes("allowed")),
-    Config("buffer", "Envoy buffer filter alone (floor)", "buffer", cells=all_sizes("allowed")),
-    Config("v8", "mcp-policy, V8, hold", "wasm", cells=all_sizes("allowed") + [("refused", "1KiB")]),
+    Config("passthrough", "Envoy passthrough (no filter)", "passthrough", cells=all_sizes("allowed") + PACED),
+    Config("buffer", "Envoy buffer filter alone (floor)", "buffer", cells=all_sizes("allowed") + PACED),
+    Config("v8", "mcp-policy, V8, hold", "wasm", cells=all_sizes("allowed") + [("refused", "1KiB")] + PACED),
     Config("v8-stream", "mcp-policy, V8, stream (default mode)", "wasm", header_mode="stream",
-           cells=all_sizes("allowed") + [("refused", "1KiB")]),  # fmt: skip
-    Config("native", "native envoy.filters.http.mcp + rbac", "native", cells=all_sizes("allowed") + [("refused", "1KiB")]),
+           cells=all_sizes("allowed") + [("refused", "1KiB")] + PACED),  # fmt: skip
+    Config("native", "native envoy.filters.http.mcp + rbac", "native",
+           cells=all_sizes("allowed") + [("refused", "1KiB")] + PACED),  # fmt: skip
     Config("wasmtime", "mcp-policy, Wasmtime, hold", "wasm", runtime="wasmtime",
            cells=all_sizes("allowed") + [("refused", "1KiB")]),  # fmt: skip
     Config("wamr", "mcp-policy, WAMR, hold", "wasm", runtime="wamr", cells=all_sizes("allowed") + [("refused", "1KiB")]),
@@ -92,7 +97,7 @@ class Cell:
 
 def expected(cfg: Config, case: str, status: int, text: bytes) -> str | None:
     """None if the answer is what this configuration must give, else why not."""
-    allowed = cfg.kind in ("passthrough", "buffer") or case == "allowed"
+    allowed = cfg.kind in ("passthrough", "buffer") or case in ("allowed", "paced")
     if allowed:
         if status == 200 and text == h.UPSTREAM_RESULT:
             return None
@@ -107,9 +112,9 @@ def expected(cfg: Config, case: str, status: int, text: bytes) -> str | None:
 def filter_counter(cfg: Config, case: str) -> str | None:
     """The stat that must grow by one per request, proving the filter judged it."""
     if cfg.kind == "wasm":
-        return "wasmcustom.mcp_policy.calls." + ("allowed" if case == "allowed" else "denied")
+        return "wasmcustom.mcp_policy.calls." + ("denied" if case == "refused" else "allowed")
     if cfg.kind == "native":
-        return "http.mcp.rbac." + ("allowed" if case == "allowed" else "denied")
+        return "http.mcp.rbac." + ("denied" if case == "refused" else "allowed")
     return None
 
 
@@ -128,8 +133,10 @@ def measure(cell: Cell, envoy: h.Envoy, args: argparse.Namespace, seconds: int) 
     counter = filter_counter(cell.config, cell.case)
     before = read_counter(envoy, counter) if counter else None
     cpu0, t0 = envoy.cpu_seconds(), time.monotonic()
-    r = h.run_wrk(envoy.url, cell.body_file, seconds, threads=args.threads, connections=args.connections,
-                  cpus=args.client_cpus)  # fmt: skip
+    paced = cell.case == "paced"
+    r = h.run_wrk(envoy.url, cell.body_file, seconds, threads=args.threads,
+                  connections=args.paced_connections if paced else args.connections, cpus=args.client_cpus,
+                  env={"BENCH_DELAY_MS": str(args.paced_delay_ms)} if paced else None)  # fmt: skip
     wall = time.monotonic() - t0
     cpu = envoy.cpu_seconds() - cpu0
     judged = read_counter(envoy, counter) - before if counter and before is not None else None
@@ -157,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=1, help="warm-up seconds per cell (first round only)")
     ap.add_argument("--threads", type=int, default=2, help="wrk threads")
     ap.add_argument("--connections", type=int, default=16, help="wrk connections")
+    ap.add_argument("--paced-connections", type=int, default=4, help="wrk connections of the paced cells")
+    ap.add_argument("--paced-delay-ms", type=int, default=2,
+                    help="paced cells: each connection waits this long between requests (a moderate, equal rate)")
     ap.add_argument("--concurrency", type=int, default=1, help="Envoy --concurrency of every proxy and the upstream")
     ap.add_argument("--pin", action=argparse.BooleanOptionalAction, default=(os.cpu_count() or 1) >= 2,
                     help="pin proxies to CPU 1, upstream and wrk to CPU 0 (default when there are 2+ CPUs)")
@@ -214,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
             for case, size in cfg.cells:
                 if size not in sizes:
                     continue
-                cell = Cell(cfg, case, size, bodies[(case, size)])
+                cell = Cell(cfg, case, size, bodies[("refused" if case == "refused" else "allowed", size)])
                 cells.append(cell)
                 status, text = h.post(envoy.url, cell.body_file.read_bytes())
                 problem = expected(cfg, case, status, text)
@@ -275,18 +285,87 @@ def spread(values: list[float], digits: int = 1) -> str:
 
 
 def paired(cell: Cell, base: Cell | None, attr: str) -> list[float]:
-    """Per round, the cell's value minus passthrough's in the same round
-    (rounds are interleaved, so both saw the same machine)."""
+    """Per round, the cell's value minus another's (passthrough's, native's)
+    in the same round (rounds are interleaved, so both saw the same machine)."""
     if base is None:
         return []
     return [getattr(a, attr) - getattr(b, attr) for a, b in zip(cell.samples, base.samples)]
 
 
+def table(cells: list[Cell], base_cells: dict, native_cells: dict, floor: dict) -> list[str]:
+    """One row per measured cell; added cost paired with passthrough's, and
+    with the native chain's (same case and size) for the filter's rows."""
+    lines = [
+        "| configuration | call | body | req/s | vs passthrough | CPU us/req | +us/req | x floor | vs native us/req "
+        "| p50 ms | p99 ms | +p99 ms | RSS MiB |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for c in cells:
+        if not c.samples:
+            continue
+        base = base_cells.get((c.case if c.case == "paced" else "allowed", c.size))
+        rps = med([s.rps for s in c.samples])
+        b_rps = med([s.rps for s in base.samples]) if base else float("nan")
+        ratio = f"{rps / b_rps:.2f}" if b_rps == b_rps and b_rps else "-"
+        is_base = c.config.kind == "passthrough"
+        added = [] if is_base else paired(c, base, "cpu_us_per_req")
+        fl = floor.get((c.case if c.case == "paced" else "allowed", c.size))
+        x_floor = f"{med(added) / fl:.2f}" if added and fl and fl > 0 and c.config.kind != "buffer" else "-"
+        native = native_cells.get((c.case, c.size)) if c.config.kind == "wasm" else None
+        vs_native = spread(paired(c, native, "cpu_us_per_req")) if native else "-"
+        p99_added = "-" if is_base else fmt(med(paired(c, base, "p99_ms")), 2)
+        case = "any" if c.config.kind in ("passthrough", "buffer") else ("allowed" if c.case == "paced" else c.case)
+        lines.append(
+            f"| {c.config.label} | {case} | {c.size} | {fmt(rps)} | {ratio} | "
+            f"{spread([s.cpu_us_per_req for s in c.samples])} | {spread(added) if added else '-'} | {x_floor} | "
+            f"{vs_native} | {fmt(med([s.p50_ms for s in c.samples]), 2)} | "
+            f"{fmt(med([s.p99_ms for s in c.samples]), 2)} | {p99_added} | {c.rss_kib / 1024:.0f} |"
+        )
+    return lines
+
+
+def goal_check(cells: list[Cell]) -> list[str]:
+    """Issue 16's goal, judged on this run's paired medians."""
+    by = {(c.config.key, c.case, c.size): c for c in cells if c.samples}
+    out = []
+
+    def verdict(ok: bool) -> str:
+        return "**met**" if ok else "**not met**"
+
+    def vs_native(key: str, case: str, size: str) -> float | None:
+        a, n = by.get((key, case, size)), by.get(("native", case, size))
+        return med(paired(a, n, "cpu_us_per_req")) if a and n else None
+
+    for key, mode in (("v8", "hold"), ("v8-stream", "stream")):
+        d = vs_native(key, "allowed", "1KiB")
+        if d is not None:
+            out.append(f"- allowed 1 KiB, {mode}: CPU {d:+.1f} us/req vs native (median of paired rounds): {verdict(d <= 0)}")
+        a, n = by.get((key, "allowed", "1KiB")), by.get(("native", "allowed", "1KiB"))
+        if a and n:
+            ra, rn = med([s.rps for s in a.samples]), med([s.rps for s in n.samples])
+            out.append(f"- allowed 1 KiB, {mode}: {ra:,.0f} req/s vs native {rn:,.0f}: {verdict(ra >= rn)}")
+        for size in ("16KiB", "256KiB"):
+            d = vs_native(key, "allowed", size)
+            if d is not None:
+                out.append(f"- allowed {size}, {mode}: CPU {d:+.1f} us/req vs native: {verdict(d <= 0)}")
+        a, b = by.get((key, "paced", "1KiB")), by.get(("passthrough", "paced", "1KiB"))
+        if a and b:
+            p = med(paired(a, b, "p99_ms"))
+            out.append(f"- paced 1 KiB, {mode}: p99 {p:+.2f} ms over passthrough (goal <= 0.5): {verdict(p <= 0.5)}")
+    a, f, b = by.get(("v8", "allowed", "1KiB")), by.get(("buffer", "allowed", "1KiB")), by.get(("passthrough", "allowed", "1KiB"))
+    if a and f and b:
+        fa, ff = med(paired(a, b, "cpu_us_per_req")), med(paired(f, b, "cpu_us_per_req"))
+        if ff > 0:
+            out.append(f"- stretch, allowed 1 KiB hold: +{fa:.1f} us/req = {fa / ff:.2f}x the buffer filter's +{ff:.1f} (stretch <= 1.25x)")
+    return out
+
+
 def render(cells, configs, unavailable, idle_rss, args, envoy_version, module_bytes, elapsed) -> str:
     m = h.machine()
-    base_cells = {c.size: c for c in cells if c.config.kind == "passthrough" and c.samples}
+    base_cells = {(c.case, c.size): c for c in cells if c.config.kind == "passthrough" and c.samples}
+    native_cells = {(c.case, c.size): c for c in cells if c.config.kind == "native" and c.samples}
     floor = {
-        c.size: med(paired(c, base_cells.get(c.size), "cpu_us_per_req"))
+        (c.case, c.size): med(paired(c, base_cells.get((c.case, c.size)), "cpu_us_per_req"))
         for c in cells
         if c.config.kind == "buffer" and c.samples
     }
@@ -312,30 +391,27 @@ def render(cells, configs, unavailable, idle_rss, args, envoy_version, module_by
         "",
         "CPU us/req: CPU time (user+sys, all threads) of the proxy Envoy per completed request; "
         "+us/req: that minus passthrough's in the same round at the same body size. Shown as median [min, max] "
-        "over the rounds. x floor: +us/req over the buffer filter's. +p99: p99 latency minus passthrough's "
-        "(same round), median. RSS: after the cell's last run.",
+        "over the rounds. x floor: +us/req over the buffer filter's. vs native: the filter's CPU us/req minus the "
+        "native chain's in the same round (same call and size; negative = cheaper than native). +p99: p99 latency "
+        "minus passthrough's (same round), median. RSS: after the cell's last run.",
         "",
-        "| configuration | call | body | req/s | vs passthrough | CPU us/req | +us/req | x floor | p99 ms | +p99 ms | RSS MiB |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"## Saturating load ({args.connections} connections, as fast as the proxy answers)",
+        "",
+        *table([c for c in cells if c.case != "paced"], base_cells, native_cells, floor),
+        "",
+        f"## Paced load ({args.paced_connections} connections, each waiting {args.paced_delay_ms} ms between "
+        "requests): added latency and CPU at a moderate, equal rate",
+        "",
+        "Under saturating load latency is mostly queueing (16 connections / req/s); here every configuration "
+        "sees about the same moderate rate, so +p99 is the latency the filter itself adds.",
+        "",
+        *table([c for c in cells if c.case == "paced"], base_cells, native_cells, floor),
+        "",
+        "## Goal of issue 16, judged on this run",
+        "",
+        *goal_check(cells),
+        "- memory: `make bench-envoy-memory` (results/envoy_memory.md)",
     ]
-    for c in cells:
-        if not c.samples:
-            continue
-        base = base_cells.get(c.size)
-        rps = med([s.rps for s in c.samples])
-        b_rps = med([s.rps for s in base.samples]) if base else float("nan")
-        ratio = f"{rps / b_rps:.2f}" if b_rps == b_rps and b_rps else "-"
-        is_base = c.config.kind == "passthrough"
-        added = [] if is_base else paired(c, base, "cpu_us_per_req")
-        fl = floor.get(c.size)
-        x_floor = f"{med(added) / fl:.2f}" if added and fl and fl > 0 and c.config.kind != "buffer" else "-"
-        p99_added = "-" if is_base else fmt(med(paired(c, base, "p99_ms")), 2)
-        case = "any" if c.config.kind in ("passthrough", "buffer") else c.case
-        lines.append(
-            f"| {c.config.label} | {case} | {c.size} | {fmt(rps)} | {ratio} | "
-            f"{spread([s.cpu_us_per_req for s in c.samples])} | {spread(added) if added else '-'} | {x_floor} | "
-            f"{fmt(med([s.p99_ms for s in c.samples]), 2)} | {p99_added} | {c.rss_kib / 1024:.0f} |"
-        )
     notes = []
     for key, reason in unavailable.items():
         label = next(c.label for c in configs if c.key == key)

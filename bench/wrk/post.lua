@@ -9,6 +9,16 @@ wrk.headers["Accept"] = "application/json, text/event-stream"
 wrk.headers["Authorization"] = "Bearer bench-token"
 wrk.headers["Mcp-Session-Id"] = "bench-session"
 
+-- Paced runs (BENCH_DELAY_MS set): each connection waits that long before
+-- its next request, so every configuration sees about the same, moderate
+-- rate and the latency measured is the proxy's, not a queue's.
+local pace = tonumber(os.getenv("BENCH_DELAY_MS") or "")
+if pace and pace > 0 then
+  function delay()
+    return pace
+  end
+end
+
 function done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
