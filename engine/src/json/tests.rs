@@ -874,10 +874,10 @@ fn string_scanner_stops_at_the_first_special_byte_exactly() {
         for &special in &specials {
             for &next in &after {
                 let mut body = vec![b'"'];
-                body.extend(std::iter::repeat(b'a').take(at));
+                body.extend(std::iter::repeat_n(b'a', at));
                 let special_at = body.len();
                 body.push(special);
-                body.extend(std::iter::repeat(next).take(9));
+                body.extend(std::iter::repeat_n(next, 9));
                 body.push(b'"');
                 match special {
                     b'"' => {
