@@ -238,15 +238,15 @@ impl Engine {
             Ok(doc) => doc,
             Err(e) => return invalid(answer::parse_error(&e.to_string())),
         };
-        let (messages, batch): (Vec<&Node<'_>>, bool) = match &doc.root.value {
+        let (messages, batch): (&[Node<'_>], bool) = match &doc.root.value {
             Value::Array(items) if items.is_empty() => {
                 return invalid(answer::invalid_request("empty batch"));
             }
             Value::Array(items) if items.len() > self.policy.settings.max_batch => {
                 return invalid(oversize_batch(items, self.policy.settings.max_batch));
             }
-            Value::Array(items) => (items.iter().collect(), true),
-            _ => (vec![&doc.root], false),
+            Value::Array(items) => (items, true),
+            _ => (std::slice::from_ref(&doc.root), false),
         };
         let mut classified = Vec::with_capacity(messages.len());
         for (i, node) in messages.iter().enumerate() {
@@ -267,9 +267,11 @@ impl Engine {
                 Err(e) => return invalid(answer::invalid_request(&e.reason)),
             }
         }
-        let pairs: Vec<_> = messages.iter().copied().zip(classified.iter()).collect();
-        if let Some(problem) = routing_headers::mismatch(routing, &pairs) {
-            return invalid(answer::header_mismatch(&problem));
+        if routing.method.is_some() || routing.name.is_some() {
+            let pairs: Vec<_> = messages.iter().zip(classified.iter()).collect();
+            if let Some(problem) = routing_headers::mismatch(routing, &pairs) {
+                return invalid(answer::header_mismatch(&problem));
+            }
         }
         if let Some(problem) = scopes.grant_error {
             // Only calls are counted, so only they need a certain identity;
@@ -327,7 +329,8 @@ impl Engine {
         let mut forwarded = Forwarded::default();
         // Shadowed calls: what would have happened, their shadow takes and
         // the approval they would have needed, per message.
-        let mut notes: Vec<Option<Refusal>> = vec![None; messages.len()];
+        // (Filled on first use: most requests note nothing.)
+        let mut notes: Vec<Option<Refusal>> = Vec::new();
         let mut shadow_takes: Vec<(usize, Vec<Take>)> = Vec::new();
         let mut shadow_approvals: Vec<(usize, String, String)> = Vec::new();
         let hint = |tool: &str| risk::lookup(store, tool);
@@ -424,20 +427,24 @@ impl Engine {
                 Message::Other { .. } | Message::Unjudged { .. } | Message::Response => {}
             }
             if shadow {
-                if let (Some(note), Some(r)) = (notes.get_mut(i), refusal.take()) {
-                    *note = Some(r.shadowed());
+                if let Some(r) = refusal.take() {
+                    if let Some(note) = note_at(&mut notes, messages.len(), i) {
+                        *note = Some(r.shadowed());
+                    }
                 }
             }
-            if let (Some((rule, reason)), None, Some(note @ None), Message::ToolCall { tool, .. }) =
-                (flagged, &refusal, notes.get_mut(i), msg)
+            if let (Some((rule, reason)), None, Message::ToolCall { tool, .. }) =
+                (flagged, &refusal, msg)
             {
-                *note = Some(Refusal {
-                    outcome: Outcome::Flagged,
-                    tool: text::shown_name(tool).into_owned(),
-                    rule,
-                    reason,
-                    rate: None,
-                });
+                if let Some(note @ None) = note_at(&mut notes, messages.len(), i) {
+                    *note = Some(Refusal {
+                        outcome: Outcome::Flagged,
+                        tool: text::shown_name(tool).into_owned(),
+                        rule,
+                        reason,
+                        rate: None,
+                    });
+                }
             }
             refusals.push(refusal);
         }
@@ -471,7 +478,7 @@ impl Engine {
             );
             for (i, rule, reason) in shadow_approvals {
                 if let (Some(note @ None), Some(Message::ToolCall { tool, .. })) =
-                    (notes.get_mut(i), messages.get(i))
+                    (note_at(&mut notes, messages.len(), i), messages.get(i))
                 {
                     *note = Some(Refusal {
                         outcome: Outcome::WouldNeedApproval,
@@ -571,7 +578,7 @@ impl Engine {
         clock: &dyn Clock,
         messages: &[Message<'_, '_>],
         shadow_takes: &[(usize, Vec<Take>)],
-        notes: &mut [Option<Refusal>],
+        notes: &mut Vec<Option<Refusal>>,
         forwarded: &mut Forwarded,
     ) {
         for (i, takes) in shadow_takes {
@@ -588,7 +595,7 @@ impl Engine {
                 Ok(charges) => forwarded.charges.extend(charges),
                 Err((_, denial)) => {
                     if let (Some(note), Some(Message::ToolCall { tool, .. })) =
-                        (notes.get_mut(*i), messages.get(*i))
+                        (note_at(notes, messages.len(), *i), messages.get(*i))
                     {
                         *note = Some(self.rate_refusal(tool, &denial).shadowed());
                     }
@@ -1208,6 +1215,15 @@ impl Engine {
     pub fn refund(&self, store: &dyn SharedStore, charges: &[Charge]) {
         ratelimit::release(store, charges);
     }
+}
+
+/// `notes[i]`, the notes filled with `None` for all `len` messages on first
+/// use (so a request that notes nothing allocates nothing).
+fn note_at(notes: &mut Vec<Option<Refusal>>, len: usize, i: usize) -> Option<&mut Option<Refusal>> {
+    if notes.is_empty() {
+        notes.resize(len, None);
+    }
+    notes.get_mut(i)
 }
 
 fn denied(tool: &str, rule: String, reason: String) -> Refusal {
