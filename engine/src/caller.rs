@@ -6,9 +6,7 @@
 //! The host reads only what the policy uses ([`CallerNeeds`]); the engine
 //! gets it as a [`Caller`] and parses it once per decision ([`CallerView`]).
 
-use std::borrow::Cow;
-
-use crate::json::{self, Node, Value};
+use crate::json::{self, JsonStr, Node, Value};
 use crate::metadata;
 use crate::path_steps::{parse_steps, resolve_steps, Step};
 
@@ -212,11 +210,13 @@ impl Caller {
             Some(d) => (d.source, Some(d.root)),
             None => ("", None),
         };
-        let string = |s: &str| Node {
-            value: Value::String(Cow::Owned(s.to_string())),
-            start: 0,
-            end: 0,
-        };
+        fn string(s: &str) -> Node<'_> {
+            Node {
+                value: Value::String(JsonStr::plain(s)),
+                start: 0,
+                end: 0,
+            }
+        }
         CallerView {
             claims,
             claims_source,

@@ -129,6 +129,12 @@ pub fn child(base: &str, key: &str) -> String {
     }
 }
 
+/// Turns the policy document into a [`Policy`], collecting every error.
+/// Its methods run once per configuration, never per request, and are kept
+/// out of line (`#[inline(never)]`): inlined at opt-level 3 they made
+/// functions of 10-20 KB of Wasm, and Envoy's V8 compiles each function
+/// up front with memory that grows with its size (bench/README.md "Envoy
+/// memory").
 struct Validator<'s> {
     source: &'s str,
     errors: Vec<ConfigError>,
@@ -144,6 +150,7 @@ struct Validator<'s> {
 }
 
 impl Validator<'_> {
+    #[inline(never)]
     fn error(&mut self, path: &str, message: String) {
         self.errors.push(ConfigError {
             path: path.to_string(),
@@ -151,12 +158,14 @@ impl Validator<'_> {
         });
     }
 
+    #[inline(never)]
     fn wrong(&mut self, path: &str, node: &Node<'_>, expected: &str) {
         let got = shown(node, self.source);
         self.error(path, format!("got {got}, expected {expected}"));
     }
 
     /// Checks `node` is an object whose keys are all in `allowed`.
+    #[inline(never)]
     fn object<'n, 'a>(
         &mut self,
         node: &'n Node<'a>,
@@ -186,6 +195,7 @@ impl Validator<'_> {
         Some(node)
     }
 
+    #[inline(never)]
     fn string(&mut self, node: &Node<'_>, path: &str) -> Option<String> {
         match node.as_str() {
             Some("") => {
@@ -200,6 +210,7 @@ impl Validator<'_> {
         }
     }
 
+    #[inline(never)]
     fn choice<T: Copy>(&mut self, node: &Node<'_>, path: &str, options: &[(&str, T)]) -> Option<T> {
         let found = node
             .as_str()
@@ -219,6 +230,7 @@ impl Validator<'_> {
     }
 
     /// A positive integer no larger than `limit`.
+    #[inline(never)]
     fn positive_int(&mut self, node: &Node<'_>, path: &str, limit: u64) -> Option<u64> {
         let parsed = match node.value {
             Value::Number(text) => text.parse::<u64>().ok(),
@@ -233,6 +245,7 @@ impl Validator<'_> {
         }
     }
 
+    #[inline(never)]
     fn boolean(&mut self, node: &Node<'_>, path: &str) -> Option<bool> {
         match node.value {
             Value::Bool(b) => Some(b),
@@ -243,6 +256,7 @@ impl Validator<'_> {
         }
     }
 
+    #[inline(never)]
     fn policy(&mut self, root: &Node<'_>) -> Option<Policy> {
         let path = "policy";
         let root = self.object(
@@ -420,6 +434,7 @@ impl Validator<'_> {
         })
     }
 
+    #[inline(never)]
     fn hide(&mut self, node: &Node<'_>) -> (HashSet<String>, Vec<Glob>, bool) {
         let mut set = HashSet::new();
         let mut globs: Vec<Glob> = Vec::new();
@@ -451,6 +466,7 @@ impl Validator<'_> {
 
     /// Sorts pattern entries most specific first (ties by key) and refuses
     /// overlapping ones (see [`overlap_errors`]).
+    #[inline(never)]
     fn order_patterns(&mut self, mut found: Vec<(ToolPattern, String)>) -> Vec<ToolPattern> {
         let entries: Vec<(&Glob, &ToolRule, &str)> = found
             .iter()
@@ -469,6 +485,7 @@ impl Validator<'_> {
 
     /// A `resources` or `prompts` section: pattern -> rule with the actions
     /// of a tool rule (argument rules and risk are for tools only).
+    #[inline(never)]
     fn item_rules(
         &mut self,
         node: &Node<'_>,
@@ -523,6 +540,7 @@ impl Validator<'_> {
         section
     }
 
+    #[inline(never)]
     fn tool_rule(&mut self, node: &Node<'_>, path: &str, counters: &mut CounterTable) -> ToolRule {
         let mut rule = ToolRule::default();
         let Some(obj) = self.object(
@@ -641,6 +659,7 @@ impl Validator<'_> {
         rule
     }
 
+    #[inline(never)]
     fn limit(&mut self, node: &Node<'_>, path: &str) -> Option<Counter> {
         let obj = self.object(
             node,
@@ -741,6 +760,7 @@ impl Validator<'_> {
 
     /// A risk category name in any case (`Destructive`, PolicyLayer's
     /// spelling, is `destructive`).
+    #[inline(never)]
     fn risk_name(&mut self, node: &Node<'_>, path: &str) -> Option<Risk> {
         let found = node.as_str().and_then(|s| {
             Risk::ALL
@@ -759,6 +779,7 @@ impl Validator<'_> {
     }
 
     /// A limit's required `window` and `max` (both forms of limit share them).
+    #[inline(never)]
     fn window_and_max(&mut self, obj: &Node<'_>, path: &str) -> (Option<Window>, Option<u64>) {
         let window = match obj.get("window") {
             Some(w) => self.window(w, &child(path, "window")),
@@ -785,6 +806,7 @@ impl Validator<'_> {
 
     /// A window by name, or in seconds when that is one named window's
     /// length (PolicyLayer's `"window": 60`).
+    #[inline(never)]
     fn window(&mut self, node: &Node<'_>, path: &str) -> Option<Window> {
         let found = match (node.as_str(), node.as_f64()) {
             (Some(name), _) => Window::ALL.iter().find(|w| w.name() == name).copied(),
@@ -803,6 +825,7 @@ impl Validator<'_> {
     /// PolicyLayer's FAQ limit on one tool (or `all_tools`):
     /// `{"max": 10, "window": 60}`, counted per grant unless `scope` says
     /// otherwise, in a counter named after where it stands.
+    #[inline(never)]
     fn rate_limit_block(&mut self, node: &Node<'_>, path: &str) -> Option<Counter> {
         let obj = self.object(node, path, &["max", "window", "scope"])?;
         let (window, max) = self.window_and_max(obj, path);
@@ -824,6 +847,7 @@ impl Validator<'_> {
     }
 
     /// `pins`: tool name → `sha256:<64 hex>` (or the bare hex).
+    #[inline(never)]
     fn pins(&mut self, node: &Node<'_>, settings: &Settings) -> Pins {
         let mut tools = HashMap::new();
         match node.as_object() {
@@ -859,6 +883,7 @@ impl Validator<'_> {
         }
     }
 
+    #[inline(never)]
     fn risk_actions(&mut self, node: &Node<'_>) -> HashMap<Risk, Action> {
         let mut out = HashMap::new();
         let path = "policy.risk_actions";
@@ -893,6 +918,7 @@ impl Validator<'_> {
         out
     }
 
+    #[inline(never)]
     fn rate_limit_service(&mut self, node: &Node<'_>) -> Option<RateLimitService> {
         let path = "policy.rate_limit_service";
         let obj = self.object(
@@ -952,6 +978,7 @@ impl Validator<'_> {
         })
     }
 
+    #[inline(never)]
     fn approval(&mut self, node: &Node<'_>) -> Option<ApprovalService> {
         let path = "policy.approval";
         let obj = self.object(node, path, &["cluster", "authority", "path", "timeout_ms"])?;
@@ -993,6 +1020,7 @@ impl Validator<'_> {
         })
     }
 
+    #[inline(never)]
     fn arg_rules(&mut self, node: &Node<'_>, path: &str) -> Vec<ArgRule> {
         let mut out: Vec<ArgRule> = Vec::new();
         let Some(items) = node.as_array() else {
@@ -1014,6 +1042,7 @@ impl Validator<'_> {
         out
     }
 
+    #[inline(never)]
     fn arg_rule(&mut self, node: &Node<'_>, path: &str) -> Option<ArgRule> {
         let obj = self.object(
             node,
@@ -1106,6 +1135,7 @@ impl Validator<'_> {
         })
     }
 
+    #[inline(never)]
     fn conditions(&mut self, node: &Node<'_>, path: &str) -> Option<Vec<Condition>> {
         let Some(items) = node.as_array().filter(|i| !i.is_empty()) else {
             self.wrong(path, node, "a non-empty array of conditions");
@@ -1122,6 +1152,7 @@ impl Validator<'_> {
         ok.then_some(out)
     }
 
+    #[inline(never)]
     fn condition(&mut self, node: &Node<'_>, path: &str) -> Option<Condition> {
         let obj = self.object(node, path, &["path", "op", "value"])?;
         let ppath = child(path, "path");
@@ -1180,6 +1211,7 @@ impl Validator<'_> {
         })
     }
 
+    #[inline(never)]
     fn settings(&mut self, node: &Node<'_>, path: &str) -> Settings {
         let mut s = self.base.clone();
         let Some(obj) = self.object(
@@ -1350,6 +1382,7 @@ impl Validator<'_> {
 
 impl Validator<'_> {
     /// `caller_claims`, `require_caller`, `grant_from` (see `caller.rs`).
+    #[inline(never)]
     fn caller_settings(&mut self, obj: &Node<'_>, path: &str, c: &mut CallerSettings) {
         if let Some(n) = obj.get("caller_claims") {
             let ppath = child(path, "caller_claims");

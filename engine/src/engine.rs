@@ -1,6 +1,8 @@
 //! The decision for one HTTP request: read the body once, judge every
 //! JSON-RPC message in it, and either forward it untouched or answer locally.
 
+use std::borrow::Cow;
+
 use crate::answer::{self, LocalReply, Outcome, RateInfo, Refusal};
 pub use crate::audit::CallRecord;
 use crate::caller::{Caller, CallerNeeds, CallerView};
@@ -19,6 +21,9 @@ use crate::store::{Clock, SharedStore};
 use crate::text;
 use crate::tools_list::{self, EventStreamFilter, ListId, StreamOutput, Unfilterable};
 use crate::write::ObjectWriter;
+
+/// What the `global` scope counts by: one value for every call.
+const GLOBAL_SCOPE_VALUE: &[u8] = b"global";
 
 /// Default key for scope fingerprints; `settings.grant_hash_key` replaces it.
 const DEFAULT_HASH_KEY: &[u8] = b"mcp-policy/scope-fingerprint/v1";
@@ -121,6 +126,12 @@ pub struct Engine {
     needs_source: bool,
     /// What the policy reads about the caller.
     caller_needs: CallerNeeds,
+    /// The `global` scope's fingerprint: the same for every call, so
+    /// hashed once here rather than per call and counter.
+    global_fingerprint: u64,
+    /// Some tool call can be shadowed (settings, `"*"` or an entry): without
+    /// it, the per-call look-up in [`Policy::shadowed`] is skipped.
+    any_shadow: bool,
 }
 
 impl Engine {
@@ -143,13 +154,21 @@ impl Engine {
             })
             .collect();
         let caller_needs = policy.caller_needs();
-        Self {
+        let any_shadow = policy.settings.shadow
+            || policy.wildcard.shadow
+            || policy.tools.values().any(|r| r.shadow)
+            || policy.patterns.iter().any(|p| p.rule.shadow);
+        let mut engine = Self {
             policy,
             scaled_counters,
             shadow_counters,
             needs_source,
             caller_needs,
-        }
+            global_fingerprint: 0,
+            any_shadow,
+        };
+        engine.global_fingerprint = engine.fingerprint(Scope::Global, Some(GLOBAL_SCOPE_VALUE));
+        engine
     }
 
     /// Checks made on request headers, before any body byte is buffered.
@@ -219,15 +238,15 @@ impl Engine {
             Ok(doc) => doc,
             Err(e) => return invalid(answer::parse_error(&e.to_string())),
         };
-        let (messages, batch): (Vec<&Node<'_>>, bool) = match &doc.root.value {
+        let (messages, batch): (&[Node<'_>], bool) = match &doc.root.value {
             Value::Array(items) if items.is_empty() => {
                 return invalid(answer::invalid_request("empty batch"));
             }
             Value::Array(items) if items.len() > self.policy.settings.max_batch => {
                 return invalid(oversize_batch(items, self.policy.settings.max_batch));
             }
-            Value::Array(items) => (items.iter().collect(), true),
-            _ => (vec![&doc.root], false),
+            Value::Array(items) => (items, true),
+            _ => (std::slice::from_ref(&doc.root), false),
         };
         let mut classified = Vec::with_capacity(messages.len());
         for (i, node) in messages.iter().enumerate() {
@@ -248,9 +267,11 @@ impl Engine {
                 Err(e) => return invalid(answer::invalid_request(&e.reason)),
             }
         }
-        let pairs: Vec<_> = messages.iter().copied().zip(classified.iter()).collect();
-        if let Some(problem) = routing_headers::mismatch(routing, &pairs) {
-            return invalid(answer::header_mismatch(&problem));
+        if routing.method.is_some() || routing.name.is_some() {
+            let pairs: Vec<_> = messages.iter().zip(classified.iter()).collect();
+            if let Some(problem) = routing_headers::mismatch(routing, &pairs) {
+                return invalid(answer::header_mismatch(&problem));
+            }
         }
         if let Some(problem) = scopes.grant_error {
             // Only calls are counted, so only they need a certain identity;
@@ -301,12 +322,15 @@ impl Engine {
             ..*scopes
         };
         let mut refusals: Vec<Option<Refusal>> = Vec::with_capacity(messages.len());
-        let mut takes: Vec<(usize, Take)> = Vec::new();
+        // What the calls take, and the message each take belongs to.
+        let mut takes: Vec<Take> = Vec::new();
+        let mut take_messages: Vec<usize> = Vec::new();
         let mut approvals: Vec<(usize, String, String)> = Vec::new();
         let mut forwarded = Forwarded::default();
         // Shadowed calls: what would have happened, their shadow takes and
         // the approval they would have needed, per message.
-        let mut notes: Vec<Option<Refusal>> = vec![None; messages.len()];
+        // (Filled on first use: most requests note nothing.)
+        let mut notes: Vec<Option<Refusal>> = Vec::new();
         let mut shadow_takes: Vec<(usize, Vec<Take>)> = Vec::new();
         let mut shadow_approvals: Vec<(usize, String, String)> = Vec::new();
         let hint = |tool: &str| risk::lookup(store, tool);
@@ -320,7 +344,7 @@ impl Engine {
                     kind: CallKind::Tool,
                     tool,
                     ..
-                } => unreadable.is_none() && self.policy.shadowed(tool),
+                } => unreadable.is_none() && self.any_shadow && self.policy.shadowed(tool),
                 Message::ToolCall { kind, tool, .. } => self.policy.item_shadowed(*kind, tool),
                 _ => false,
             };
@@ -374,6 +398,7 @@ impl Engine {
                             limits
                         }
                     };
+                    own_takes.reserve_exact(limits.len());
                     for counter in limits {
                         match self.take(counter, scopes, *arguments) {
                             Ok(take) => own_takes.push(take),
@@ -389,7 +414,8 @@ impl Engine {
                             shadow_approvals.extend(approval);
                         }
                     } else {
-                        takes.extend(own_takes.into_iter().map(|t| (i, t)));
+                        take_messages.extend(std::iter::repeat_n(i, own_takes.len()));
+                        takes.extend(own_takes);
                         approvals.extend(approval);
                     }
                 }
@@ -401,35 +427,38 @@ impl Engine {
                 Message::Other { .. } | Message::Unjudged { .. } | Message::Response => {}
             }
             if shadow {
-                if let (Some(note), Some(r)) = (notes.get_mut(i), refusal.take()) {
-                    *note = Some(r.shadowed());
+                if let Some(r) = refusal.take() {
+                    if let Some(note) = note_at(&mut notes, messages.len(), i) {
+                        *note = Some(r.shadowed());
+                    }
                 }
             }
-            if let (Some((rule, reason)), None, Some(note @ None), Message::ToolCall { tool, .. }) =
-                (flagged, &refusal, notes.get_mut(i), msg)
+            if let (Some((rule, reason)), None, Message::ToolCall { tool, .. }) =
+                (flagged, &refusal, msg)
             {
-                *note = Some(Refusal {
-                    outcome: Outcome::Flagged,
-                    tool: text::shown_name(tool).into_owned(),
-                    rule,
-                    reason,
-                    rate: None,
-                });
+                if let Some(note @ None) = note_at(&mut notes, messages.len(), i) {
+                    *note = Some(Refusal {
+                        outcome: Outcome::Flagged,
+                        tool: text::shown_name(tool).into_owned(),
+                        rule,
+                        reason,
+                        rate: None,
+                    });
+                }
             }
             refusals.push(refusal);
         }
         if refusals.iter().all(Option::is_none) && !takes.is_empty() {
-            let only: Vec<Take> = takes.iter().map(|(_, t)| *t).collect();
             match ratelimit::acquire_indexed(
                 store,
                 &self.scaled_counters,
                 self.policy.settings.counter_slots,
-                &only,
+                &takes,
                 clock.now_unix_millis(),
             ) {
                 Ok(charges) => forwarded.charges = charges,
                 Err((failed, denial)) => {
-                    let element = takes.get(failed).map(|(i, _)| *i).unwrap_or(0);
+                    let element = take_messages.get(failed).copied().unwrap_or(0);
                     if let (Some(slot), Some(Message::ToolCall { tool, .. })) =
                         (refusals.get_mut(element), messages.get(element))
                     {
@@ -449,7 +478,7 @@ impl Engine {
             );
             for (i, rule, reason) in shadow_approvals {
                 if let (Some(note @ None), Some(Message::ToolCall { tool, .. })) =
-                    (notes.get_mut(i), messages.get(i))
+                    (note_at(&mut notes, messages.len(), i), messages.get(i))
                 {
                     *note = Some(Refusal {
                         outcome: Outcome::WouldNeedApproval,
@@ -491,8 +520,9 @@ impl Engine {
             };
         }
         forwarded.calls = calls;
-        let global: Vec<(usize, GlobalTake)> = takes
+        let global: Vec<(usize, GlobalTake)> = take_messages
             .iter()
+            .zip(&takes)
             .filter(|(_, t)| self.is_global(t.counter))
             .filter_map(|(i, t)| {
                 let Some(Message::ToolCall { tool, .. }) = messages.get(*i) else {
@@ -548,7 +578,7 @@ impl Engine {
         clock: &dyn Clock,
         messages: &[Message<'_, '_>],
         shadow_takes: &[(usize, Vec<Take>)],
-        notes: &mut [Option<Refusal>],
+        notes: &mut Vec<Option<Refusal>>,
         forwarded: &mut Forwarded,
     ) {
         for (i, takes) in shadow_takes {
@@ -565,7 +595,7 @@ impl Engine {
                 Ok(charges) => forwarded.charges.extend(charges),
                 Err((_, denial)) => {
                     if let (Some(note), Some(Message::ToolCall { tool, .. })) =
-                        (notes.get_mut(*i), messages.get(*i))
+                        (note_at(notes, messages.len(), *i), messages.get(*i))
                     {
                         *note = Some(self.rate_refusal(tool, &denial).shadowed());
                     }
@@ -873,7 +903,7 @@ impl Engine {
         let def = self.policy.counters.get(counter);
         let scope = def.map(|c| c.scope).unwrap_or(Scope::Global);
         let value = match scope {
-            Scope::Global => Some(b"global".as_slice()),
+            Scope::Global => None,
             Scope::Grant => scopes.grant,
             Scope::Session => scopes.session,
             Scope::Source => scopes.source,
@@ -898,9 +928,13 @@ impl Engine {
                 },
             },
         };
+        let fingerprint = match scope {
+            Scope::Global => self.global_fingerprint,
+            _ => self.fingerprint(scope, value),
+        };
         Ok(Take {
             counter,
-            fingerprint: self.fingerprint(scope, value),
+            fingerprint,
             amount,
         })
     }
@@ -976,10 +1010,15 @@ impl Engine {
 
     /// The grant scope's value: the verified identity `settings.grant_from`
     /// names, else the host's grant (header or property).
-    fn grant_value(&self, scopes: &Scopes<'_>, caller: &CallerView<'_>) -> Option<Vec<u8>> {
+    /// (Borrowed when it is the host's: no copy per request.)
+    fn grant_value<'s>(
+        &self,
+        scopes: &Scopes<'s>,
+        caller: &CallerView<'_>,
+    ) -> Option<Cow<'s, [u8]>> {
         match &self.policy.settings.caller.grant_from {
-            Some(from) => caller.grant_value(from),
-            None => scopes.grant.map(<[u8]>::to_vec),
+            Some(from) => caller.grant_value(from).map(Cow::Owned),
+            None => scopes.grant.map(Cow::Borrowed),
         }
     }
 
@@ -1176,6 +1215,15 @@ impl Engine {
     pub fn refund(&self, store: &dyn SharedStore, charges: &[Charge]) {
         ratelimit::release(store, charges);
     }
+}
+
+/// `notes[i]`, the notes filled with `None` for all `len` messages on first
+/// use (so a request that notes nothing allocates nothing).
+fn note_at(notes: &mut Vec<Option<Refusal>>, len: usize, i: usize) -> Option<&mut Option<Refusal>> {
+    if notes.is_empty() {
+        notes.resize(len, None);
+    }
+    notes.get_mut(i)
 }
 
 fn denied(tool: &str, rule: String, reason: String) -> Refusal {

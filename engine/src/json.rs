@@ -10,6 +10,7 @@
 //! and responses rewritten by copying untouched bytes.
 
 use std::borrow::Cow;
+use std::cell::OnceCell;
 use std::fmt;
 
 /// Default nesting bound: deep enough for any real MCP message, shallow
@@ -30,10 +31,132 @@ pub enum Value<'a> {
     Bool(bool),
     /// The number's source text, already checked against the JSON grammar.
     Number(&'a str),
-    String(Cow<'a, str>),
+    String(JsonStr<'a>),
     Array(Vec<Node<'a>>),
     /// Members in source order; keys are unique (duplicates are refused).
     Object(Vec<(Cow<'a, str>, Node<'a>)>),
+}
+
+/// A string value. Its escapes were checked while parsing, but the text
+/// is unescaped only when something reads it (once, then kept): most
+/// strings of a request (a file's content, a long prompt) are never read
+/// by any rule, and copying them was most of the parse at large sizes.
+#[derive(Clone)]
+pub struct JsonStr<'a> {
+    /// The source text between the quotes.
+    raw: &'a str,
+    /// Whether `raw` holds an escape (else it is the value itself).
+    escaped: bool,
+    decoded: OnceCell<Box<str>>,
+}
+
+impl<'a> JsonStr<'a> {
+    /// A value that needs no unescaping (the source text is the value).
+    pub fn plain(text: &'a str) -> Self {
+        Self {
+            raw: text,
+            escaped: false,
+            decoded: OnceCell::new(),
+        }
+    }
+
+    /// A value built by the program rather than parsed.
+    pub fn owned(text: String) -> Self {
+        Self {
+            raw: "",
+            escaped: true,
+            decoded: OnceCell::from(text.into_boxed_str()),
+        }
+    }
+
+    /// The unescaped value.
+    pub fn as_str(&self) -> &str {
+        if !self.escaped {
+            return self.raw;
+        }
+        self.decoded
+            .get_or_init(|| unescape(self.raw).into_boxed_str())
+    }
+
+    /// The value, borrowed from the source when it has no escapes.
+    pub fn to_cow(&self) -> Cow<'a, str> {
+        if self.escaped {
+            Cow::Owned(self.as_str().to_string())
+        } else {
+            Cow::Borrowed(self.raw)
+        }
+    }
+}
+
+impl std::ops::Deref for JsonStr<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for JsonStr<'_> {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl fmt::Debug for JsonStr<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for JsonStr<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq for JsonStr<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl PartialEq<str> for JsonStr<'_> {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for JsonStr<'_> {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl PartialEq<String> for JsonStr<'_> {
+    fn eq(&self, other: &String) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl PartialEq<JsonStr<'_>> for String {
+    fn eq(&self, other: &JsonStr<'_>) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl PartialEq<JsonStr<'_>> for str {
+    fn eq(&self, other: &JsonStr<'_>) -> bool {
+        self == other.as_str()
+    }
+}
+
+/// The value of string content already checked by the parser. Cannot fail
+/// on such text; should it ever, the result is empty rather than a panic.
+fn unescape(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    match scan_string(raw.as_bytes(), raw, 0, Some(&mut out)) {
+        Ok(_) => out,
+        Err(_) => String::new(),
+    }
 }
 
 impl<'a> Node<'a> {
@@ -47,7 +170,7 @@ impl<'a> Node<'a> {
 
     pub fn as_str(&self) -> Option<&str> {
         match &self.value {
-            Value::String(s) => Some(s),
+            Value::String(s) => Some(s.as_str()),
             _ => None,
         }
     }
@@ -215,7 +338,7 @@ impl<'a> Parser<'a> {
             Some(b'[') => self.array(depth + 1),
             Some(b'"') => {
                 let start = self.pos;
-                let s = self.string()?;
+                let s = self.string_value()?;
                 Ok(Node {
                     value: Value::String(s),
                     start,
@@ -377,131 +500,160 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// Index of the first byte at or after `from` that ends a plain run in
-    /// a string: `"`, `\\` or a control character (or the input's end).
-    /// Scans eight bytes at a time (SWAR): strings dominate parse time.
-    fn plain_run_end(&self, from: usize) -> usize {
-        const ONES: u64 = 0x0101_0101_0101_0101;
-        const HIGHS: u64 = 0x8080_8080_8080_8080;
-        let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
-        let mut i = from;
-        while let Some(chunk) = self.bytes.get(i..i + 8) {
-            let Ok(word) = <[u8; 8]>::try_from(chunk) else {
-                break;
-            };
-            let v = u64::from_le_bytes(word);
-            let special = has_zero(v ^ (ONES * u64::from(b'"')))
-                | has_zero(v ^ (ONES * u64::from(b'\\')))
-                | (v.wrapping_sub(ONES * 0x20) & !v & HIGHS);
-            if special != 0 {
-                break;
-            }
-            i += 8;
-        }
-        while let Some(&b) = self.bytes.get(i) {
-            if b == b'"' || b == b'\\' || b < 0x20 {
-                break;
-            }
-            i += 1;
-        }
-        i
+    /// Parses a string value starting at the opening quote: checked in
+    /// full, unescaped only when read (see [`JsonStr`]).
+    fn string_value(&mut self) -> Result<JsonStr<'a>, ParseError> {
+        self.pos += 1;
+        let content_start = self.pos;
+        let (end, escaped) = self.string_end(content_start)?;
+        self.pos = end + 1;
+        let raw = self.text.get(content_start..end).unwrap_or("");
+        Ok(JsonStr {
+            raw,
+            escaped,
+            decoded: OnceCell::new(),
+        })
     }
 
-    /// Parses a string starting at the opening quote; borrows when it holds
-    /// no escapes, and copies unescaped runs in bulk when it does.
+    /// Parses a string (an object key) starting at the opening quote;
+    /// borrows when it holds no escapes.
     fn string(&mut self) -> Result<Cow<'a, str>, ParseError> {
         self.pos += 1;
         let content_start = self.pos;
-        self.pos = self.plain_run_end(self.pos);
-        match self.peek() {
-            None => return Err(err(self.pos, "unterminated string")),
-            Some(b'"') => {
-                let s = self.text.get(content_start..self.pos).unwrap_or("");
-                self.pos += 1;
-                return Ok(Cow::Borrowed(s));
-            }
-            Some(b'\\') => {}
-            Some(_) => return Err(err(self.pos, "control character in string")),
+        let (end, escaped) = self.string_end(content_start)?;
+        self.pos = end + 1;
+        if !escaped {
+            return Ok(Cow::Borrowed(
+                self.text.get(content_start..end).unwrap_or(""),
+            ));
         }
-        // Runs end only at ASCII bytes, so every slice is on a char boundary.
-        let mut out = String::with_capacity(self.pos - content_start + 16);
-        out.push_str(self.text.get(content_start..self.pos).unwrap_or(""));
-        loop {
-            match self.peek() {
-                None => return Err(err(self.pos, "unterminated string")),
-                Some(b'"') => {
-                    self.pos += 1;
-                    return Ok(Cow::Owned(out));
-                }
-                Some(b'\\') => {
-                    self.pos += 1;
-                    let escaped = match self.peek() {
-                        Some(b'"') => '"',
-                        Some(b'\\') => '\\',
-                        Some(b'/') => '/',
-                        Some(b'b') => '\u{8}',
-                        Some(b'f') => '\u{c}',
-                        Some(b'n') => '\n',
-                        Some(b'r') => '\r',
-                        Some(b't') => '\t',
-                        Some(b'u') => {
-                            self.pos += 1;
-                            let c = self.unicode_escape()?;
-                            out.push(c);
-                            continue;
-                        }
-                        _ => return Err(err(self.pos, "invalid escape in string")),
-                    };
-                    self.pos += 1;
-                    out.push(escaped);
-                }
-                Some(_) => {
-                    let run_start = self.pos;
-                    self.pos = self.plain_run_end(self.pos);
-                    if self.pos == run_start {
-                        return Err(err(self.pos, "control character in string"));
-                    }
-                    out.push_str(self.text.get(run_start..self.pos).unwrap_or(""));
-                }
-            }
-        }
+        let mut out = String::with_capacity(end - content_start);
+        scan_string(self.bytes, self.text, content_start, Some(&mut out))?;
+        Ok(Cow::Owned(out))
     }
 
-    fn hex4(&mut self) -> Result<u32, ParseError> {
-        let digits = self
-            .text
-            .get(self.pos..self.pos + 4)
-            .ok_or_else(|| err(self.pos, "truncated \\u escape"))?;
-        if !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(err(self.pos, "invalid \\u escape"));
-        }
-        let v = u32::from_str_radix(digits, 16).map_err(|_| err(self.pos, "invalid \\u escape"))?;
-        self.pos += 4;
-        Ok(v)
-    }
-
-    /// Decodes the `XXXX` after `\u`, joining surrogate pairs; a lone
-    /// surrogate is refused (servers would decode it differently).
-    fn unicode_escape(&mut self) -> Result<char, ParseError> {
-        let at = self.pos;
-        let first = self.hex4()?;
-        let code = match first {
-            0xD800..=0xDBFF => {
-                if self.bytes.get(self.pos..self.pos + 2) != Some(b"\\u") {
-                    return Err(err(at, "lone surrogate in \\u escape"));
-                }
-                self.pos += 2;
-                let second = self.hex4()?;
-                if !(0xDC00..=0xDFFF).contains(&second) {
-                    return Err(err(at, "lone surrogate in \\u escape"));
-                }
-                0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00)
-            }
-            0xDC00..=0xDFFF => return Err(err(at, "lone surrogate in \\u escape")),
-            other => other,
+    /// The index of the closing quote of the string whose content starts
+    /// at `from`, and whether the content holds an escape.
+    fn string_end(&self, from: usize) -> Result<(usize, bool), ParseError> {
+        let end = plain_run_end(self.bytes, from);
+        let (end, escaped) = match self.bytes.get(end) {
+            Some(b'\\') => (scan_string(self.bytes, self.text, end, None)?, true),
+            _ => (end, false),
         };
-        char::from_u32(code).ok_or_else(|| err(at, "invalid \\u escape"))
+        match self.bytes.get(end) {
+            Some(b'"') => Ok((end, escaped)),
+            None => Err(err(end, "unterminated string")),
+            Some(_) => Err(err(end, "control character in string")),
+        }
     }
+}
+
+/// Index of the first byte at or after `from` that ends a plain run in
+/// a string: `"`, `\\` or a control character (or the input's end).
+/// Scans eight bytes at a time (SWAR): strings dominate parse time.
+fn plain_run_end(bytes: &[u8], from: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
+    let mut i = from;
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let Ok(word) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
+        let v = u64::from_le_bytes(word);
+        let special = has_zero(v ^ (ONES * u64::from(b'"')))
+            | has_zero(v ^ (ONES * u64::from(b'\\')))
+            | (v.wrapping_sub(ONES * 0x20) & !v & HIGHS);
+        if special != 0 {
+            // The lowest flagged byte is exact (a false flag needs a borrow
+            // from a lower, truly special byte): it is the run's end.
+            return i + (special.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while let Some(&b) = bytes.get(i) {
+        if b == b'"' || b == b'\\' || b < 0x20 {
+            break;
+        }
+        i += 1;
+    }
+    i
+}
+
+/// Walks string content from `pos` (`text` is `bytes` as text) to the
+/// first byte that is neither part of a plain run nor an escape: the
+/// closing quote, a control character or the input's end; returns its
+/// index. Every escape is checked; with `out`, the unescaped text is
+/// appended to it. Runs end only at ASCII bytes, so every slice taken is
+/// on a char boundary.
+fn scan_string(
+    bytes: &[u8],
+    text: &str,
+    mut pos: usize,
+    mut out: Option<&mut String>,
+) -> Result<usize, ParseError> {
+    loop {
+        let run_end = plain_run_end(bytes, pos);
+        if let Some(out) = out.as_deref_mut() {
+            out.push_str(text.get(pos..run_end).unwrap_or(""));
+        }
+        pos = run_end;
+        if bytes.get(pos) != Some(&b'\\') {
+            return Ok(pos);
+        }
+        pos += 1;
+        let (escaped, next) = match bytes.get(pos) {
+            Some(b'"') => ('"', pos + 1),
+            Some(b'\\') => ('\\', pos + 1),
+            Some(b'/') => ('/', pos + 1),
+            Some(b'b') => ('\u{8}', pos + 1),
+            Some(b'f') => ('\u{c}', pos + 1),
+            Some(b'n') => ('\n', pos + 1),
+            Some(b'r') => ('\r', pos + 1),
+            Some(b't') => ('\t', pos + 1),
+            Some(b'u') => unicode_escape(bytes, text, pos + 1)?,
+            _ => return Err(err(pos, "invalid escape in string")),
+        };
+        pos = next;
+        if let Some(out) = out.as_deref_mut() {
+            out.push(escaped);
+        }
+    }
+}
+
+fn hex4(text: &str, pos: usize) -> Result<u32, ParseError> {
+    let digits = text
+        .get(pos..pos + 4)
+        .ok_or_else(|| err(pos, "truncated \\u escape"))?;
+    if !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(err(pos, "invalid \\u escape"));
+    }
+    u32::from_str_radix(digits, 16).map_err(|_| err(pos, "invalid \\u escape"))
+}
+
+/// Decodes the `XXXX` at `at` (after `\u`), joining surrogate pairs; a
+/// lone surrogate is refused (servers would decode it differently).
+/// Returns the character and the index after the escape.
+fn unicode_escape(bytes: &[u8], text: &str, at: usize) -> Result<(char, usize), ParseError> {
+    let first = hex4(text, at)?;
+    let mut pos = at + 4;
+    let code = match first {
+        0xD800..=0xDBFF => {
+            if bytes.get(pos..pos + 2) != Some(b"\\u") {
+                return Err(err(at, "lone surrogate in \\u escape"));
+            }
+            let second = hex4(text, pos + 2)?;
+            pos += 6;
+            if !(0xDC00..=0xDFFF).contains(&second) {
+                return Err(err(at, "lone surrogate in \\u escape"));
+            }
+            0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00)
+        }
+        0xDC00..=0xDFFF => return Err(err(at, "lone surrogate in \\u escape")),
+        other => other,
+    };
+    let c = char::from_u32(code).ok_or_else(|| err(at, "invalid \\u escape"))?;
+    Ok((c, pos))
 }
 
 fn duplicate(offset: usize, key: &str) -> ParseError {

@@ -84,6 +84,12 @@ const PARAMS_KEYS: [&str; 3] = ["name", "arguments", "_meta"];
 /// before CVE-2026-27896) would act on it while we judged the other one.
 fn check_key_case(node: &Node<'_>, significant: &[&str], at: &str) -> Result<(), Invalid> {
     for (key, _) in node.as_object().unwrap_or(&[]) {
+        // The targets are lower-case ASCII, so a key of lower-case ASCII
+        // folds onto one only by being equal to it: skipped after one pass
+        // over its bytes (this runs on every message).
+        if !key.bytes().any(|b| b.is_ascii_uppercase() || !b.is_ascii()) {
+            continue;
+        }
         for target in significant {
             if key != target && key_folding::fold_eq(key, target) {
                 return Err(invalid(format!(

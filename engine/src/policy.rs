@@ -531,7 +531,10 @@ impl Policy {
                     .unwrap_or_else(|| "every tool is denied by policy".to_string()),
             };
         }
-        let mut limits = own.map(|(_, r)| r.limits.clone()).unwrap_or_default();
+        let own_limits = own.map(|(_, r)| r.limits.as_slice()).unwrap_or_default();
+        // Sized once: this runs for every allowed call.
+        let mut limits = Vec::with_capacity(own_limits.len() + self.wildcard.limits.len());
+        limits.extend_from_slice(own_limits);
         for idx in &self.wildcard.limits {
             if !limits.contains(idx) {
                 limits.push(*idx);

@@ -13,6 +13,10 @@ pub fn shown_name(name: &str) -> std::borrow::Cow<'_, str> {
 
 /// `text` cut to `max` characters with a marker if longer.
 pub fn cut(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    // No more bytes than `max`, so no more characters: nothing to count.
+    if text.len() <= max {
+        return std::borrow::Cow::Borrowed(text);
+    }
     match text.char_indices().nth(max) {
         Some((at, _)) => std::borrow::Cow::Owned(format!(
             "{}...(+{} bytes)",

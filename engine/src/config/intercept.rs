@@ -166,6 +166,7 @@ impl Validator<'_> {
         }
     }
 
+    #[inline(never)]
     fn intercept_rule(&mut self, node: &Node<'_>, path: &str, scope: &str) -> Option<Parsed> {
         let obj = self.object(
             node,
@@ -322,6 +323,7 @@ impl Validator<'_> {
         }
     }
 
+    #[inline(never)]
     fn rate_limit_rule(
         &mut self,
         obj: &Node<'_>,
@@ -379,6 +381,7 @@ impl Validator<'_> {
     }
 
     /// A rule's `state` block and the budget its own condition sets.
+    #[inline(never)]
     fn state_counter(
         &mut self,
         node: &Node<'_>,
@@ -496,6 +499,7 @@ impl Validator<'_> {
 
     /// An Intercept rule's conditions: argument conditions with Intercept's
     /// meaning, and `state.` budgets (`lte`/`lt` with a number).
+    #[inline(never)]
     fn intercept_conditions(
         &mut self,
         node: &Node<'_>,
@@ -530,6 +534,7 @@ impl Validator<'_> {
         ok.then_some((args, budgets))
     }
 
+    #[inline(never)]
     fn budget(&mut self, node: &Node<'_>, path: &str, text: &str) -> Option<Budget> {
         let obj = self.object(node, path, &["path", "op", "value"])?;
         // `state.<scope>.<counter>`; the counter part may hold dots.

@@ -325,16 +325,22 @@ fn non_ascii_passes_through_unchanged() {
 #[test]
 fn strings_without_escapes_are_borrowed() {
     let doc = accepted(r#""plain é""#);
-    assert!(matches!(
-        doc.root.value,
-        Value::String(Cow::Borrowed("plain é"))
-    ));
+    let Value::String(s) = &doc.root.value else {
+        panic!("not a string");
+    };
+    assert!(matches!(s.to_cow(), Cow::Borrowed("plain é")));
 }
 
 #[test]
-fn strings_with_escapes_are_owned() {
-    let doc = accepted(r#""a\u0062""#);
-    assert!(matches!(&doc.root.value, Value::String(Cow::Owned(s)) if s == "ab"));
+fn strings_with_escapes_are_unescaped_when_read() {
+    let doc = accepted(r#""a\u0062\n\ud83d\ude00""#);
+    let Value::String(s) = &doc.root.value else {
+        panic!("not a string");
+    };
+    assert!(matches!(s.to_cow(), Cow::Owned(o) if o == "ab\n\u{1F600}"));
+    // Read twice: the same (kept) value.
+    assert_eq!(s.as_str(), "ab\n\u{1F600}");
+    assert_eq!(doc.root.as_str(), Some("ab\n\u{1F600}"));
 }
 
 #[test]
@@ -853,6 +859,48 @@ fn string_scanner_finds_specials_at_every_offset() {
         assert!(parse(control.as_bytes()).is_err(), "len {len}");
         // An unterminated string at every length is refused.
         assert!(parse(format!("\"{plain}").as_bytes()).is_err());
+    }
+}
+
+#[test]
+fn string_scanner_stops_at_the_first_special_byte_exactly() {
+    // The scanner takes the lowest flagged byte of a word as the run's end;
+    // bytes after a special one (which a borrow could flag falsely) must
+    // never move it. Every position in two words, every special byte, and
+    // the bytes right above each threshold after it.
+    let specials = [b'"', b'\\', 0x00, 0x1f, b'\n'];
+    let after = [0x00, 0x1f, 0x20, 0x21, b'"', b'#', b'\\', b']', 0x7f, b'a'];
+    for at in 0..17 {
+        for &special in &specials {
+            for &next in &after {
+                let mut body = vec![b'"'];
+                body.extend(std::iter::repeat_n(b'a', at));
+                let special_at = body.len();
+                body.push(special);
+                body.extend(std::iter::repeat_n(next, 9));
+                body.push(b'"');
+                match special {
+                    b'"' => {
+                        // Ends the string: what follows is trailing data.
+                        let e = parse(&body).unwrap_err();
+                        assert_eq!(e.reason, "trailing data after the JSON value");
+                        assert!(e.offset > special_at, "at {at} next {next}: {e}");
+                    }
+                    b'\\' => {
+                        // An escape: `\a` and `\#` are invalid, the others are
+                        // checked at the byte after the backslash.
+                        if let Err(e) = parse(&body) {
+                            assert!(e.offset > special_at, "at {at} next {next}: {e}");
+                        }
+                    }
+                    _ => {
+                        let e = parse(&body).unwrap_err();
+                        assert_eq!(e.offset, special_at, "at {at} byte {special}: {e}");
+                        assert_eq!(e.reason, "control character in string");
+                    }
+                }
+            }
+        }
     }
 }
 

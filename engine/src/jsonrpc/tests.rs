@@ -407,3 +407,18 @@ fn responses_and_distinct_keys_are_not_refused_for_folding() {
         "call"
     );
 }
+
+#[test]
+fn significant_keys_are_lower_case_ascii() {
+    // `check_key_case` skips lower-case ASCII keys on this assumption.
+    for key in MESSAGE_KEYS
+        .iter()
+        .chain(&PARAMS_KEYS)
+        .chain(&["uri", "name", "arguments"])
+    {
+        assert!(
+            key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+            "{key}"
+        );
+    }
+}
