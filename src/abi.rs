@@ -6,8 +6,8 @@
 //! the headers callback has continued), and an agent controls header bytes;
 //! a panic kills the VM and every request on that worker. So the filter
 //! declares the ABI functions it uses itself, with plain integer types, and
-//! turns every failure into a `Result`/`Option`. The SDK remains in use for
-//! its context dispatch (`proxy_wasm::main!`, the traits).
+//! turns every failure into a `Result`/`Option`. The entry points the host
+//! calls are in `dispatch`.
 
 use std::ptr::{null, null_mut};
 use std::time::Duration;
@@ -112,6 +112,32 @@ extern "C" {
     fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
     fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
     fn proxy_set_effective_context(context_id: u32) -> u32;
+    fn proxy_http_call(
+        upstream_data: *const u8,
+        upstream_size: usize,
+        headers_data: *const u8,
+        headers_size: usize,
+        body_data: *const u8,
+        body_size: usize,
+        trailers_data: *const u8,
+        trailers_size: usize,
+        timeout_ms: u32,
+        return_token: *mut u32,
+    ) -> u32;
+    fn proxy_grpc_call(
+        upstream_data: *const u8,
+        upstream_size: usize,
+        service_name_data: *const u8,
+        service_name_size: usize,
+        method_name_data: *const u8,
+        method_name_size: usize,
+        initial_metadata_data: *const u8,
+        initial_metadata_size: usize,
+        message_data: *const u8,
+        message_size: usize,
+        timeout_ms: u32,
+        return_callout_id: *mut u32,
+    ) -> u32;
 }
 
 fn check(status: u32) -> Result<(), HostError> {
@@ -362,27 +388,36 @@ pub fn reset_request() {
     let _ = unsafe { proxy_close_stream(STREAM_HTTP_REQUEST) };
 }
 
-// Callouts go through the SDK's dispatch functions on purpose: they register
-// the call's token with the SDK's dispatcher, which is what routes the answer
-// back to `on_http_call_response` / `on_grpc_call_response` of this context.
-// (A raw `proxy_http_call` leaves the answer unroutable.) Their remaining
-// panics are for statuses Envoy does not return for these calls: an unknown
-// cluster comes back as BadArgument / ParseFailure, i.e. an `Err` here.
-
+/// Starts an HTTP call to `cluster`; the token routes the answer back
+/// (`dispatch::register_callout`).
 pub fn http_call(
     cluster: &str,
     headers: &[(&str, &[u8])],
     body: &[u8],
     timeout: Duration,
 ) -> Result<u32, HostError> {
-    let text_headers: Vec<(&str, &str)> = headers
-        .iter()
-        .filter_map(|(k, v)| std::str::from_utf8(v).ok().map(|v| (*k, v)))
-        .collect();
-    proxy_wasm::hostcalls::dispatch_http_call(cluster, text_headers, Some(body), vec![], timeout)
-        .map_err(|s| HostError(s as u32))
+    let headers = serialize_map(headers);
+    let trailers = serialize_map(&[]);
+    let mut token: u32 = 0;
+    // SAFETY: all buffers are live for the call; token is a local.
+    check(unsafe {
+        proxy_http_call(
+            cluster.as_ptr(),
+            cluster.len(),
+            headers.as_ptr(),
+            headers.len(),
+            body.as_ptr(),
+            body.len(),
+            trailers.as_ptr(),
+            trailers.len(),
+            millis(timeout),
+            &mut token,
+        )
+    })?;
+    Ok(token)
 }
 
+/// Starts a unary gRPC call (no initial metadata).
 pub fn grpc_call(
     cluster: &str,
     service: &str,
@@ -390,15 +425,30 @@ pub fn grpc_call(
     message: &[u8],
     timeout: Duration,
 ) -> Result<u32, HostError> {
-    proxy_wasm::hostcalls::dispatch_grpc_call(
-        cluster,
-        service,
-        method,
-        vec![],
-        Some(message),
-        timeout,
-    )
-    .map_err(|s| HostError(s as u32))
+    let metadata = serialize_map(&[]);
+    let mut token: u32 = 0;
+    // SAFETY: all buffers are live for the call; token is a local.
+    check(unsafe {
+        proxy_grpc_call(
+            cluster.as_ptr(),
+            cluster.len(),
+            service.as_ptr(),
+            service.len(),
+            method.as_ptr(),
+            method.len(),
+            metadata.as_ptr(),
+            metadata.len(),
+            message.as_ptr(),
+            message.len(),
+            millis(timeout),
+            &mut token,
+        )
+    })?;
+    Ok(token)
+}
+
+fn millis(timeout: Duration) -> u32 {
+    u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX)
 }
 
 pub fn define_counter(name: &str) -> Option<u32> {

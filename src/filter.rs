@@ -17,12 +17,19 @@ use mcp_policy_engine::routing_headers::{self, RoutingHeaders};
 use mcp_policy_engine::store::Clock;
 use mcp_policy_engine::tools_list::{EventStreamFilter, ListId};
 use mcp_policy_engine::{tunnels, CallRecord, Engine, Scopes, Verdict};
-use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::Action;
 
 use crate::abi::{self, HeaderMap, MAP_REQUEST_HEADERS, MAP_RESPONSE_HEADERS};
 use crate::host::{HostClock, Metrics, SharedData};
 use crate::root::{HeldRequests, BODIES_ARRIVE_KEY};
+
+/// What a request callback tells the host: go on, or hold the stream
+/// (proxy-wasm's `Continue` / `StopIteration`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Action {
+    Continue = 0,
+    Pause = 1,
+}
 
 /// The request headers the decision needs, read once in the headers
 /// callback: Envoy makes them unreachable once that callback continues.
@@ -224,7 +231,8 @@ impl Request {
                 ];
                 let timeout = Duration::from_millis(service.timeout_ms);
                 match abi::http_call(&service.cluster, &headers, pending.body.as_bytes(), timeout) {
-                    Ok(_) => {
+                    Ok(token) => {
+                        crate::dispatch::register_callout(token, self.context_id);
                         self.pending_approval = Some(pending);
                         Action::Pause
                     }
@@ -243,7 +251,8 @@ impl Request {
                     Duration::from_millis(pending.timeout_ms),
                 );
                 match sent {
-                    Ok(_) => {
+                    Ok(token) => {
+                        crate::dispatch::register_callout(token, self.context_id);
                         self.pending_global = Some(pending);
                         Action::Pause
                     }
@@ -432,15 +441,10 @@ impl Drop for Request {
     }
 }
 
-impl Context for Request {
+/// The callbacks `dispatch` routes to a request.
+impl Request {
     /// The approval service answered (or timed out: no headers).
-    fn on_http_call_response(
-        &mut self,
-        _token: u32,
-        num_headers: usize,
-        body_size: usize,
-        _: usize,
-    ) {
+    pub fn on_http_call_response(&mut self, num_headers: usize, body_size: usize) {
         let Some(pending) = self.pending_approval.take() else {
             return;
         };
@@ -460,7 +464,7 @@ impl Context for Request {
     }
 
     /// The rate limit service answered (gRPC status 0) or failed.
-    fn on_grpc_call_response(&mut self, _token: u32, status_code: u32, response_size: usize) {
+    pub fn on_grpc_call_response(&mut self, status_code: u32, response_size: usize) {
         let Some(pending) = self.pending_global.take() else {
             return;
         };
@@ -476,10 +480,8 @@ impl Context for Request {
         let verdict = self.engine.resolve_global(*pending, answer, &SharedData);
         self.settle(verdict);
     }
-}
 
-impl HttpContext for Request {
-    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+    pub fn on_request_headers(&mut self, end_of_stream: bool) -> Action {
         if end_of_stream {
             // No body: nothing to judge. A GET event stream may still carry
             // tools/list answers, filtered for this caller.
@@ -528,7 +530,7 @@ impl HttpContext for Request {
         }
     }
 
-    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+    pub fn on_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         self.body_arrived();
         if self.answered {
             return Action::Pause;
@@ -546,7 +548,7 @@ impl HttpContext for Request {
         self.decide()
     }
 
-    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+    pub fn on_request_trailers(&mut self) -> Action {
         self.body_arrived();
         if self.answered {
             return Action::Pause;
@@ -558,7 +560,7 @@ impl HttpContext for Request {
         self.decide()
     }
 
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    pub fn on_response_headers(&mut self) -> Action {
         if self.answered {
             return Action::Continue;
         }
@@ -610,7 +612,7 @@ impl HttpContext for Request {
         Action::Continue
     }
 
-    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+    pub fn on_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         if let ResponseWork::Stream { filter, refund } = &mut self.response {
             let chunk = abi::get_buffer(abi::BUFFER_RESPONSE_BODY, 0, body_size)
                 .ok()

@@ -17,14 +17,15 @@ mod identity;
 mod root;
 
 #[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
-proxy_wasm::main! {{
-    // Our own logger and panic hook: the SDK's versions unwrap host results.
+mod dispatch;
+
+/// Our own logger and panic hook (run by `_initialize`): the SDK's
+/// versions unwrap host results.
+#[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
+fn init() {
     let _ = log::set_logger(&abi::HostLogger);
     log::set_max_level(log::LevelFilter::Info);
     std::panic::set_hook(Box::new(|info| {
         abi::log(5, &format!("mcp-policy: panic, the VM will stop: {info}"));
     }));
-    proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
-        Box::new(root::Root::default())
-    });
-}}
+}

@@ -11,8 +11,6 @@ use mcp_policy_engine::config::{load_settings, load_with_base};
 use mcp_policy_engine::lint::lint;
 use mcp_policy_engine::policy::Settings;
 use mcp_policy_engine::Engine;
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::ContextType;
 
 use crate::abi;
 
@@ -50,10 +48,9 @@ pub struct Root {
     base: Settings,
 }
 
-impl Context for Root {}
-
-impl RootContext for Root {
-    fn on_vm_start(&mut self, size: usize) -> bool {
+/// The callbacks `dispatch` routes to a root context.
+impl Root {
+    pub fn on_vm_start(&mut self, size: usize) -> bool {
         let config = match abi::get_buffer(abi::BUFFER_VM_CONFIGURATION, 0, size) {
             Ok(Some(bytes)) if !bytes.iter().all(u8::is_ascii_whitespace) => bytes,
             _ => return true, // no VM settings: defaults
@@ -74,7 +71,7 @@ impl RootContext for Root {
 
     /// Returning false makes Envoy refuse the configuration: a policy with a
     /// mistake never enforces something other than what was written.
-    fn on_configure(&mut self, size: usize) -> bool {
+    pub fn on_configure(&mut self, size: usize) -> bool {
         let config = match abi::get_buffer(abi::BUFFER_PLUGIN_CONFIGURATION, 0, size) {
             Ok(Some(bytes)) => bytes,
             _ => {
@@ -115,14 +112,15 @@ impl RootContext for Root {
         }
     }
 
-    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+    /// A request's state; None without a loaded policy.
+    pub fn create_request(&self, context_id: u32) -> Option<Request> {
         let engine = self.engine.clone()?;
-        Some(Box::new(Request::new(
+        Some(Request::new(
             engine,
             self.metrics.clone(),
             context_id,
             self.held.clone(),
-        )))
+        ))
     }
 
     /// Answers held requests whose first body byte did not come in time
@@ -130,7 +128,7 @@ impl RootContext for Root {
     /// requests before, the Envoy field is set and the client is slow: 408.
     /// Otherwise Envoy probably lacks `allow_on_headers_stop_iteration`:
     /// 500 and a log line saying how to fix it. Nothing is forwarded.
-    fn on_tick(&mut self) {
+    pub fn on_tick(&mut self) {
         let now = HostClock.now_unix_millis();
         let (expired, seen_here): (Vec<u32>, bool) = {
             let mut held = self.held.borrow_mut();
@@ -172,9 +170,5 @@ impl RootContext for Root {
                 let _ = abi::send_response(reply.status, &headers, reply.body.as_bytes());
             }
         }
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
     }
 }
