@@ -52,6 +52,20 @@ thread_local! {
     static CONTEXTS: RefCell<Contexts> = RefCell::new(Contexts::default());
     /// Outstanding HTTP and gRPC callouts: token -> request context id.
     static CALLOUTS: RefCell<Vec<(u32, u32)>> = const { RefCell::new(Vec::new()) };
+    /// Contexts deleted while a callback held the state (Envoy destroys a
+    /// stream synchronously when the filter resets it): dropped at the next
+    /// context creation instead of leaking.
+    static DOOMED: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Drops the state of contexts whose deletion could not be done at once.
+fn drop_doomed(c: &mut Contexts) {
+    let ids = DOOMED.with(|d| d.try_borrow_mut().map(|mut d| std::mem::take(&mut *d)));
+    for id in ids.unwrap_or_default() {
+        if c.requests.remove(&id).is_none() {
+            c.roots.remove(&id);
+        }
+    }
 }
 
 /// Remembers which request made callout `token` (see `http_call`).
@@ -133,6 +147,7 @@ pub extern "C" fn proxy_on_context_create(context_id: u32, root_context_id: u32)
         let Ok(mut c) = c.try_borrow_mut() else {
             return;
         };
+        drop_doomed(&mut c);
         if root_context_id == 0 {
             c.roots.insert(context_id, Root::default());
         } else if let Some(request) = c
@@ -148,7 +163,14 @@ pub extern "C" fn proxy_on_context_create(context_id: u32, root_context_id: u32)
 #[no_mangle]
 pub extern "C" fn proxy_on_delete(context_id: u32) {
     let gone = CONTEXTS.with(|c| {
-        let mut c = c.try_borrow_mut().ok()?;
+        let Ok(mut c) = c.try_borrow_mut() else {
+            DOOMED.with(|d| {
+                if let Ok(mut d) = d.try_borrow_mut() {
+                    d.push(context_id);
+                }
+            });
+            return None;
+        };
         let request = c.requests.remove(&context_id);
         if request.is_none() {
             c.roots.remove(&context_id);
