@@ -177,6 +177,14 @@ pub extern "C" fn proxy_on_delete(context_id: u32) {
         }
         request
     });
+    if gone.is_some() {
+        // Envoy cancels a deleted context's callouts: forget their tokens.
+        CALLOUTS.with(|c| {
+            if let Ok(mut c) = c.try_borrow_mut() {
+                c.retain(|(_, id)| *id != context_id);
+            }
+        });
+    }
     // Dropped outside the borrow: a request's drop touches shared state.
     drop(gone);
 }
