@@ -389,7 +389,7 @@ pub fn reset_request() {
 }
 
 /// Starts an HTTP call to `cluster`; the token routes the answer back
-/// (`dispatch::register_callout`).
+/// (`dispatch::register_callout`: Envoy answers on the root context).
 pub fn http_call(
     cluster: &str,
     headers: &[(&str, &[u8])],
@@ -398,9 +398,8 @@ pub fn http_call(
 ) -> Result<u32, HostError> {
     let headers = serialize_map(headers);
     let trailers = serialize_map(&[]);
-    let mut token: u32 = 0;
-    // SAFETY: all buffers are live for the call; token is a local.
-    check(unsafe {
+    // SAFETY: all buffers are live for the call; token points to a local.
+    with_token(|token| unsafe {
         proxy_http_call(
             cluster.as_ptr(),
             cluster.len(),
@@ -411,10 +410,9 @@ pub fn http_call(
             trailers.as_ptr(),
             trailers.len(),
             millis(timeout),
-            &mut token,
+            token,
         )
-    })?;
-    Ok(token)
+    })
 }
 
 /// Starts a unary gRPC call (no initial metadata).
@@ -426,9 +424,8 @@ pub fn grpc_call(
     timeout: Duration,
 ) -> Result<u32, HostError> {
     let metadata = serialize_map(&[]);
-    let mut token: u32 = 0;
-    // SAFETY: all buffers are live for the call; token is a local.
-    check(unsafe {
+    // SAFETY: all buffers are live for the call; token points to a local.
+    with_token(|token| unsafe {
         proxy_grpc_call(
             cluster.as_ptr(),
             cluster.len(),
@@ -441,9 +438,15 @@ pub fn grpc_call(
             message.as_ptr(),
             message.len(),
             millis(timeout),
-            &mut token,
+            token,
         )
-    })?;
+    })
+}
+
+/// Runs a callout host call that writes its token; the token, or the status.
+fn with_token(call: impl FnOnce(*mut u32) -> u32) -> Result<u32, HostError> {
+    let mut token: u32 = 0;
+    check(call(&mut token))?;
     Ok(token)
 }
 

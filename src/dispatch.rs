@@ -51,6 +51,8 @@ struct Contexts {
 thread_local! {
     static CONTEXTS: RefCell<Contexts> = RefCell::new(Contexts::default());
     /// Outstanding HTTP and gRPC callouts: token -> request context id.
+    /// Needed: Envoy makes callouts on the root context, so their answers
+    /// arrive with the root's id, not the waiting request's.
     static CALLOUTS: RefCell<Vec<(u32, u32)>> = const { RefCell::new(Vec::new()) };
     /// Contexts deleted while a callback held the state (Envoy destroys a
     /// stream synchronously when the filter resets it): dropped at the next
@@ -232,13 +234,16 @@ pub extern "C" fn proxy_on_response_body(context_id: u32, size: usize, eos: u32)
 
 #[no_mangle]
 pub extern "C" fn proxy_on_http_call_response(
-    context_id: u32,
+    _context_id: u32,
     token: u32,
     headers: usize,
     body_size: usize,
     _trailers: usize,
 ) {
-    let id = take_callout(token).unwrap_or(context_id);
+    // A token we did not register (or already answered): nothing waits.
+    let Some(id) = take_callout(token) else {
+        return;
+    };
     // Later host calls (resume, local answer) act on the waiting request.
     abi::set_effective_context(id);
     with_request(id, |r| r.on_http_call_response(headers, body_size));
@@ -246,8 +251,11 @@ pub extern "C" fn proxy_on_http_call_response(
 
 /// A unary gRPC answer: its message (status 0 follows in `close`).
 #[no_mangle]
-pub extern "C" fn proxy_on_grpc_receive(context_id: u32, token: u32, size: usize) {
-    let id = take_callout(token).unwrap_or(context_id);
+pub extern "C" fn proxy_on_grpc_receive(_context_id: u32, token: u32, size: usize) {
+    // A token we did not register (or already answered): nothing waits.
+    let Some(id) = take_callout(token) else {
+        return;
+    };
     abi::set_effective_context(id);
     with_request(id, |r| r.on_grpc_call_response(0, size));
 }
