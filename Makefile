@@ -216,7 +216,7 @@ test-global: build cli venv ratelimit redis-server
 # bench/results/{micro,latest,ratelimit_memory}.md. ~12 minutes (the first
 # run compiles criterion).
 # `make bench-profile` (not part of `bench`) runs the profiling experiments.
-.PHONY: bench bench-micro bench-e2e bench-memory bench-envoy-memory bench-profile bench-instructions wrk
+.PHONY: bench bench-micro bench-e2e bench-memory bench-envoy-memory bench-profile bench-instructions bench-cpu-split wrk
 BENCH_MICRO_FLAGS ?= --warm-up-time 0.3 --measurement-time 1 --sample-size 20
 wrk:
 	@command -v wrk >/dev/null || { \
@@ -250,6 +250,11 @@ bench:
 
 bench-profile: build cli venv wrk
 	$(PY) bench/profile.py
+
+# User vs system CPU per request, side by side: passthrough, native, the
+# filter in both modes and the noop probes (bench/cpu_split.py --help).
+bench-cpu-split: build cli venv wrk
+	$(PY) bench/cpu_split.py --only passthrough,native,hold,stream,noop,noop-calls
 
 # Instructions per request of the whole proxy Envoy under callgrind (bench/README.md,
 # "Instruction counts"): load-independent, the number to steer by. 15-40 min.

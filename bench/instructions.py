@@ -13,6 +13,11 @@ keep-alive connection, after a warm-up that lets V8 tier up. The count
 does not depend on what else the machine is doing; the difference to
 passthrough at the same body size is what the filter adds per request.
 
+With `--cache-sim` callgrind also simulates the L1 instruction and data
+caches and the report adds the misses per request: on this machine CPU
+time follows the code a request touches more than the instructions it
+runs (bench/README.md, "Instructions are not the cost: cold code").
+
 Counters are zeroed and dumped with `callgrind_control` around each batch.
 The upstream is a normal Envoy (not counted). Writes
 bench/results/instructions.md.
@@ -77,6 +82,8 @@ class Result:
     instructions: list[int] = field(default_factory=list)  # per batch, per request
     # Per batch: instructions per request by where they ran (`split_by_part`).
     parts: list[dict[str, int]] = field(default_factory=list)
+    # Per batch, with --cache-sim: (L1i misses, L1d misses) per request, by part.
+    misses: list[dict[str, tuple[int, int]]] = field(default_factory=list)
 
     @property
     def per_request(self) -> float:
@@ -88,6 +95,13 @@ class Result:
         if not self.parts:
             return {}
         return self.parts[self.instructions.index(min(self.instructions))]
+
+    @property
+    def lowest_misses(self) -> dict[str, tuple[int, int]]:
+        """The cache misses of the batch shown (empty without --cache-sim)."""
+        if not self.misses:
+            return {}
+        return self.misses[self.instructions.index(min(self.instructions))]
 
 
 class Client:
@@ -158,12 +172,19 @@ def part_of(obj: str, fn: str) -> str:
     return PARTS[4]
 
 
-def split_by_part(texts: list[str]) -> dict[str, int]:
-    """Self cost by part over dump texts (written with --compress-strings=no):
-    cost lines count for the current `ob=`/`fn=`; the line after `calls=`
-    is the callee's inclusive cost and is skipped."""
+def split_by_part(texts: list[str], event: str = "Ir") -> dict[str, int]:
+    """Self cost of one event (`Ir`: instructions; with --cache-sim also
+    `I1mr`, `D1mr`, `D1mw`) by part over dump texts (written with
+    --compress-strings=no): cost lines count for the current `ob=`/`fn=`;
+    the line after `calls=` is the callee's inclusive cost and is skipped.
+    A cost line may omit trailing zero events."""
     parts = dict.fromkeys(PARTS, 0)
     for text in texts:
+        events = re.search(r"^events: (.*)$", text, re.M)
+        names = events.group(1).split() if events else ["Ir"]
+        if event not in names:
+            continue
+        column = 1 + names.index(event)
         obj = fn = ""
         after_call = False
         for line in text.splitlines():
@@ -177,9 +198,16 @@ def split_by_part(texts: list[str]) -> dict[str, int]:
                 fields = line.split()
                 if after_call:
                     after_call = False
-                elif len(fields) >= 2 and fields[1].isdigit():
-                    parts[part_of(obj, fn)] += int(fields[1])
+                elif len(fields) > column and fields[column].isdigit():
+                    parts[part_of(obj, fn)] += int(fields[column])
     return parts
+
+
+def misses_by_part(texts: list[str], requests: int) -> dict[str, tuple[int, int]]:
+    """(L1i misses, L1d read + write misses) per request by part."""
+    i1 = split_by_part(texts, "I1mr")
+    d1r, d1w = split_by_part(texts, "D1mr"), split_by_part(texts, "D1mw")
+    return {k: (i1[k] // requests, (d1r[k] + d1w[k]) // requests) for k in PARTS}
 
 
 def real_envoy_bin() -> str:
@@ -217,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-passthrough", action="store_true",
                     help="skip the passthrough baseline (when comparing modules against an earlier run's)")
     ap.add_argument("--label", default="", help="a note for the results header (e.g. the commit)")
+    ap.add_argument("--cache-sim", action="store_true",
+                    help="also simulate the L1 caches and report misses per request (slower)")
     args = ap.parse_args(argv)
     if not shutil.which("valgrind") or not shutil.which("callgrind_control"):
         print("valgrind (with callgrind_control) is required: apt-get install valgrind", file=sys.stderr)
@@ -251,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
             prefix = [
                 "valgrind", "--tool=callgrind", "--smc-check=all-non-file", "--dump-instr=no", "--dump-line=no",
                 "--compress-strings=no", f"--callgrind-out-file={out_dir}/callgrind.out.%p",
+                *(["--cache-sim=yes"] if args.cache_sim else []),
             ]  # fmt: skip
             wasm = NOOP_WASM if cfg.probe is not None else args.wasm.resolve()
             config = h.proxy_config(cfg.kind, upstream_port=upstream.port, wasm_path=wasm, policy=cfg.probe,
@@ -279,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
                             total, texts = dumped_total(out_dir, before)
                             r.instructions.append(total // args.requests)
                             r.parts.append({k: v // args.requests for k, v in split_by_part(texts).items()})
+                            if args.cache_sim:
+                                r.misses.append(misses_by_part(texts, args.requests))
                         client.close()
                         results.append(r)
                         print(f"  {cfg.key}/{case}/{size}: {r.per_request:,.0f} instructions/request "
@@ -344,8 +377,47 @@ def render(results: list[Result], args: argparse.Namespace, elapsed: float) -> s
             cells.append(f"{v:,}" if r.config.kind == "passthrough" or not ref else f"{v:,} ({v - ref.get(k, 0):+,})")
         call = "any" if r.config.kind in ("passthrough", "buffer") or r.config.probe is not None else r.case
         lines.append(f"| {r.config.label} | {call} | {r.size} | " + " | ".join(cells) + " |")
+    if any(r.misses for r in results):
+        lines += render_misses(results)
     lines += ["", f"Run time: {elapsed:.0f} s.", ""]
     return "\n".join(lines)
+
+
+def render_misses(results: list[Result]) -> list[str]:
+    """The --cache-sim table: simulated L1 misses per request, + over passthrough."""
+    lines = [
+        "",
+        "## L1 cache misses per request (simulated: `--cache-sim`; + over passthrough)",
+        "",
+        "callgrind's model of the L1 instruction and data caches (sizes from this CPU), fed by the whole",
+        "process (all threads). The kernel's own use of the caches is not in it, so these are a floor.",
+        "Module: code V8 generated (the part of the \"???\" object above 2^40); Envoy: the binary and",
+        "its unattributed allocator range.",
+        "",
+        "| configuration | call | body | L1i misses | of which module | L1d misses |",
+        "| --- | --- | --- | ---: | ---: | ---: |",
+    ]
+    base = {r.size: r.lowest_misses for r in results if r.config.kind == "passthrough" and r.misses}
+
+    def total(m: dict[str, tuple[int, int]], which: int) -> int:
+        return sum(v[which] for v in m.values())
+
+    for r in results:
+        m = r.lowest_misses
+        if not m:
+            continue
+        ref = base.get(r.size)
+        cells = []
+        for value, ref_value in (
+            (total(m, 0), total(ref, 0) if ref else None),
+            (m[PARTS[0]][0], ref[PARTS[0]][0] if ref else None),
+            (total(m, 1), total(ref, 1) if ref else None),
+        ):
+            shown = ref is not None and r.config.kind != "passthrough"
+            cells.append(f"{value:,} ({value - ref_value:+,})" if shown and ref_value is not None else f"{value:,}")
+        call = "any" if r.config.kind in ("passthrough", "buffer") or r.config.probe is not None else r.case
+        lines.append(f"| {r.config.label} | {call} | {r.size} | " + " | ".join(cells) + " |")
+    return lines
 
 
 if __name__ == "__main__":
