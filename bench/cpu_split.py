@@ -94,8 +94,9 @@ def main() -> int:
     samples: dict[str, list[dict[str, float]]] = {k: [] for k in keys}
     try:
         for k in keys:
-            proxies[k] = h.Envoy(k.replace("/", "_"), config_for(k, upstream.port, args.wasm.resolve()),
-                                 work / k.replace("/", "_"), cpus="1").start()  # fmt: skip
+            name = k.replace("/", "_")  # `hold@/path/x.wasm` names a directory
+            config = config_for(k, upstream.port, args.wasm.resolve())
+            proxies[k] = h.Envoy(name, config, work / name, cpus="1").start()
             status, text = h.post(proxies[k].url, body.read_bytes())
             if status != 200 or text != h.UPSTREAM_RESULT:
                 raise SystemExit(f"{k}: unexpected answer {status} {text[:120]!r}")

@@ -391,8 +391,7 @@ def render_misses(results: list[Result]) -> list[str]:
         "",
         "callgrind's model of the L1 instruction and data caches (sizes from this CPU), fed by the whole",
         "process (all threads). The kernel's own use of the caches is not in it, so these are a floor.",
-        "Module: code V8 generated (the part of the \"???\" object above 2^40); Envoy: the binary and",
-        "its unattributed allocator range.",
+        "Of which module: the misses in code V8 generated (the part of the \"???\" object above 2^40).",
         "",
         "| configuration | call | body | L1i misses | of which module | L1d misses |",
         "| --- | --- | --- | ---: | ---: | ---: |",
@@ -406,15 +405,14 @@ def render_misses(results: list[Result]) -> list[str]:
         m = r.lowest_misses
         if not m:
             continue
-        ref = base.get(r.size)
+        ref = base.get(r.size) if r.config.kind != "passthrough" else None
         cells = []
         for value, ref_value in (
-            (total(m, 0), total(ref, 0) if ref else None),
-            (m[PARTS[0]][0], ref[PARTS[0]][0] if ref else None),
-            (total(m, 1), total(ref, 1) if ref else None),
+            (total(m, 0), total(ref, 0) if ref else 0),
+            (m[PARTS[0]][0], ref[PARTS[0]][0] if ref else 0),
+            (total(m, 1), total(ref, 1) if ref else 0),
         ):
-            shown = ref is not None and r.config.kind != "passthrough"
-            cells.append(f"{value:,} ({value - ref_value:+,})" if shown and ref_value is not None else f"{value:,}")
+            cells.append(f"{value:,} ({value - ref_value:+,})" if ref else f"{value:,}")
         call = "any" if r.config.kind in ("passthrough", "buffer") or r.config.probe is not None else r.case
         lines.append(f"| {r.config.label} | {call} | {r.size} | " + " | ".join(cells) + " |")
     return lines
