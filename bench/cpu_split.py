@@ -27,7 +27,6 @@ import argparse
 import glob
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -37,8 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness as h  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
-NOOP_WASM = h.BENCH / "wasm-probes" / "target" / "wasm32-wasip1" / "release" / "noop_filter.wasm"
-PROBES = {"noop": "hold", "noop-calls": "hold,headers,body,shared,time,metrics,set_property,response"}
+PROBES = {"noop": "hold", "noop-calls": h.NOOP_ALLOWED_CALLS}
 
 
 def snapshot(pid: int) -> dict[str, float]:
@@ -67,7 +65,7 @@ def config_for(key: str, upstream_port: int, wasm: Path) -> str:
     if key in ("passthrough", "native", "buffer"):
         return h.proxy_config(key, upstream_port=upstream_port)
     if key in PROBES:
-        return h.proxy_config("wasm", upstream_port=upstream_port, wasm_path=NOOP_WASM, policy=PROBES[key])
+        return h.proxy_config("wasm", upstream_port=upstream_port, wasm_path=h.NOOP_WASM, policy=PROBES[key])
     mode, _, other = key.partition("@")
     if mode not in ("hold", "stream"):
         raise SystemExit(f"unknown configuration {key!r}")
@@ -83,9 +81,8 @@ def main() -> int:
     ap.add_argument("--wasm", type=Path, default=h.REPO / "dist" / "mcp_policy.wasm")
     args = ap.parse_args()
     keys = [k for k in args.only.split(",") if k]
-    if any(k in PROBES for k in keys) and not NOOP_WASM.exists():
-        subprocess.run(["cargo", "build", "-q", "--release", "--manifest-path", str(h.BENCH / "wasm-probes" / "Cargo.toml"),
-                        "--target", "wasm32-wasip1", "--lib"], check=True)  # fmt: skip
+    if any(k in PROBES for k in keys):
+        h.build_noop_probe()
     work = Path(tempfile.mkdtemp(prefix="mcp-policy-cpu-"))
     body = work / "body.json"
     body.write_bytes(h.body(1024))

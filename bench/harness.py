@@ -31,6 +31,20 @@ sys.path.insert(0, str(REPO / "demo"))
 
 import envoy_config  # noqa: E402
 
+# bench/wasm-probes' noop filter: a proxy-wasm filter with none of this
+# filter's code; its plugin configuration lists the host calls to make.
+NOOP_WASM = BENCH / "wasm-probes" / "target" / "wasm32-wasip1" / "release" / "noop_filter.wasm"
+# The host calls of an allowed call, for the noop filter (wasm-probes' doc).
+NOOP_ALLOWED_CALLS = "hold,headers,body,shared,time,metrics,set_property,response"
+
+
+def build_noop_probe() -> Path:
+    """Builds the noop filter if it is missing; returns its path."""
+    if not NOOP_WASM.exists():
+        subprocess.run(["cargo", "build", "-q", "--release", "--manifest-path", str(BENCH / "wasm-probes" / "Cargo.toml"),
+                        "--target", "wasm32-wasip1", "--lib"], check=True)  # fmt: skip
+    return NOOP_WASM
+
 POLICY_PATH = BENCH / "policy.json"
 WRK_POST = BENCH / "wrk" / "post.lua"
 

@@ -68,10 +68,9 @@ CONFIGS = [
     Config("noop", "proxy-wasm filter that only continues (V8)", "wasm", "stream", probe=""),
     Config("noop-body", "proxy-wasm filter: hold, copy the body into the VM (V8)", "wasm", probe="hold,body"),
     Config("noop-calls", "proxy-wasm filter making the filter's host calls of an allowed call, nothing else (V8)",
-           "wasm", probe="hold,headers,body,shared,time,metrics,set_property,response"),  # fmt: skip
+           "wasm", probe=h.NOOP_ALLOWED_CALLS),  # fmt: skip
 ]
 PROBES = {"noop", "noop-body", "noop-calls"}
-NOOP_WASM = h.BENCH / "wasm-probes" / "target" / "wasm32-wasip1" / "release" / "noop_filter.wasm"
 
 
 @dataclass
@@ -265,9 +264,8 @@ def main(argv: list[str] | None = None) -> int:
         for c in [*CONFIGS, *extra]
         if (not only or c.key in only or (c.key == "passthrough" and not args.no_passthrough)) and (c.key not in PROBES or args.probes or c.key in only)
     ]
-    if any(c.probe is not None for c in configs) and not NOOP_WASM.exists():
-        subprocess.run(["cargo", "build", "-q", "--release", "--manifest-path", str(h.BENCH / "wasm-probes" / "Cargo.toml"),
-                        "--target", "wasm32-wasip1", "--lib"], check=True)  # fmt: skip
+    if any(c.probe is not None for c in configs):
+        h.build_noop_probe()
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="mcp-policy-instr-"))
     bodies = {(case, s): h.body(SIZES[s], h.ALLOWED_TOOL if case == "allowed" else h.REFUSED_TOOL)
@@ -283,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
                 "--compress-strings=no", f"--callgrind-out-file={out_dir}/callgrind.out.%p",
                 *(["--cache-sim=yes"] if args.cache_sim else []),
             ]  # fmt: skip
-            wasm = NOOP_WASM if cfg.probe is not None else args.wasm.resolve()
+            wasm = h.NOOP_WASM if cfg.probe is not None else args.wasm.resolve()
             config = h.proxy_config(cfg.kind, upstream_port=upstream.port, wasm_path=wasm, policy=cfg.probe,
                                     header_mode=cfg.header_mode)  # fmt: skip
             envoy = h.Envoy(cfg.key, config, work / cfg.key, prefix=prefix, log_level="warn")
