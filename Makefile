@@ -216,7 +216,7 @@ test-global: build cli venv ratelimit redis-server
 # bench/results/{micro,latest,ratelimit_memory}.md. ~12 minutes (the first
 # run compiles criterion).
 # `make bench-profile` (not part of `bench`) runs the profiling experiments.
-.PHONY: bench bench-micro bench-e2e bench-memory bench-envoy-memory bench-profile bench-instructions bench-cpu-split wrk
+.PHONY: bench bench-micro bench-e2e bench-memory bench-envoy-memory bench-profile bench-instructions bench-cpu-split bench-footprint wrk
 BENCH_MICRO_FLAGS ?= --warm-up-time 0.3 --measurement-time 1 --sample-size 20
 wrk:
 	@command -v wrk >/dev/null || { \
@@ -261,6 +261,12 @@ bench-cpu-split: build cli venv wrk
 bench-instructions: build cli venv
 	@command -v valgrind >/dev/null || { echo "bench-instructions needs valgrind (apt-get install valgrind)"; exit 1; }
 	$(PY) bench/instructions.py $(BENCH_INSTRUCTIONS_FLAGS)
+
+# The module's machine code per allowed call, by function (node's V8 under
+# callgrind; bench/README.md "Code footprint"): deterministic, ~1 minute.
+bench-footprint: toolchain venv
+	@command -v valgrind >/dev/null || { echo "bench-footprint needs valgrind (apt-get install valgrind)"; exit 1; }
+	$(PY) bench/footprint.py
 
 # Fuzzing (README "Fuzzing"): cargo-fuzz (libFuzzer) targets in fuzz/, a
 # workspace of its own on the nightly toolchain. The nightly toolchain is

@@ -352,11 +352,7 @@ impl Engine {
                 Message::ToolCall { tool, .. }
                     if scopes.grant.is_none() && self.policy.settings.require_grant =>
                 {
-                    let reason = format!(
-                        "the call carries no grant ({}), and settings.require_grant is set",
-                        self.policy.settings.grant.describe()
-                    );
-                    refusal = Some(denied(tool, "settings.require_grant".to_string(), reason));
+                    refusal = Some(self.no_grant_refusal(tool));
                 }
                 Message::ToolCall {
                     kind,
@@ -368,19 +364,19 @@ impl Engine {
                     let mut approval = None;
                     let verdict = match unreadable {
                         _ if *kind != CallKind::Tool => self.policy.decide_item(*kind, tool),
-                        Some(why) => CallVerdict::Deny {
-                            rule: "caller".to_string(),
-                            reason: format!("the caller's identity could not be read ({why}); the call is refused"),
-                        },
+                        Some(why) => unreadable_caller(why),
                         None => match self.pin_check(store, tool) {
-                            CallCheck::Refuse { rule, reason } => CallVerdict::Deny { rule, reason },
+                            CallCheck::Refuse { rule, reason } => {
+                                CallVerdict::Deny { rule, reason }
+                            }
                             CallCheck::Flag { rule, reason } => {
                                 flagged = Some((rule, reason));
-                                self.policy.decide_call_for(tool, *arguments, &caller, &hint)
+                                self.policy
+                                    .decide_call_for(tool, *arguments, &caller, &hint)
                             }
-                            CallCheck::Pass => {
-                                self.policy.decide_call_for(tool, *arguments, &caller, &hint)
-                            }
+                            CallCheck::Pass => self
+                                .policy
+                                .decide_call_for(tool, *arguments, &caller, &hint),
                         },
                     };
                     let limits = match verdict {
@@ -403,8 +399,7 @@ impl Engine {
                         match self.take(counter, scopes, *arguments) {
                             Ok(take) => own_takes.push(take),
                             Err(reason) => {
-                                let rule = format!("limits.{}", self.counter_name(counter));
-                                refusal = Some(denied(tool, rule, reason));
+                                refusal = Some(self.limit_refusal(tool, counter, reason))
                             }
                         }
                     }
@@ -428,23 +423,11 @@ impl Engine {
             }
             if shadow {
                 if let Some(r) = refusal.take() {
-                    if let Some(note) = note_at(&mut notes, messages.len(), i) {
-                        *note = Some(r.shadowed());
-                    }
+                    note_shadowed(&mut notes, messages.len(), i, r);
                 }
             }
-            if let (Some((rule, reason)), None, Message::ToolCall { tool, .. }) =
-                (flagged, &refusal, msg)
-            {
-                if let Some(note @ None) = note_at(&mut notes, messages.len(), i) {
-                    *note = Some(Refusal {
-                        outcome: Outcome::Flagged,
-                        tool: text::shown_name(tool).into_owned(),
-                        rule,
-                        reason,
-                        rate: None,
-                    });
-                }
+            if let (Some(flag), None, Message::ToolCall { tool, .. }) = (flagged, &refusal, msg) {
+                note_flagged(&mut notes, messages.len(), i, tool, flag);
             }
             refusals.push(refusal);
         }
@@ -459,15 +442,12 @@ impl Engine {
                 Ok(charges) => forwarded.charges = charges,
                 Err((failed, denial)) => {
                     let element = take_messages.get(failed).copied().unwrap_or(0);
-                    if let (Some(slot), Some(Message::ToolCall { tool, .. })) =
-                        (refusals.get_mut(element), messages.get(element))
-                    {
-                        *slot = Some(self.rate_refusal(tool, &denial));
-                    }
+                    self.blame_rate(&mut refusals, messages, element, &denial);
                 }
             }
         }
-        if refusals.iter().all(Option::is_none) {
+        let admitted = refusals.iter().all(Option::is_none);
+        if admitted && !(shadow_takes.is_empty() && shadow_approvals.is_empty()) {
             self.shadow_limits(
                 store,
                 clock,
@@ -476,41 +456,17 @@ impl Engine {
                 &mut notes,
                 &mut forwarded,
             );
-            for (i, rule, reason) in shadow_approvals {
-                if let (Some(note @ None), Some(Message::ToolCall { tool, .. })) =
-                    (note_at(&mut notes, messages.len(), i), messages.get(i))
-                {
-                    *note = Some(Refusal {
-                        outcome: Outcome::WouldNeedApproval,
-                        tool: text::shown_name(tool).into_owned(),
-                        rule,
-                        reason,
-                        rate: None,
-                    });
-                }
-            }
+            note_shadow_approvals(&mut notes, messages, shadow_approvals);
         }
         let mut approval = None;
-        if refusals.iter().all(Option::is_none) && !approvals.is_empty() {
-            match self.pending_approval(source, messages, batch, scopes, &approvals) {
-                Ok(pending) => approval = Some(pending),
-                Err(reason) => {
-                    ratelimit::release(store, &forwarded.charges);
-                    for (i, rule, _) in &approvals {
-                        if let (Some(slot), Some(Message::ToolCall { tool, .. })) =
-                            (refusals.get_mut(*i), messages.get(*i))
-                        {
-                            *slot = Some(Refusal {
-                                outcome: Outcome::ApprovalRefused,
-                                tool: text::shown_name(tool).into_owned(),
-                                rule: rule.clone(),
-                                reason: reason.clone(),
-                                rate: None,
-                            });
-                        }
-                    }
-                }
-            }
+        if admitted && !approvals.is_empty() {
+            approval = self.approval_or_refusals(
+                (source, messages, batch, scopes),
+                &approvals,
+                store,
+                &forwarded,
+                &mut refusals,
+            );
         }
         let calls = call_records(messages, &refusals, &notes);
         if refusals.iter().any(Option::is_some) {
@@ -520,16 +476,72 @@ impl Engine {
             };
         }
         forwarded.calls = calls;
-        let global: Vec<(usize, GlobalTake)> = take_messages
-            .iter()
-            .zip(&takes)
+        match &self.policy.rate_limit_service {
+            Some(service) => {
+                let takes = take_messages.iter().copied().zip(takes.iter());
+                self.ask_rate_limit(service, source, messages, batch, takes, forwarded, approval)
+            }
+            None => self.after_limits(forwarded, approval),
+        }
+    }
+
+    /// The pending approval for the calls that need one; when it cannot be
+    /// asked, every such call is refused (`ApprovalRefused`) and what the
+    /// request took is given back.
+    #[inline(never)]
+    fn approval_or_refusals(
+        &self,
+        (source, messages, batch, scopes): (&str, &[Message<'_, '_>], bool, &Scopes<'_>),
+        approvals: &[(usize, String, String)],
+        store: &dyn SharedStore,
+        forwarded: &Forwarded,
+        refusals: &mut [Option<Refusal>],
+    ) -> Option<PendingApproval> {
+        match self.pending_approval(source, messages, batch, scopes, approvals) {
+            Ok(pending) => Some(pending),
+            Err(reason) => {
+                ratelimit::release(store, &forwarded.charges);
+                for (i, rule, _) in approvals {
+                    if let (Some(slot), Some(Message::ToolCall { tool, .. })) =
+                        (refusals.get_mut(*i), messages.get(*i))
+                    {
+                        *slot = Some(Refusal {
+                            outcome: Outcome::ApprovalRefused,
+                            tool: text::shown_name(tool).into_owned(),
+                            rule: rule.clone(),
+                            reason: reason.clone(),
+                            rate: None,
+                        });
+                    }
+                }
+                None
+            }
+        }
+    }
+
+    /// With a rate limit service: the request waits for its answer when
+    /// any of its takes is one the service counts (`takes`: message index,
+    /// take); otherwise it goes on as without a service.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn ask_rate_limit<'t>(
+        &self,
+        service: &crate::policy::RateLimitService,
+        source: &str,
+        messages: &[Message<'_, '_>],
+        batch: bool,
+        takes: impl Iterator<Item = (usize, &'t Take)>,
+        forwarded: Forwarded,
+        approval: Option<PendingApproval>,
+    ) -> Verdict {
+        let global: Vec<(usize, GlobalTake)> = takes
             .filter(|(_, t)| self.is_global(t.counter))
             .filter_map(|(i, t)| {
-                let Some(Message::ToolCall { tool, .. }) = messages.get(*i) else {
+                let Some(Message::ToolCall { tool, .. }) = messages.get(i) else {
                     return None;
                 };
                 Some((
-                    *i,
+                    i,
                     GlobalTake {
                         counter: t.counter,
                         fingerprint: t.fingerprint,
@@ -539,33 +551,33 @@ impl Engine {
                 ))
             })
             .collect();
-        if let (Some(service), false) = (&self.policy.rate_limit_service, global.is_empty()) {
-            let only: Vec<GlobalTake> = global.iter().map(|(_, t)| t.clone()).collect();
-            return Verdict::AskRateLimit(Box::new(PendingGlobal {
-                cluster: service.cluster.clone(),
-                timeout_ms: service.timeout_ms,
-                request: global_limits::encode_request(
-                    &service.domain,
-                    &self.policy.counters,
-                    &only,
-                    service.include_tool,
-                ),
-                takes: global,
-                ids: raw_ids(source, messages)
-                    .into_iter()
-                    .map(|to| {
-                        to.map(|to| ReplyTo {
-                            id: to.id.to_string(),
-                            tool_call: to.tool_call,
-                        })
-                    })
-                    .collect(),
-                batch,
-                forwarded,
-                approval,
-            }));
+        if global.is_empty() {
+            return self.after_limits(forwarded, approval);
         }
-        self.after_limits(forwarded, approval)
+        let only: Vec<GlobalTake> = global.iter().map(|(_, t)| t.clone()).collect();
+        Verdict::AskRateLimit(Box::new(PendingGlobal {
+            cluster: service.cluster.clone(),
+            timeout_ms: service.timeout_ms,
+            request: global_limits::encode_request(
+                &service.domain,
+                &self.policy.counters,
+                &only,
+                service.include_tool,
+            ),
+            takes: global,
+            ids: raw_ids(source, messages)
+                .into_iter()
+                .map(|to| {
+                    to.map(|to| ReplyTo {
+                        id: to.id.to_string(),
+                        tool_call: to.tool_call,
+                    })
+                })
+                .collect(),
+            batch,
+            forwarded,
+            approval,
+        }))
     }
 
     /// Counts shadowed calls in their shadow budgets (each call on its own,
@@ -939,6 +951,42 @@ impl Engine {
         })
     }
 
+    /// A call without a grant where `settings.require_grant` is set.
+    #[cold]
+    #[inline(never)]
+    fn no_grant_refusal(&self, tool: &str) -> Refusal {
+        let reason = format!(
+            "the call carries no grant ({}), and settings.require_grant is set",
+            self.policy.settings.grant.describe()
+        );
+        denied(tool, "settings.require_grant".to_string(), reason)
+    }
+
+    /// A call whose limit could not be taken (its increment argument).
+    #[cold]
+    #[inline(never)]
+    fn limit_refusal(&self, tool: &str, counter: usize, reason: String) -> Refusal {
+        let rule = format!("limits.{}", self.counter_name(counter));
+        denied(tool, rule, reason)
+    }
+
+    /// Blames the call at `element` for the limit that refused the request.
+    #[cold]
+    #[inline(never)]
+    fn blame_rate(
+        &self,
+        refusals: &mut [Option<Refusal>],
+        messages: &[Message<'_, '_>],
+        element: usize,
+        denial: &Denial,
+    ) {
+        if let (Some(slot), Some(Message::ToolCall { tool, .. })) =
+            (refusals.get_mut(element), messages.get(element))
+        {
+            *slot = Some(self.rate_refusal(tool, denial));
+        }
+    }
+
     fn rate_refusal(&self, tool: &str, denial: &Denial) -> Refusal {
         let (counter_idx, retry, reason_tail) = match denial {
             Denial::Exhausted {
@@ -1219,6 +1267,69 @@ impl Engine {
 
 /// `notes[i]`, the notes filled with `None` for all `len` messages on first
 /// use (so a request that notes nothing allocates nothing).
+/// A shadowed call's refusal, kept as a note (`would_...`).
+#[cold]
+#[inline(never)]
+fn note_shadowed(notes: &mut Vec<Option<Refusal>>, len: usize, i: usize, refusal: Refusal) {
+    if let Some(note) = note_at(notes, len, i) {
+        *note = Some(refusal.shadowed());
+    }
+}
+
+/// A forwarded call whose pin mismatched in `flag` mode: noted as flagged.
+#[cold]
+#[inline(never)]
+fn note_flagged(
+    notes: &mut Vec<Option<Refusal>>,
+    len: usize,
+    i: usize,
+    tool: &str,
+    (rule, reason): (String, String),
+) {
+    if let Some(note @ None) = note_at(notes, len, i) {
+        *note = Some(Refusal {
+            outcome: Outcome::Flagged,
+            tool: text::shown_name(tool).into_owned(),
+            rule,
+            reason,
+            rate: None,
+        });
+    }
+}
+
+/// Shadowed calls that would have needed approval, noted as such.
+#[cold]
+#[inline(never)]
+fn note_shadow_approvals(
+    notes: &mut Vec<Option<Refusal>>,
+    messages: &[Message<'_, '_>],
+    shadow_approvals: Vec<(usize, String, String)>,
+) {
+    for (i, rule, reason) in shadow_approvals {
+        if let (Some(note @ None), Some(Message::ToolCall { tool, .. })) =
+            (note_at(notes, messages.len(), i), messages.get(i))
+        {
+            *note = Some(Refusal {
+                outcome: Outcome::WouldNeedApproval,
+                tool: text::shown_name(tool).into_owned(),
+                rule,
+                reason,
+                rate: None,
+            });
+        }
+    }
+}
+
+/// A call refused because the caller's identity could not be read.
+#[cold]
+#[inline(never)]
+fn unreadable_caller(why: &str) -> CallVerdict {
+    CallVerdict::Deny {
+        rule: "caller".to_string(),
+        reason: format!("the caller's identity could not be read ({why}); the call is refused"),
+    }
+}
+
 fn note_at(notes: &mut Vec<Option<Refusal>>, len: usize, i: usize) -> Option<&mut Option<Refusal>> {
     if notes.is_empty() {
         notes.resize(len, None);
