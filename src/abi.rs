@@ -284,8 +284,13 @@ pub fn remove_header(map: u32, name: &str) {
     let _ = unsafe { proxy_remove_header_map_value(map, name.as_ptr(), name.len()) };
 }
 
-fn property_path(path: &[&str]) -> Vec<u8> {
-    path.join("\0").into_bytes()
+/// A property path as proxy-wasm encodes it (segments joined by NUL); a
+/// one-segment path (every filter-state write) is its own bytes.
+fn property_path<'p>(path: &[&'p str]) -> std::borrow::Cow<'p, [u8]> {
+    match path {
+        [one] => std::borrow::Cow::Borrowed(one.as_bytes()),
+        _ => std::borrow::Cow::Owned(path.join("\0").into_bytes()),
+    }
 }
 
 pub fn get_property(path: &[&str]) -> Option<Vec<u8>> {

@@ -43,6 +43,12 @@ pub struct BatchCounts {
 /// The audit lines due for the judged calls of one request at `level`.
 pub fn entries(level: AuditLevel, calls: &[CallRecord]) -> Vec<Entry<'_>> {
     let refused = |c: &&CallRecord| c.outcome != Outcome::Allowed;
+    // Most requests: allowed calls at the default level, nothing to write.
+    if level == AuditLevel::Off
+        || (level == AuditLevel::Refused && !calls.iter().any(|c| refused(&c)))
+    {
+        return Vec::new();
+    }
     let first = calls
         .iter()
         .filter(refused)
