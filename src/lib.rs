@@ -22,7 +22,7 @@ mod dispatch;
 /// talc instead of std's dlmalloc: every request allocates, and each VM
 /// entry starts cold, so the allocator's code is part of every request's
 /// footprint; talc's allocate/free paths are a third of dlmalloc's
-/// (-101 simulated L1i misses per allowed call in Envoy, bench/README.md
+/// (-198 simulated L1i misses per allowed call in Envoy, bench/README.md
 /// "Code footprint"). Memory the host asks for (`proxy_on_memory_allocate`)
 /// comes from the same allocator, so ownership handed back stays valid.
 #[cfg(all(target_arch = "wasm32", target_os = "wasi"))]

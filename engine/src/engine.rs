@@ -461,7 +461,10 @@ impl Engine {
         let mut approval = None;
         if admitted && !approvals.is_empty() {
             approval = self.approval_or_refusals(
-                (source, messages, batch, scopes),
+                source,
+                messages,
+                batch,
+                scopes,
                 &approvals,
                 store,
                 &forwarded,
@@ -488,10 +491,14 @@ impl Engine {
     /// The pending approval for the calls that need one; when it cannot be
     /// asked, every such call is refused (`ApprovalRefused`) and what the
     /// request took is given back.
+    #[allow(clippy::too_many_arguments)]
     #[inline(never)]
     fn approval_or_refusals(
         &self,
-        (source, messages, batch, scopes): (&str, &[Message<'_, '_>], bool, &Scopes<'_>),
+        source: &str,
+        messages: &[Message<'_, '_>],
+        batch: bool,
+        scopes: &Scopes<'_>,
         approvals: &[(usize, String, String)],
         store: &dyn SharedStore,
         forwarded: &Forwarded,
