@@ -15,12 +15,16 @@ allowed 1 KiB call, as in Envoy), under `valgrind --tool=callgrind
 --dump-instr=yes`, and maps every executed address to its function with
 V8's `--log-code` records.
 
-Counted: machine instructions run at least once per request on average
-(`--requests` times in the run), grouped by the 64-byte cache line they
-sit in. A line is a unit of instruction-cache traffic, so "lines" is the
-module's code footprint per request; the number is deterministic (it does
-not depend on the machine's load) and is meant to compare module variants
-side by side. It is node's V8, not Envoy's: absolute numbers differ, the
+Counted: machine instructions run at least once per request on average,
+grouped by the 64-byte cache line they sit in. A second run with no
+requests (start and policy load only) is subtracted, instruction by
+instruction (function and offset: V8 places code differently per process),
+so loading the policy does not count. A line is a unit of
+instruction-cache traffic, so "lines" is the module's code footprint per
+request. The host's clock is fixed, so the instruction count repeats
+exactly from run to run and the line count within ~5 (code alignment); it
+does not depend on the machine's load, and is meant to compare module
+variants side by side. It is node's V8, not Envoy's: absolute numbers differ, the
 ranking of functions holds (checked against Envoy's `--cache-sim` counts,
 bench/README.md). Writes bench/results/footprint.md.
 """
@@ -30,6 +34,7 @@ from __future__ import annotations
 import argparse
 import bisect
 import collections
+import concurrent.futures
 import datetime as dt
 import json
 import os
@@ -59,6 +64,7 @@ def build_named() -> Path:
 
 def run(wasm: Path, policy: Path, requests: int, mode: str, work: Path) -> tuple[Path, Path, dict]:
     """Runs the host under callgrind; returns the callgrind dump, V8's code log and the host's report."""
+    work.mkdir(parents=True, exist_ok=True)
     dump, log = work / "callgrind.out", work / "v8.log"
     cmd = [
         "valgrind", "--tool=callgrind", "--dump-instr=yes", f"--callgrind-out-file={dump}",
@@ -81,10 +87,13 @@ def code_ranges(log: Path) -> list[tuple[int, int, str]]:
     """(start, size, name) of every Wasm function V8 compiled, from its code log."""
     ranges = []
     for line in log.read_text(errors="replace").splitlines():
-        # code-creation,JS,<kind>,<time>,<address>,<size>,<name>,...: Wasm functions are kind 4.
+        # code-creation,JS,<kind>,<time>,<address>,<size>,<name>,...: Wasm
+        # functions are kind 4 in node 20's V8 (the numbering may change).
         if line.startswith("code-creation,JS,4,"):
             parts = line.split(",")
             ranges.append((int(parts[4], 16), int(parts[5]), parts[6]))
+    if not ranges:
+        sys.exit(f"footprint: no Wasm functions in V8's code log {log} (has its format changed?)")
     return sorted(ranges)
 
 
@@ -135,25 +144,40 @@ def demangle(names: list[str]) -> list[str]:
     return readable
 
 
-def footprint(dump: Path, log: Path, requests: int) -> tuple[list[tuple[str, int, float]], int, float]:
-    """Per function: (name, cache lines run every request, instructions per request); totals."""
+def module_costs(dump: Path, log: Path) -> dict[tuple[str, int], tuple[int, int]]:
+    """Executions of each instruction in the module's code, keyed by (function, offset): (address, count)."""
     ranges = code_ranges(log)
     starts = [r[0] for r in ranges]
-    lines: dict[str, set] = collections.defaultdict(set)
-    instr: collections.Counter = collections.Counter()
+    out = {}
     for addr, count in instruction_costs(dump).items():
-        if count < requests:
-            continue
         i = bisect.bisect_right(starts, addr) - 1
         if i < 0 or addr >= ranges[i][0] + ranges[i][1]:
             continue
-        name = ranges[i][2]
+        start, _, name = ranges[i]
+        out[(name, addr - start)] = (addr, count)
+    if not out:
+        sys.exit(f"footprint: no executed module code in {dump}")
+    return out
+
+
+def footprint(run_n: dict, run_0: dict, requests: int) -> tuple[list[tuple[str, int, float]], int, float]:
+    """Per function: (name, cache lines run on every request, instructions per request); totals.
+
+    `run_n`, `run_0`: `module_costs` of a run with `requests` requests and of one with none.
+    """
+    lines: dict[str, set] = collections.defaultdict(set)
+    instr: collections.Counter = collections.Counter()
+    for (name, offset), (addr, count) in run_n.items():
+        per_requests = count - run_0.get((name, offset), (0, 0))[1]
+        if per_requests < requests:
+            continue
         lines[name].add(addr // LINE)
-        instr[name] += count
+        instr[name] += per_requests
     names = sorted(lines, key=lambda n: (-len(lines[n]), n))
     shown = demangle(names)
     rows = [(shown[k], len(lines[n]), instr[n] / requests) for k, n in enumerate(names)]
-    return rows, sum(len(s) for s in lines.values()), sum(instr.values()) / requests
+    every = set().union(*lines.values()) if lines else set()
+    return rows, len(every), sum(instr.values()) / requests
 
 
 def main() -> None:
@@ -171,8 +195,15 @@ def main() -> None:
             sys.exit(f"footprint: needs {tool}")
     wasm = args.wasm or build_named()
     with tempfile.TemporaryDirectory(prefix="footprint-") as tmp:
-        dump, log, report = run(wasm, args.policy, args.requests, args.mode, Path(tmp))
-        rows, total_lines, total_instr = footprint(dump, log, args.requests)
+        # The two runs side by side (two cores): with requests, and start + policy load only.
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            loaded = pool.submit(run, wasm, args.policy, 0, args.mode, Path(tmp) / "load")
+            served = pool.submit(run, wasm, args.policy, args.requests, args.mode, Path(tmp) / "serve")
+            dump, log, report = served.result()
+            dump_0, log_0, _ = loaded.result()
+        rows, total_lines, total_instr = footprint(
+            module_costs(dump, log), module_costs(dump_0, log_0), args.requests
+        )
     node_v8 = subprocess.run(["node", "-p", "process.versions.v8"], capture_output=True, text=True).stdout.strip()
     calls = ", ".join(f"`{k.removeprefix('proxy_')}` {v:g}" for k, v in sorted(report.get("host_calls", {}).items()))
     out = [

@@ -19,12 +19,15 @@ mod root;
 #[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
 mod dispatch;
 
-/// talc instead of std's dlmalloc: every request allocates, and each VM
-/// entry starts cold, so the allocator's code is part of every request's
-/// footprint; talc's allocate/free paths are a third of dlmalloc's
-/// (-198 simulated L1i misses per allowed call in Envoy, bench/README.md
-/// "Code footprint"). Memory the host asks for (`proxy_on_memory_allocate`)
-/// comes from the same allocator, so ownership handed back stays valid.
+/// Rust's allocations go to talc instead of wasi-libc's dlmalloc (which
+/// stays in the module for libc's own use): every request allocates, and
+/// each VM entry starts cold, so the allocator's code is part of every
+/// request's footprint; talc's allocate/free paths are a third of
+/// dlmalloc's (-198 simulated L1i misses per allowed call in Envoy, for
+/// +1.5 MiB RSS at one worker; bench/README.md "Code footprint"). Memory the
+/// host asks for (`proxy_on_memory_allocate`) comes from the same
+/// allocator, so the ownership `abi::owned` takes back stays valid; talc
+/// takes its pages from `memory.grow`, apart from libc's heap.
 #[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
 #[global_allocator]
 static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();

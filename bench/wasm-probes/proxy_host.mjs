@@ -7,7 +7,7 @@
 // code log, this tells which of the module's functions a request runs and
 // how much machine code each touches.
 //
-//   node --no-liftoff host.mjs <module.wasm> <policy.json> <requests> [hold|stream]
+//   node --no-liftoff --no-wasm-lazy-compilation proxy_host.mjs <module.wasm> <policy.json> <requests> [hold|stream]
 //
 // Prints the host calls per request and how many requests were forwarded
 // (all must be: the numbers describe the allowed path).
@@ -30,6 +30,11 @@ const text = (ptr, len) => decoder.decode(bytes(ptr, len).slice());
 
 /** Hands bytes to the module the way Envoy does: memory the module allocates. */
 function give(value, retData, retSize) {
+  if (value.length === 0) {
+    view().setUint32(retData, 0, true);
+    view().setUint32(retSize, 0, true);
+    return OK;
+  }
   const ptr = instance.exports.proxy_on_memory_allocate(value.length);
   bytes(ptr, value.length).set(value);
   view().setUint32(retData, ptr, true);
@@ -159,7 +164,12 @@ const wasi = {
     view().setUint32(size, 0, true);
     return OK;
   },
-  fd_write: () => OK,
+  fd_write: (fd, iovs, count, written) => {
+    let total = 0;
+    for (let i = 0; i < count; i++) total += view().getUint32(iovs + i * 8 + 4, true);
+    view().setUint32(written, total, true);
+    return OK;
+  },
   proc_exit: (code) => {
     throw new Error(`module exited with ${code}`);
   },

@@ -1272,8 +1272,6 @@ impl Engine {
     }
 }
 
-/// `notes[i]`, the notes filled with `None` for all `len` messages on first
-/// use (so a request that notes nothing allocates nothing).
 /// A shadowed call's refusal, kept as a note (`would_...`).
 #[cold]
 #[inline(never)]
@@ -1337,6 +1335,8 @@ fn unreadable_caller(why: &str) -> CallVerdict {
     }
 }
 
+/// `notes[i]`, the notes filled with `None` for all `len` messages on first
+/// use (so a request that notes nothing allocates nothing).
 fn note_at(notes: &mut Vec<Option<Refusal>>, len: usize, i: usize) -> Option<&mut Option<Refusal>> {
     if notes.is_empty() {
         notes.resize(len, None);
