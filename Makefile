@@ -33,8 +33,8 @@ toolchain:
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
 
 build: toolchain
-	@if [ -n "$$RUSTFLAGS$$CARGO_ENCODED_RUSTFLAGS" ]; then \
-	  echo "note: RUSTFLAGS is set, so .cargo/config.toml's wasm flags (no loop unrolling) do not apply" >&2; fi
+	@if [ -n "$${RUSTFLAGS+set}$${CARGO_ENCODED_RUSTFLAGS+set}" ]; then \
+	  echo "note: RUSTFLAGS is set (even empty, cargo then ignores .cargo/config.toml's wasm flags: no loop unrolling)" >&2; fi
 	cargo build --release --target $(WASM_TARGET) -p mcp-policy
 	@mkdir -p dist && cp $(CARGO_WASM) $(WASM)
 	@echo "module: $(WASM) ($$(stat -c %s $(WASM)) bytes)"
