@@ -512,13 +512,12 @@ impl Engine {
                     if let (Some(slot), Some(Message::ToolCall { tool, .. })) =
                         (refusals.get_mut(*i), messages.get(*i))
                     {
-                        *slot = Some(Refusal {
-                            outcome: Outcome::ApprovalRefused,
-                            tool: text::shown_name(tool).into_owned(),
-                            rule: rule.clone(),
-                            reason: reason.clone(),
-                            rate: None,
-                        });
+                        *slot = Some(refusal(
+                            Outcome::ApprovalRefused,
+                            tool,
+                            rule.clone(),
+                            reason.clone(),
+                        ));
                     }
                 }
                 None
@@ -1292,13 +1291,7 @@ fn note_flagged(
     (rule, reason): (String, String),
 ) {
     if let Some(note @ None) = note_at(notes, len, i) {
-        *note = Some(Refusal {
-            outcome: Outcome::Flagged,
-            tool: text::shown_name(tool).into_owned(),
-            rule,
-            reason,
-            rate: None,
-        });
+        *note = Some(refusal(Outcome::Flagged, tool, rule, reason));
     }
 }
 
@@ -1314,13 +1307,7 @@ fn note_shadow_approvals(
         if let (Some(note @ None), Some(Message::ToolCall { tool, .. })) =
             (note_at(notes, messages.len(), i), messages.get(i))
         {
-            *note = Some(Refusal {
-                outcome: Outcome::WouldNeedApproval,
-                tool: text::shown_name(tool).into_owned(),
-                rule,
-                reason,
-                rate: None,
-            });
+            *note = Some(refusal(Outcome::WouldNeedApproval, tool, rule, reason));
         }
     }
 }
@@ -1345,8 +1332,13 @@ fn note_at(notes: &mut Vec<Option<Refusal>>, len: usize, i: usize) -> Option<&mu
 }
 
 fn denied(tool: &str, rule: String, reason: String) -> Refusal {
+    refusal(Outcome::Denied, tool, rule, reason)
+}
+
+/// A refusal (or note) of a call to `tool`, without a rate to report.
+fn refusal(outcome: Outcome, tool: &str, rule: String, reason: String) -> Refusal {
     Refusal {
-        outcome: Outcome::Denied,
+        outcome,
         tool: text::shown_name(tool).into_owned(),
         rule,
         reason,
