@@ -460,16 +460,13 @@ impl Engine {
         }
         let mut approval = None;
         if admitted && !approvals.is_empty() {
-            approval = self.approval_or_refusals(
-                source,
-                messages,
-                batch,
-                scopes,
-                &approvals,
-                store,
-                &forwarded,
-                &mut refusals,
-            );
+            match self.pending_approval(source, messages, batch, scopes, &approvals) {
+                Ok(pending) => approval = Some(pending),
+                Err(reason) => {
+                    ratelimit::release(store, &forwarded.charges);
+                    refuse_approvals(&mut refusals, messages, &approvals, &reason);
+                }
+            }
         }
         let calls = call_records(messages, &refusals, &notes);
         if refusals.iter().any(Option::is_some) {
@@ -485,43 +482,6 @@ impl Engine {
                 self.ask_rate_limit(service, source, messages, batch, takes, forwarded, approval)
             }
             None => self.after_limits(forwarded, approval),
-        }
-    }
-
-    /// The pending approval for the calls that need one; when it cannot be
-    /// asked, every such call is refused (`ApprovalRefused`) and what the
-    /// request took is given back.
-    #[allow(clippy::too_many_arguments)]
-    #[inline(never)]
-    fn approval_or_refusals(
-        &self,
-        source: &str,
-        messages: &[Message<'_, '_>],
-        batch: bool,
-        scopes: &Scopes<'_>,
-        approvals: &[(usize, String, String)],
-        store: &dyn SharedStore,
-        forwarded: &Forwarded,
-        refusals: &mut [Option<Refusal>],
-    ) -> Option<PendingApproval> {
-        match self.pending_approval(source, messages, batch, scopes, approvals) {
-            Ok(pending) => Some(pending),
-            Err(reason) => {
-                ratelimit::release(store, &forwarded.charges);
-                for (i, rule, _) in approvals {
-                    if let (Some(slot), Some(Message::ToolCall { tool, .. })) =
-                        (refusals.get_mut(*i), messages.get(*i))
-                    {
-                        *slot = Some(refusal(
-                            Outcome::ApprovalRefused,
-                            tool,
-                            rule.clone(),
-                            reason.clone(),
-                        ));
-                    }
-                }
-                None
-            }
         }
     }
 
@@ -1308,6 +1268,30 @@ fn note_shadow_approvals(
             (note_at(notes, messages.len(), i), messages.get(i))
         {
             *note = Some(refusal(Outcome::WouldNeedApproval, tool, rule, reason));
+        }
+    }
+}
+
+/// Every call that needs approval refused (`ApprovalRefused`): the
+/// approval service cannot be asked (`reason`).
+#[cold]
+#[inline(never)]
+fn refuse_approvals(
+    refusals: &mut [Option<Refusal>],
+    messages: &[Message<'_, '_>],
+    approvals: &[(usize, String, String)],
+    reason: &str,
+) {
+    for (i, rule, _) in approvals {
+        if let (Some(slot), Some(Message::ToolCall { tool, .. })) =
+            (refusals.get_mut(*i), messages.get(*i))
+        {
+            *slot = Some(refusal(
+                Outcome::ApprovalRefused,
+                tool,
+                rule.clone(),
+                reason.to_string(),
+            ));
         }
     }
 }
